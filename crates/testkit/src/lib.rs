@@ -1,0 +1,49 @@
+//! lkg's test environment and fixtures, shared by every crate's tests.
+//!
+//! Integration tests run against the real things: a private Docker engine in
+//! swarm mode and real registries (Debian's `docker-registry`), started on
+//! this machine by `scripts/testenv up`. [`env()`] finds that environment
+//! (starting it if it is not running) and panics with the reason when it
+//! cannot: a test that needs the environment never passes by skipping.
+//!
+//! ```no_run
+//! let env = lkg_testkit::env();
+//! let stack = lkg_testkit::unique_name("smoke");
+//! let out = env.docker(&["service", "ls", "--format", "{{.Name}}"]);
+//! assert!(!out.contains(&stack));
+//! ```
+//!
+//! The launcher is a shell script rather than Rust so that it needs no build
+//! to run and so that CI and a developer's shell start the same thing.
+//!
+//! What lives here:
+//! - [`Env`]: where the engine and the registries are, and a `docker` runner
+//!   bound to the private engine;
+//! - [`App`] / [`Behaviour`]: fixture app images per version, healthy or broken;
+//! - [`Stack`]: a compose stack that is removed when the test ends;
+//! - [`http_get`], [`wait_until`], [`unique_name`], [`free_port`];
+//! - [`redact`]: the one insta helper that redacts timestamps, temp paths,
+//!   ports and random ids.
+//!
+//! # Limitations
+//!
+//! Linux only, and root only (dockerd needs it). The swarm has one node, and
+//! its ingress routing mesh is not usable on machines without `ip_vs`: publish
+//! ports with `mode: host` in test compose files.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![allow(clippy::missing_panics_doc)] // a test helper panics by design: that is how a test fails
+
+mod env;
+mod http;
+mod images;
+mod redact;
+mod stack;
+mod util;
+
+pub use env::{Env, EnvError, env};
+pub use http::{HttpResponse, http_get, http_request};
+pub use images::{App, Behaviour};
+pub use redact::{redact, settings};
+pub use stack::Stack;
+pub use util::{free_port, unique_name, wait_until};
