@@ -10,8 +10,10 @@
 //!
 //! # Status
 //!
-//! This crate is a placeholder in the workspace: it has no public API yet.
-//! Its work is tracked in issue 4; nothing here pretends to work before
-//! that lands.
+//! Only [`docker`] exists so far: the engine connection (with API version
+//! negotiation) and stack queries that other crates share. Deploys, verdicts,
+//! identity and pruning are issue 4.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod docker;

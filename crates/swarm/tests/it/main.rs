@@ -1,0 +1,3 @@
+//! lkg-swarm against the real engine of the test environment.
+
+mod docker;
