@@ -1,19 +1,77 @@
 //! Docker Swarm deploys that tell the truth.
 //!
-//! `docker stack deploy` returns before the update converges, and even with
-//! `--detach=false` exits 0 after swarm rolled the update back.
-//! `lkg-swarm` deploys a stack, labels it with a unique deploy id, and watches
-//! until each service reaches a verdict that belongs to *this* deploy:
-//! converged, rolled back, paused, or past its deadline. It also reads the
-//! deployed identity labels, prunes services the compose file dropped, and
-//! lists or keeps a stack's volumes across an undeploy.
+//! `docker stack deploy` returns before an update converges, and even with
+//! `--detach=false` exits 0 after swarm rolled the update back
+//! (docker/cli#6752). lkg-swarm deploys a stack through a [`Deployer`]
+//! (`docker stack deploy`, or an `abra app deploy`-style command), stamps
+//! every service with a unique [`DeployId`], and watches until each service
+//! reaches a [`Verdict`] that belongs to *this* deploy: `converged`,
+//! `no_change`, `rolled_back`, `paused`, `rollback_paused`, `failed`,
+//! `superseded` or `deadline_exceeded`. A stale `completed` from the previous
+//! update, the moment before swarm's updater starts, and another client's
+//! update are each recognised and named.
 //!
-//! # Status
+//! It also reads the deployed identity labels ([`Identity`]), prunes services
+//! the compose files dropped ([`PrunePlan`]), lists a stack's volumes and
+//! undeploys a stack while keeping them.
 //!
-//! Only [`docker`] exists so far: the engine connection (with API version
-//! negotiation) and stack queries that other crates share. Deploys, verdicts,
-//! identity and pruning are issue 4.
+//! ```no_run
+//! use std::time::Duration;
+//! use lkg_swarm::{DeployRequest, StackDeployer, Swarm, NoProgress};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let swarm = Swarm::connect().await?;
+//! let request = DeployRequest::new("shop", ["compose.yml"]).timeout(Duration::from_secs(120)).prune(true);
+//! let report = swarm.deploy(&StackDeployer::new(), &request, &mut NoProgress).await?;
+//! for service in &report.verdict.services {
+//!     println!("{}: {} ({})", service.service, service.verdict, service.reason);
+//! }
+//! assert!(report.verdict.is_success(), "rolled back or stuck: {:?}", report.verdict.verdict);
+//! # Ok(()) }
+//! ```
+//!
+//! The verdict rules are a pure state machine ([`ServiceWatch`]) over
+//! [`ServiceObservation`]s; the watch loop feeds it from the Docker events API
+//! with periodic re-inspection. `docs/swarm.md` holds the verdict table and
+//! the swarm behaviour behind each row.
+//!
+//! # Limitations
+//!
+//! - The deploy id travels in a generated compose overlay; a custom deployer
+//!   that does not apply it leaves lkg unable to attribute the update, and
+//!   the verdict is `deadline_exceeded` ("the deploy has not reached this
+//!   service").
+//! - "After this deploy began" compares swarm's `UpdateStatus.StartedAt`
+//!   (the manager's clock) with the clock of the engine lkg talks to: on a
+//!   multi-manager swarm their clocks must agree to within the time a deploy
+//!   takes.
+//! - Container events come only from the node lkg talks to; on other nodes
+//!   the watch relies on service events and polling (every 500 ms by default).
+//! - Prune reads service names from the compose files; compose-spec `!reset`
+//!   tags are refused (docker/cli does not support them either).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod compose;
+mod deploy_id;
+pub mod deployer;
 pub mod docker;
+pub mod identity;
+pub mod observe;
+pub mod prune;
+mod stack;
+pub mod verdict;
+pub mod watch;
+
+pub use compose::{ComposeError, ComposeFiles};
+pub use deploy_id::{DEPLOY_ID_LABEL, DeployId, InvalidDeployId};
+pub use deployer::{CommandDeployer, DeployInvocation, Deployer, DeployerError, ResolveImage, StackDeployer};
+pub use identity::{CommitCheck, Identity, InvalidCommit};
+pub use observe::{ServiceObservation, UpdateState};
+pub use prune::{PruneOutcome, PrunePlan};
+pub use stack::{
+    DeployError, DeployReport, DeployRequest, IdentityError, ServiceState, StackStatus, Swarm, UndeployError,
+    UndeployReport,
+};
+pub use verdict::{ServiceVerdict, ServiceWatch, StackVerdict, Verdict};
+pub use watch::{NoProgress, ProgressEvent, ReportProgress, WatchOptions};

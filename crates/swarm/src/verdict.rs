@@ -1,0 +1,568 @@
+//! The convergence verdict: a pure function of what lkg observed, fed one
+//! observation at a time.
+//!
+//! [`ServiceWatch::observe`] takes an observation and the time elapsed since
+//! the watch began, and answers "still waiting, because ..." or a
+//! [`ServiceVerdict`]. It does no I/O and reads no clock, so the rules below are
+//! unit-tested over observations recorded from a real engine
+//! (`fixtures/swarm/`). The rules and the swarm behaviour behind each one are
+//! in `docs/swarm.md`.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::DeployId;
+use crate::observe::{RestartCondition, ServiceObservation, TaskState, UpdateState};
+
+/// The outcome for one service, or for a whole stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Verdict {
+    /// The deploy changed nothing but its own deploy id: no task was replaced.
+    NoChange,
+    /// This deploy's spec runs on every desired task and stayed up for one
+    /// `monitor` period after swarm declared the update complete.
+    Converged,
+    /// Nothing decisive happened before the deadline: swarm itself would wait
+    /// forever (a task that never schedules or never stays up).
+    DeadlineExceeded,
+    /// Another client changed or removed the service during the watch, so
+    /// this deploy's outcome cannot be told.
+    Superseded,
+    /// A task of this deploy ended and swarm will not replace it
+    /// (`restart_policy: none`).
+    Failed,
+    /// swarm paused this deploy's update on a task failure (`failure_action: pause`).
+    Paused,
+    /// swarm's rollback of this deploy itself failed and paused.
+    RollbackPaused,
+    /// swarm rolled this deploy back: the previous spec runs again.
+    RolledBack,
+}
+
+impl Verdict {
+    /// `converged` or `no_change`.
+    pub fn is_success(self) -> bool {
+        matches!(self, Verdict::Converged | Verdict::NoChange)
+    }
+
+    /// The name used in output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::NoChange => "no_change",
+            Verdict::Converged => "converged",
+            Verdict::DeadlineExceeded => "deadline_exceeded",
+            Verdict::Superseded => "superseded",
+            Verdict::Failed => "failed",
+            Verdict::Paused => "paused",
+            Verdict::RollbackPaused => "rollback_paused",
+            Verdict::RolledBack => "rolled_back",
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The verdict for one service, with the facts behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceVerdict {
+    /// `<stack>_<service>`.
+    pub service: String,
+    /// The outcome.
+    pub verdict: Verdict,
+    /// Why, in one sentence.
+    pub reason: String,
+    /// swarm's update state when the verdict was reached.
+    pub update_state: Option<UpdateState>,
+    /// swarm's update message, e.g. which task triggered a rollback.
+    pub update_message: Option<String>,
+    /// Tasks of the current spec that run (or finished as intended).
+    pub running: u64,
+    /// Tasks the current spec wants.
+    pub desired: u64,
+    /// The last errors of this deploy's tasks, newest first (at most three).
+    pub task_errors: Vec<String>,
+    /// When lkg reached the verdict (set by the watch loop; the pure
+    /// assessment knows no clock).
+    #[serde(with = "crate::observe::timestamp", skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<Timestamp>,
+}
+
+/// What a service is waiting for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "phase")]
+#[non_exhaustive]
+pub enum Phase {
+    /// The service does not exist (yet).
+    Missing,
+    /// The service's spec does not carry this deploy's id: the deploy has not
+    /// reached it. Its update status, if any, belongs to an earlier update.
+    NotReached {
+        /// The deploy id the spec carries.
+        deploy_id: Option<String>,
+        /// The earlier update's state, ignored.
+        stale_state: Option<UpdateState>,
+    },
+    /// The spec is this deploy's, tasks still run the old one, and swarm's
+    /// updater has not set `UpdateStatus` yet.
+    UpdaterNotStarted,
+    /// swarm is replacing tasks.
+    Updating {
+        /// Current-spec tasks running.
+        running: u64,
+        /// Current-spec tasks wanted.
+        desired: u64,
+    },
+    /// swarm is rolling this deploy back.
+    RollingBack,
+    /// Tasks of the current spec are being created (new service, scale, or no
+    /// task change) and are not all running yet.
+    Starting {
+        /// Current-spec tasks running.
+        running: u64,
+        /// Current-spec tasks wanted.
+        desired: u64,
+    },
+    /// All tasks run; watching one `monitor` period for a failure.
+    Verifying {
+        /// Time left in the period.
+        #[serde(with = "millis")]
+        remaining: Duration,
+    },
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Phase::Missing => f.write_str("the service does not exist"),
+            Phase::NotReached { deploy_id, stale_state } => {
+                match deploy_id {
+                    Some(id) => write!(f, "the deploy has not reached this service (its spec carries {id})")?,
+                    None => f.write_str("the deploy has not reached this service (its spec carries no deploy id)")?,
+                }
+                if let Some(state) = stale_state {
+                    write!(f, "; its update status `{state}` belongs to an earlier update and is ignored")?;
+                }
+                Ok(())
+            }
+            Phase::UpdaterNotStarted => f.write_str("waiting for swarm's updater to start (UpdateStatus not set yet)"),
+            Phase::Updating { running, desired } => {
+                write!(f, "updating: {running}/{desired} tasks of the new spec running")
+            }
+            Phase::RollingBack => f.write_str("swarm is rolling this deploy back"),
+            Phase::Starting { running, desired } => write!(f, "starting: {running}/{desired} tasks running"),
+            Phase::Verifying { remaining } => {
+                write!(f, "all tasks running; verifying they stay up for {:.1}s more", remaining.as_secs_f64())
+            }
+        }
+    }
+}
+
+mod millis {
+    pub(super) fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u128(d.as_millis())
+    }
+}
+
+/// What one observation means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Assessment {
+    /// Keep watching. `wake` is when the answer may change without any new
+    /// event (the end of a verification period).
+    Pending {
+        /// What the service waits for.
+        phase: Phase,
+        /// Time since the watch began at which to look again regardless.
+        wake: Option<Duration>,
+    },
+    /// The verdict.
+    Decided(ServiceVerdict),
+}
+
+/// What lkg knows about a service from before its deploy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prior {
+    /// The deploy id its spec carried (`None` if unlabelled).
+    pub deploy_id: Option<String>,
+    /// Its spec, without the deploy id label.
+    pub spec: serde_json::Value,
+}
+
+/// Which statuses belong to a deploy: its id, and when it began on the
+/// engine's clock (an update this deploy caused starts after that).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ownership {
+    /// This deploy's id.
+    pub deploy_id: DeployId,
+    /// The engine's clock just before the deploy ran.
+    pub since: Timestamp,
+    /// The service before the deploy; `None` if the deploy creates it.
+    pub prior: Option<Prior>,
+}
+
+/// The verdict state machine of one service during one watch.
+#[derive(Debug, Clone)]
+pub struct ServiceWatch {
+    name: String,
+    ownership: Ownership,
+    deadline: Duration,
+    saw_ours: bool,
+    our_spec: Option<serde_json::Value>,
+    stable_since: Option<Duration>,
+    completed_seen: Option<Duration>,
+    seen_failures: BTreeSet<String>,
+    last: Option<(UpdateState, Option<String>)>,
+}
+
+impl ServiceWatch {
+    /// Starts watching `name` for the deploy described by `ownership`; the
+    /// verdict is `deadline_exceeded` if nothing decides it within `deadline`.
+    pub fn new(name: &str, ownership: Ownership, deadline: Duration) -> ServiceWatch {
+        ServiceWatch {
+            name: name.to_owned(),
+            ownership,
+            deadline,
+            saw_ours: false,
+            our_spec: None,
+            stable_since: None,
+            completed_seen: None,
+            seen_failures: BTreeSet::new(),
+            last: None,
+        }
+    }
+
+    /// The service watched.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Feeds one observation (`None`: the service does not exist), made
+    /// `elapsed` after the watch began.
+    pub fn observe(&mut self, observation: Option<&ServiceObservation>, elapsed: Duration) -> Assessment {
+        let assessment = match observation {
+            None if self.saw_ours => Assessment::Decided(self.verdict(
+                None,
+                Verdict::Superseded,
+                "the service was removed by another client during the watch".to_owned(),
+            )),
+            None => Assessment::Pending { phase: Phase::Missing, wake: None },
+            Some(obs) => self.assess(obs, elapsed),
+        };
+        match assessment {
+            Assessment::Pending { phase, .. } if elapsed >= self.deadline => {
+                let mut reason = format!("no verdict within {}s: {phase}", self.deadline.as_secs());
+                if let Some(error) = observation.and_then(|obs| task_errors(obs).into_iter().next()) {
+                    reason.push_str("; last task error: ");
+                    reason.push_str(&error);
+                }
+                Assessment::Decided(self.verdict(observation, Verdict::DeadlineExceeded, reason))
+            }
+            Assessment::Pending { phase, wake } => {
+                Assessment::Pending { phase, wake: Some(wake.map_or(self.deadline, |w| w.min(self.deadline))) }
+            }
+            decided @ Assessment::Decided(_) => decided,
+        }
+    }
+
+    fn assess(&mut self, obs: &ServiceObservation, elapsed: Duration) -> Assessment {
+        if let Some(update) = &obs.update {
+            self.last = Some((update.state, update.message.clone()));
+        }
+        let new_failure = self.note_failures(obs);
+        let ours = obs.deploy_id.as_deref() == Some(self.ownership.deploy_id.as_str());
+        if ours {
+            self.saw_ours = true;
+            match &self.our_spec {
+                None => self.our_spec = Some(obs.spec.clone()),
+                // `docker service update` copies the labels it does not
+                // change, so a foreign update can keep this deploy's id.
+                Some(spec) if *spec != obs.spec => {
+                    return Assessment::Decided(self.verdict(
+                        Some(obs),
+                        Verdict::Superseded,
+                        format!(
+                            "another client changed the service after deploy {} set its spec (the spec still carries the id but differs)",
+                            self.ownership.deploy_id
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+            return self.assess_ours(obs, elapsed, new_failure);
+        }
+        self.assess_not_ours(obs)
+    }
+
+    fn assess_ours(&mut self, obs: &ServiceObservation, elapsed: Duration, new_failure: bool) -> Assessment {
+        let running = obs.satisfied();
+        let desired = obs.desired();
+        let Some(update) = &obs.update else {
+            // Any spec change resets UpdateStatus to nil (swarmkit
+            // controlapi UpdateService); the updater sets `updating` only if a
+            // task must be replaced (updater.go: "Abort immediately if all
+            // tasks are clean").
+            if let Some(failed) = self.permanent_failure(obs) {
+                return Assessment::Decided(failed);
+            }
+            let unchanged = self.ownership.prior.as_ref().is_some_and(|p| p.spec == obs.spec);
+            if unchanged && running >= desired && obs.outdated_running() == 0 {
+                return Assessment::Decided(self.verdict(
+                    Some(obs),
+                    Verdict::NoChange,
+                    format!(
+                        "the deploy changed nothing but its deploy id; {running}/{desired} tasks running, none replaced"
+                    ),
+                ));
+            }
+            if !unchanged && obs.outdated_running() > 0 && running < desired {
+                return Assessment::Pending { phase: Phase::UpdaterNotStarted, wake: None };
+            }
+            return self.stabilize(obs, elapsed, Duration::ZERO, new_failure, Phase::Starting { running, desired });
+        };
+        match update.state {
+            UpdateState::Updating => {
+                self.stable_since = None;
+                Assessment::Pending { phase: Phase::Updating { running, desired }, wake: None }
+            }
+            UpdateState::Completed => {
+                // docker/cli keeps watching after `completed` until the tasks
+                // stayed up for one monitor period (progress.go `convergedAt`);
+                // swarm's updater only counts failures of tasks it started
+                // within its own monitor window, so a task that dies just
+                // after it would otherwise go unnoticed.
+                let completed = *self.completed_seen.get_or_insert(elapsed);
+                if let Some(failed) = self.permanent_failure(obs) {
+                    return Assessment::Decided(failed);
+                }
+                self.stabilize(obs, elapsed, completed, new_failure, Phase::Updating { running, desired })
+            }
+            UpdateState::Paused => Assessment::Decided(self.verdict(
+                Some(obs),
+                Verdict::Paused,
+                format!("swarm paused the update: {}", update.message.as_deref().unwrap_or("no message")),
+            )),
+            UpdateState::RollbackStarted | UpdateState::RollbackPaused | UpdateState::RollbackCompleted => {
+                // A rollback restores the previous spec; seeing this deploy's
+                // id with a rollback status means a later update by someone
+                // else was rolled back onto this deploy's spec.
+                Assessment::Decided(self.verdict(
+                    Some(obs),
+                    Verdict::Superseded,
+                    format!(
+                        "another client updated the service after this deploy and that update was rolled back ({})",
+                        update.state
+                    ),
+                ))
+            }
+        }
+    }
+
+    fn assess_not_ours(&mut self, obs: &ServiceObservation) -> Assessment {
+        let prior_id = self.ownership.prior.as_ref().map(|p| p.deploy_id.clone());
+        let fresh = obs.update.as_ref().filter(|u| u.started_at.is_some_and(|t| t >= self.ownership.since));
+        if let Some(update) = fresh.filter(|u| u.state.is_rollback()) {
+            // An automatic rollback puts the previous spec back and clears
+            // PreviousSpec (swarmkit updater.go `rollbackUpdate`); a manual
+            // `docker service rollback` swaps the two. Either way the spec is
+            // the prior one again and the status started after this deploy.
+            if prior_id.as_ref() == Some(&obs.deploy_id) {
+                let message = update.message.as_deref().unwrap_or("no message");
+                return match update.state {
+                    UpdateState::RollbackCompleted => Assessment::Decided(self.verdict(
+                        Some(obs),
+                        Verdict::RolledBack,
+                        format!("swarm rolled the update back: {message}"),
+                    )),
+                    UpdateState::RollbackPaused => Assessment::Decided(self.verdict(
+                        Some(obs),
+                        Verdict::RollbackPaused,
+                        format!("swarm's rollback of this deploy paused: {message}"),
+                    )),
+                    _ => Assessment::Pending { phase: Phase::RollingBack, wake: None },
+                };
+            }
+        }
+        if self.saw_ours {
+            let by = obs.deploy_id.as_deref().unwrap_or("no deploy id");
+            return Assessment::Decided(self.verdict(
+                Some(obs),
+                Verdict::Superseded,
+                format!("another deploy replaced this one during the watch (the spec now carries {by})"),
+            ));
+        }
+        if fresh.is_some() && prior_id.as_ref() != Some(&obs.deploy_id) {
+            let by = obs.deploy_id.as_deref().unwrap_or("no deploy id");
+            return Assessment::Decided(self.verdict(
+                Some(obs),
+                Verdict::Superseded,
+                format!("another client updated the service since this deploy began (the spec carries {by})"),
+            ));
+        }
+        Assessment::Pending {
+            phase: Phase::NotReached {
+                deploy_id: obs.deploy_id.clone(),
+                stale_state: obs.update.as_ref().map(|u| u.state),
+            },
+            wake: None,
+        }
+    }
+
+    /// Requires every desired task of the current spec to stay up, with no
+    /// new task failure, for one monitor period starting no earlier than `from`.
+    fn stabilize(
+        &mut self,
+        obs: &ServiceObservation,
+        elapsed: Duration,
+        from: Duration,
+        new_failure: bool,
+        waiting: Phase,
+    ) -> Assessment {
+        let running = obs.satisfied();
+        let desired = obs.desired();
+        if new_failure || running < desired || desired == 0 {
+            self.stable_since = None;
+            return Assessment::Pending { phase: waiting, wake: None };
+        }
+        let start = (*self.stable_since.get_or_insert(elapsed)).max(from);
+        let end = start + obs.monitor;
+        if elapsed >= end {
+            let how = if self.completed_seen.is_some() {
+                "swarm completed the update and "
+            } else if self.ownership.prior.is_none() {
+                "the service was created and "
+            } else {
+                "no task needed replacing and "
+            };
+            return Assessment::Decided(self.verdict(
+                Some(obs),
+                Verdict::Converged,
+                format!(
+                    "{how}all {running}/{desired} tasks of this deploy's spec stayed up for one monitor period ({:.1}s)",
+                    obs.monitor.as_secs_f64()
+                ),
+            ));
+        }
+        Assessment::Pending { phase: Phase::Verifying { remaining: end.saturating_sub(elapsed) }, wake: Some(end) }
+    }
+
+    /// A one-shot task of this deploy that failed and that swarm will not
+    /// replace (`restart_policy: none`).
+    fn permanent_failure(&self, obs: &ServiceObservation) -> Option<ServiceVerdict> {
+        if obs.restart != RestartCondition::None {
+            return None;
+        }
+        let failed =
+            obs.current_tasks().into_iter().find(|t| matches!(t.state, TaskState::Failed | TaskState::Rejected))?;
+        let why = failed.error.clone().unwrap_or_else(|| failed.state.to_string());
+        Some(self.verdict(
+            Some(obs),
+            Verdict::Failed,
+            format!("task {} failed ({why}) and restart_policy is none, so swarm will not replace it", failed.id),
+        ))
+    }
+
+    /// Records failed tasks of the current spec; `true` if one is new.
+    fn note_failures(&mut self, obs: &ServiceObservation) -> bool {
+        let mut new = false;
+        for task in obs.failed_tasks() {
+            new |= self.seen_failures.insert(task.id.clone());
+        }
+        new
+    }
+
+    fn verdict(&self, obs: Option<&ServiceObservation>, verdict: Verdict, reason: String) -> ServiceVerdict {
+        let (update_state, update_message) = match obs.and_then(|o| o.update.as_ref()) {
+            Some(u) => (Some(u.state), u.message.clone()),
+            None => self.last.clone().map_or((None, None), |(s, m)| (Some(s), m)),
+        };
+        ServiceVerdict {
+            service: self.name.clone(),
+            verdict,
+            reason,
+            update_state,
+            update_message,
+            running: obs.map_or(0, ServiceObservation::satisfied),
+            desired: obs.map_or(0, ServiceObservation::desired),
+            task_errors: obs.map(task_errors).unwrap_or_default(),
+            decided_at: None,
+        }
+    }
+}
+
+/// Errors of current-spec tasks, newest first, at most three.
+pub(crate) fn task_errors(obs: &ServiceObservation) -> Vec<String> {
+    let mut tasks: Vec<_> =
+        obs.tasks.iter().filter(|t| t.up_to_date && (t.error.is_some() || t.state == TaskState::Pending)).collect();
+    tasks.sort_by_key(|t| std::cmp::Reverse(t.since));
+    tasks
+        .into_iter()
+        .filter_map(|t| {
+            let text = t.error.clone().or_else(|| t.message.clone())?;
+            Some(format!("{} {}: {text}", t.id.get(..12).unwrap_or(&t.id), t.state))
+        })
+        .take(3)
+        .collect()
+}
+
+/// The verdict of a whole stack: the worst of its services'.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StackVerdict {
+    /// The worst service verdict (`no_change` only if every service is unchanged).
+    pub verdict: Verdict,
+    /// One verdict per service the deploy declares, by name.
+    pub services: Vec<ServiceVerdict>,
+}
+
+impl StackVerdict {
+    /// Combines per-service verdicts.
+    pub fn from_services(mut services: Vec<ServiceVerdict>) -> StackVerdict {
+        services.sort_by(|a, b| a.service.cmp(&b.service));
+        let verdict = services.iter().map(|s| s.verdict).max().unwrap_or(Verdict::NoChange);
+        StackVerdict { verdict, services }
+    }
+
+    /// Every service converged or was unchanged.
+    pub fn is_success(&self) -> bool {
+        self.verdict.is_success()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stack_takes_the_worst_verdict() {
+        let v = |service: &str, verdict| ServiceVerdict {
+            service: service.to_owned(),
+            verdict,
+            reason: String::new(),
+            update_state: None,
+            update_message: None,
+            running: 0,
+            desired: 0,
+            task_errors: Vec::new(),
+            decided_at: None,
+        };
+        let stack = StackVerdict::from_services(vec![v("b", Verdict::Converged), v("a", Verdict::NoChange)]);
+        assert_eq!(stack.verdict, Verdict::Converged);
+        assert!(stack.is_success());
+        let stack = StackVerdict::from_services(vec![
+            v("a", Verdict::Converged),
+            v("b", Verdict::RolledBack),
+            v("c", Verdict::DeadlineExceeded),
+        ]);
+        assert_eq!(stack.verdict, Verdict::RolledBack);
+        assert!(!stack.is_success());
+        assert_eq!(StackVerdict::from_services(vec![v("a", Verdict::NoChange)]).verdict, Verdict::NoChange);
+    }
+}
