@@ -1,0 +1,487 @@
+//! The records on disk: `<state-dir>/apps/<app>/canonical.json`, written
+//! atomically, changed only under the app's lock.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::app::AppName;
+use crate::domain::{DomainError, DomainScheme};
+use crate::lock::{AppLock, Holder, LockError, read_holder};
+use crate::promotion::{PromotionVerdict, Refusal, Run, decide_promotion};
+use crate::record::{Record, SCHEMA_VERSION, Status};
+
+const RECORD_FILE: &str = "canonical.json";
+const LOCK_FILE: &str = "lock";
+/// Temp files of an unfinished write: `.canonical.json.<pid>.<nanos>.tmp`.
+const TEMP_PREFIX: &str = ".canonical.json.";
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// The canonical records under a state directory.
+///
+/// Reads need nothing; every change takes an [`AppLock`] for its app, so that
+/// two runs never interleave their read-modify-write of one record.
+///
+/// ```
+/// use lkg_canonical::{AppName, Canonicals};
+/// use std::time::Duration;
+///
+/// let state = tempfile::tempdir()?;
+/// let canonicals = Canonicals::new(state.path());
+/// let gitea = AppName::new("gitea")?;
+/// assert!(canonicals.get(&gitea)?.is_none());
+/// let lock = canonicals.lock(&gitea, "example", Duration::ZERO, |_| {})?;
+/// assert_eq!(canonicals.forget(&lock)?, None);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Canonicals {
+    apps: PathBuf,
+}
+
+/// Why a record could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A file-system operation failed.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        /// What lkg was doing.
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The record is not valid JSON or lacks a required field.
+    #[error(
+        "canonical record {path} is malformed: {source}; repair it by hand, or drop it with \
+         `lkg-canonical forget {app}` (its volumes are left alone)"
+    )]
+    Malformed {
+        /// The app whose directory holds it.
+        app: AppName,
+        /// The record file.
+        path: PathBuf,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The record was written by a newer lkg.
+    #[error(
+        "canonical record {path} has schema_version {found}, newer than the {supported} this lkg understands; \
+         upgrade lkg rather than let an older one rewrite it"
+    )]
+    NewerSchema {
+        /// The record file.
+        path: PathBuf,
+        /// Its schema version.
+        found: u64,
+        /// The newest this crate reads.
+        supported: u32,
+    },
+    /// The record names another app than the directory it is in.
+    #[error("canonical record {path} is for app {found}, but it is in the directory of app {expected}")]
+    WrongApp {
+        /// The record file.
+        path: PathBuf,
+        /// The directory's app.
+        expected: AppName,
+        /// The record's app.
+        found: AppName,
+    },
+    /// A change was attempted under another app's lock.
+    #[error("a change to the canonical of {app} needs the lock of {app}, not of {locked}")]
+    WrongLock {
+        /// The app being changed.
+        app: AppName,
+        /// The app whose lock was given.
+        locked: AppName,
+    },
+    /// The app has no canonical record.
+    #[error("app {app} has no canonical (no {path})")]
+    NoRecord {
+        /// The app.
+        app: AppName,
+        /// Where the record would be.
+        path: PathBuf,
+    },
+}
+
+/// Why a promotion could not be carried out (a refusal by the rules is not
+/// an error: it is [`PromotionOutcome::Refused`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PromoteError {
+    /// Reading or writing the record failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The domain collides with a reserved name, or cannot be derived.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// Seeding a canonical needs a domain scheme.
+    #[error("app {app} has no canonical yet, so its domain must be derived: give a base domain (--base-domain)")]
+    NoScheme {
+        /// The app.
+        app: AppName,
+    },
+    /// Seeding a canonical needs its volumes.
+    #[error(
+        "app {app} has no canonical yet: name the volumes that hold its data (--volume), since has_canonical \
+         checks that they still exist"
+    )]
+    NoVolumes {
+        /// The app.
+        app: AppName,
+    },
+    /// The scheme derives another domain than the canonical lives at.
+    #[error(
+        "the canonical of {app} lives at {recorded}, but the domain scheme now derives {derived}; a promotion \
+         does not move a canonical: use the namespace it was created with, or forget it (and remove its \
+         stack) to seed it anew at {derived}"
+    )]
+    DomainMoved {
+        /// The app.
+        app: AppName,
+        /// The record's domain.
+        recorded: String,
+        /// What the scheme derives.
+        derived: String,
+    },
+}
+
+/// What a run that asks to promote brings.
+#[derive(Debug, Clone)]
+pub struct PromotionRequest<'a> {
+    /// The version the run tested.
+    pub version: String,
+    /// Its commit.
+    pub commit: String,
+    /// The facts the rules decide on.
+    pub run: Run,
+    /// How to derive and check the domain; required to seed a canonical.
+    pub scheme: Option<&'a DomainScheme>,
+    /// The canonical's volumes; empty keeps those of the current record.
+    pub volumes: Vec<String>,
+    /// The status to record (`warm` when the run leaves the canonical deployed).
+    pub status: Status,
+    /// Now.
+    pub now: Timestamp,
+}
+
+/// What a promotion did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "lowercase")]
+#[allow(clippy::large_enum_variant)] // made once per promotion: boxing would only make matching clumsier
+pub enum PromotionOutcome {
+    /// The app had no canonical; this run's version is now its canonical.
+    Seeded {
+        /// The new record.
+        record: Record,
+    },
+    /// The canonical moved to this run's version.
+    Advanced {
+        /// The record before.
+        previous: Record,
+        /// The record now.
+        record: Record,
+    },
+    /// The rules refused; nothing was written.
+    Refused {
+        /// The version the run asked to promote.
+        version: String,
+        /// Its commit.
+        commit: String,
+        /// Every condition that failed.
+        refusals: Vec<Refusal>,
+        /// The canonical, unchanged (if any).
+        current: Option<Record>,
+    },
+}
+
+impl Canonicals {
+    /// The records under `state_dir` (in `state_dir/apps/`). Does no I/O.
+    pub fn new(state_dir: &Path) -> Canonicals {
+        Canonicals { apps: state_dir.join("apps") }
+    }
+
+    /// `<state-dir>/apps/<app>`.
+    pub fn app_dir(&self, app: &AppName) -> PathBuf {
+        self.apps.join(app.as_str())
+    }
+
+    /// `<state-dir>/apps/<app>/canonical.json`.
+    pub fn record_path(&self, app: &AppName) -> PathBuf {
+        self.app_dir(app).join(RECORD_FILE)
+    }
+
+    /// `<state-dir>/apps/<app>/lock`.
+    pub fn lock_path(&self, app: &AppName) -> PathBuf {
+        self.app_dir(app).join(LOCK_FILE)
+    }
+
+    /// The app's record, if it has one.
+    pub fn get(&self, app: &AppName) -> Result<Option<Record>, StoreError> {
+        let path = self.record_path(app);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StoreError::Io { action: "read", path, source }),
+        };
+        let malformed = |source| StoreError::Malformed { app: app.clone(), path: path.clone(), source };
+        let value: Value = serde_json::from_str(&text).map_err(malformed)?;
+        if let Some(found) = value.get("schema_version").and_then(Value::as_u64).filter(|v| *v > SCHEMA_VERSION.into())
+        {
+            return Err(StoreError::NewerSchema { path, found, supported: SCHEMA_VERSION });
+        }
+        let record: Record = serde_json::from_value(value).map_err(malformed)?;
+        if &record.app != app {
+            return Err(StoreError::WrongApp { path, expected: app.clone(), found: record.app });
+        }
+        Ok(Some(record))
+    }
+
+    /// Every app's record, by app name. Directories that are not app names or
+    /// hold no record (an app whose canonical was forgotten) are passed over.
+    pub fn all(&self) -> Result<Vec<Record>, StoreError> {
+        let entries = match std::fs::read_dir(&self.apps) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(StoreError::Io { action: "list", path: self.apps.clone(), source }),
+        };
+        let mut apps = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| StoreError::Io { action: "list", path: self.apps.clone(), source })?;
+            if let Some(app) = entry.file_name().to_str().and_then(|n| AppName::new(n).ok()) {
+                apps.push(app);
+            }
+        }
+        apps.sort();
+        let mut records = Vec::new();
+        for app in apps {
+            if let Some(record) = self.get(&app)? {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+
+    /// Takes the app's lock (see [`AppLock`]), waiting up to `wait`.
+    /// `purpose` tells a refused run what the holder is doing.
+    pub fn lock(
+        &self,
+        app: &AppName,
+        purpose: &str,
+        wait: Duration,
+        on_wait: impl FnMut(&Holder),
+    ) -> Result<AppLock, LockError> {
+        let dir = self.app_dir(app);
+        std::fs::create_dir_all(&dir).map_err(|source| LockError::Io { path: dir, source })?;
+        AppLock::acquire(self.lock_path(app), app, purpose, wait, on_wait)
+    }
+
+    /// Who holds the app's lock, if anyone does; does not take it.
+    pub fn lock_holder(&self, app: &AppName) -> Result<Option<Holder>, LockError> {
+        let path = self.lock_path(app);
+        let file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(LockError::Io { path, source }),
+        };
+        match file.try_lock_shared() {
+            Ok(()) => Ok(None),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(Some(read_holder(&path))),
+            Err(std::fs::TryLockError::Error(source)) => Err(LockError::Io { path, source }),
+        }
+    }
+
+    /// Writes `record` to a temp file next to the record and syncs it, without
+    /// replacing the record yet: [`StagedRecord::commit`] does that with one
+    /// rename. A crash before the commit leaves the old record in place.
+    ///
+    /// # Panics
+    ///
+    /// Never in practice: a [`Record`] always serialises to JSON.
+    pub fn stage(&self, lock: &AppLock, record: &Record) -> Result<StagedRecord, StoreError> {
+        check_lock(lock, &record.app)?;
+        let dir = self.app_dir(&record.app);
+        remove_stale_temps(&dir)?;
+        let mut record = record.clone();
+        record.schema_version = SCHEMA_VERSION;
+        let mut text = serde_json::to_vec_pretty(&record).expect("a record serialises");
+        text.push(b'\n');
+        let nanos = Timestamp::now().as_nanosecond();
+        let temp = dir.join(format!("{TEMP_PREFIX}{}.{nanos}{TEMP_SUFFIX}", std::process::id()));
+        let io = |action, source| StoreError::Io { action, path: temp.clone(), source };
+        let mut file =
+            std::fs::OpenOptions::new().write(true).create_new(true).open(&temp).map_err(|e| io("create", e))?;
+        let staged = StagedRecord { temp: temp.clone(), target: self.record_path(&record.app), dir, done: false };
+        file.write_all(&text).map_err(|e| io("write", e))?;
+        file.sync_all().map_err(|e| io("sync", e))?;
+        Ok(staged)
+    }
+
+    /// Replaces the app's record with `record`, atomically.
+    pub fn put(&self, lock: &AppLock, record: &Record) -> Result<(), StoreError> {
+        self.stage(lock, record)?.commit()
+    }
+
+    /// Removes the app's record; returns it. The volumes it lists are left
+    /// alone (removing data is the operator's call).
+    pub fn forget(&self, lock: &AppLock) -> Result<Option<Record>, StoreError> {
+        let app = lock.app();
+        // A record too broken to read can still be forgotten.
+        let record = match self.get(app) {
+            Ok(record) => record,
+            Err(StoreError::Malformed { .. } | StoreError::WrongApp { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let path = self.record_path(app);
+        match std::fs::remove_file(&path) {
+            Ok(()) => sync_dir(&self.app_dir(app))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(StoreError::Io { action: "remove", path, source }),
+        }
+        Ok(record)
+    }
+
+    /// Sets the canonical's status (`warm` after a deploy, `idle` after an
+    /// undeploy that kept the volumes); returns the new record.
+    pub fn set_status(&self, lock: &AppLock, status: Status, now: Timestamp) -> Result<Record, StoreError> {
+        let app = lock.app();
+        let mut record =
+            self.get(app)?.ok_or_else(|| StoreError::NoRecord { app: app.clone(), path: self.record_path(app) })?;
+        if record.status != status {
+            record.status = status;
+            record.status_since = Some(now);
+        }
+        self.put(lock, &record)?;
+        Ok(record)
+    }
+
+    /// Applies the promotion rules ([`decide_promotion`]) to a run and, when
+    /// they allow it, seeds or advances the canonical. Fields of the current
+    /// record that this crate does not know are kept.
+    pub fn promote(&self, lock: &AppLock, request: &PromotionRequest<'_>) -> Result<PromotionOutcome, PromoteError> {
+        let app = lock.app();
+        let current = self.get(app)?;
+        if let PromotionVerdict::Refuse(refusals) = decide_promotion(&request.run) {
+            return Ok(PromotionOutcome::Refused {
+                version: request.version.clone(),
+                commit: request.commit.clone(),
+                refusals,
+                current,
+            });
+        }
+        let Some(previous) = current else {
+            let scheme = request.scheme.ok_or_else(|| PromoteError::NoScheme { app: app.clone() })?;
+            if request.volumes.is_empty() {
+                return Err(PromoteError::NoVolumes { app: app.clone() });
+            }
+            let record = Record::new(
+                app.clone(),
+                scheme.domain_for(app)?,
+                request.version.clone(),
+                request.commit.clone(),
+                request.status,
+                request.now,
+                request.volumes.clone(),
+            );
+            self.put(lock, &record)?;
+            return Ok(PromotionOutcome::Seeded { record });
+        };
+        if let Some(scheme) = request.scheme {
+            scheme.check(app, &previous.domain)?;
+            let derived = scheme.domain_for(app)?;
+            if derived != previous.domain.to_ascii_lowercase() {
+                return Err(PromoteError::DomainMoved { app: app.clone(), recorded: previous.domain, derived });
+            }
+        }
+        let mut record = previous.clone();
+        record.version.clone_from(&request.version);
+        record.commit.clone_from(&request.commit);
+        record.status = request.status;
+        record.ts = request.now;
+        record.status_since = None;
+        if !request.volumes.is_empty() {
+            record.volumes.clone_from(&request.volumes);
+        }
+        self.put(lock, &record)?;
+        Ok(PromotionOutcome::Advanced { previous, record })
+    }
+}
+
+/// Temp files left by a writer that died between writing and renaming.
+/// Only called under the app's lock, so no live writer owns them.
+fn remove_stale_temps(dir: &Path) -> Result<(), StoreError> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|source| StoreError::Io { action: "list", path: dir.to_owned(), source })?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX) {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(|source| StoreError::Io {
+                action: "remove the stale temp file",
+                path,
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn check_lock(lock: &AppLock, app: &AppName) -> Result<(), StoreError> {
+    if lock.app() == app { Ok(()) } else { Err(StoreError::WrongLock { app: app.clone(), locked: lock.app().clone() }) }
+}
+
+/// The directory entry of a rename is durable only once the directory is synced.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|source| StoreError::Io {
+        action: "sync",
+        path: dir.to_owned(),
+        source,
+    })
+}
+
+/// A record written to its temp file and not yet in place. Dropping it
+/// without [`commit`](StagedRecord::commit) removes the temp file.
+#[derive(Debug)]
+#[must_use = "a staged record replaces nothing until it is committed"]
+pub struct StagedRecord {
+    temp: PathBuf,
+    target: PathBuf,
+    dir: PathBuf,
+    done: bool,
+}
+
+impl StagedRecord {
+    /// The temp file holding the new record.
+    pub fn temp_path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// Renames the temp file over the record and syncs the directory.
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        std::fs::rename(&self.temp, &self.target).map_err(|source| StoreError::Io {
+            action: "rename into place",
+            path: self.temp.clone(),
+            source,
+        })?;
+        self.done = true;
+        sync_dir(&self.dir)
+    }
+}
+
+impl Drop for StagedRecord {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
