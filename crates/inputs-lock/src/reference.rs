@@ -1,0 +1,346 @@
+//! Image references, digests and commit ids, validated the way registries and
+//! git read them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+/// A content digest `algorithm:hex`: `sha256:` with 64 lowercase hex
+/// characters, or `sha512:` with 128 (the algorithms the OCI image spec
+/// registers).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Digest(String);
+
+/// Why a string is not a [`Digest`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DigestError {
+    /// No `algorithm:` prefix.
+    #[error("`{value}` is not a digest: expected `sha256:` followed by 64 lowercase hex characters")]
+    NoAlgorithm {
+        /// The text.
+        value: String,
+    },
+    /// An algorithm other than sha256 or sha512.
+    #[error("digest `{value}` uses algorithm `{algorithm}`: expected sha256 (or sha512)")]
+    UnknownAlgorithm {
+        /// The text.
+        value: String,
+        /// The algorithm found.
+        algorithm: String,
+    },
+    /// The hex part has the wrong length (a short or truncated digest).
+    #[error("digest `{value}` has {found} hex characters after `{algorithm}:`, expected {expected}")]
+    WrongLength {
+        /// The text.
+        value: String,
+        /// The algorithm.
+        algorithm: String,
+        /// Hex characters the algorithm needs.
+        expected: usize,
+        /// Hex characters found.
+        found: usize,
+    },
+    /// A character that is not lowercase hex.
+    #[error("digest `{value}` contains {bad:?}: expected lowercase hex after `{algorithm}:`")]
+    NotHex {
+        /// The text.
+        value: String,
+        /// The algorithm.
+        algorithm: String,
+        /// The first offending character.
+        bad: char,
+    },
+}
+
+impl Digest {
+    /// Parses and validates `algorithm:hex`.
+    pub fn parse(value: &str) -> Result<Digest, DigestError> {
+        let Some((algorithm, hex)) = value.split_once(':') else {
+            return Err(DigestError::NoAlgorithm { value: value.to_owned() });
+        };
+        let expected = match algorithm {
+            "sha256" => 64,
+            "sha512" => 128,
+            _ => {
+                return Err(DigestError::UnknownAlgorithm { value: value.to_owned(), algorithm: algorithm.to_owned() });
+            }
+        };
+        if let Some(bad) = hex.chars().find(|c| !matches!(c, '0'..='9' | 'a'..='f')) {
+            return Err(DigestError::NotHex { value: value.to_owned(), algorithm: algorithm.to_owned(), bad });
+        }
+        if hex.len() != expected {
+            return Err(DigestError::WrongLength {
+                value: value.to_owned(),
+                algorithm: algorithm.to_owned(),
+                expected,
+                found: hex.len(),
+            });
+        }
+        Ok(Digest(value.to_owned()))
+    }
+
+    /// The sha256 digest of `bytes`.
+    pub fn sha256(bytes: &[u8]) -> Digest {
+        use sha2::Digest as _;
+        Digest(format!("sha256:{}", hex(&sha2::Sha256::digest(bytes))))
+    }
+
+    /// `sha256:...` as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `sha256` or `sha512`.
+    pub fn algorithm(&self) -> &str {
+        self.0.split_once(':').map_or("", |(a, _)| a)
+    }
+
+    /// The hex part.
+    pub fn hex(&self) -> &str {
+        self.0.split_once(':').map_or("", |(_, h)| h)
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for Digest {
+    type Err = DigestError;
+    fn from_str(s: &str) -> Result<Digest, DigestError> {
+        Digest::parse(s)
+    }
+}
+
+/// Whether `value` is a full git commit id: 40 lowercase hex characters
+/// (SHA-1), or 64 (a SHA-256 repository). Abbreviated ids are ambiguous as a
+/// repository grows, and branch or tag names move: neither pins anything.
+pub fn is_full_commit(value: &str) -> bool {
+    matches!(value.len(), 40 | 64) && value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// An image reference `[domain/]path[:tag][@digest]`, with the name
+/// normalised as docker and skopeo do (`busybox` is
+/// `docker.io/library/busybox`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ImageRef {
+    domain: String,
+    path: String,
+    tag: Option<String>,
+    digest: Option<Digest>,
+}
+
+/// Why a string is not an [`ImageRef`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReferenceError {
+    /// The repository name is malformed.
+    #[error("`{value}` is not an image reference: {reason}")]
+    Name {
+        /// The text.
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The tag is malformed.
+    #[error("`{value}` has an invalid tag `{tag}`: tags are up to 128 of [A-Za-z0-9_.-], not starting with `.` or `-`")]
+    Tag {
+        /// The text.
+        value: String,
+        /// The tag.
+        tag: String,
+    },
+    /// The digest after `@` is malformed.
+    #[error("`{value}` has a malformed digest: {source}")]
+    Digest {
+        /// The text.
+        value: String,
+        /// Why the digest is malformed.
+        source: DigestError,
+    },
+}
+
+impl ImageRef {
+    /// Parses `[domain/]path[:tag][@digest]`.
+    pub fn parse(value: &str) -> Result<ImageRef, ReferenceError> {
+        let name_err = |reason: &str| ReferenceError::Name { value: value.to_owned(), reason: reason.to_owned() };
+        let (rest, digest) = match value.rsplit_once('@') {
+            Some((rest, digest)) => (
+                rest,
+                Some(
+                    Digest::parse(digest)
+                        .map_err(|source| ReferenceError::Digest { value: value.to_owned(), source })?,
+                ),
+            ),
+            None => (value, None),
+        };
+        // A colon after the last slash starts the tag; one before it is a port.
+        let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+        let (name, tag) = match rest[last_slash..].find(':') {
+            Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
+            None => (rest, None),
+        };
+        if let Some(tag) = tag
+            && !is_valid_tag(tag)
+        {
+            return Err(ReferenceError::Tag { value: value.to_owned(), tag: tag.to_owned() });
+        }
+        if name.is_empty() {
+            return Err(name_err("the repository name is empty"));
+        }
+        let (domain, path) = match name.split_once('/') {
+            Some((first, path)) if first.contains(['.', ':']) || first == "localhost" => (first, path.to_owned()),
+            _ => ("docker.io", name.to_owned()),
+        };
+        let domain = if domain == "index.docker.io" { "docker.io" } else { domain };
+        if domain.is_empty() || domain.chars().any(|c| c.is_whitespace() || c == '/') {
+            return Err(name_err("the registry host is malformed"));
+        }
+        let path = if domain == "docker.io" && !path.contains('/') { format!("library/{path}") } else { path };
+        for component in path.split('/') {
+            if !is_valid_component(component) {
+                return Err(name_err(&format!(
+                    "path component `{component}` must be lowercase letters, digits and separators (`.`, `_`, `-`), \
+                     starting and ending with a letter or digit"
+                )));
+            }
+        }
+        Ok(ImageRef { domain: domain.to_owned(), path, tag: tag.map(str::to_owned), digest })
+    }
+
+    /// The registry host (and port), e.g. `ghcr.io` or `127.0.0.1:5000`.
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// The repository path within the registry, e.g. `ublue-os/kinoite-main`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The full repository name, `domain/path` (skopeo's `Name`).
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.domain, self.path)
+    }
+
+    /// The tag, if the reference has one.
+    pub fn tag(&self) -> Option<&str> {
+        self.tag.as_deref()
+    }
+
+    /// The digest, if the reference is pinned.
+    pub fn digest(&self) -> Option<&Digest> {
+        self.digest.as_ref()
+    }
+
+    /// The same repository at `tag` (no digest).
+    #[must_use]
+    pub fn with_tag(&self, tag: &str) -> ImageRef {
+        ImageRef { domain: self.domain.clone(), path: self.path.clone(), tag: Some(tag.to_owned()), digest: None }
+    }
+
+    /// The same repository pinned at `digest` (no tag): `name@digest`.
+    #[must_use]
+    pub fn with_digest(&self, digest: &Digest) -> ImageRef {
+        ImageRef { domain: self.domain.clone(), path: self.path.clone(), tag: None, digest: Some(digest.clone()) }
+    }
+
+    /// The repository alone (no tag, no digest).
+    #[must_use]
+    pub fn repository(&self) -> ImageRef {
+        ImageRef { domain: self.domain.clone(), path: self.path.clone(), tag: None, digest: None }
+    }
+}
+
+fn is_valid_tag(tag: &str) -> bool {
+    let mut chars = tag.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && tag.len() <= 128
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+fn is_valid_component(component: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    component.starts_with(alnum)
+        && component.ends_with(alnum)
+        && component.chars().all(|c| alnum(c) || matches!(c, '.' | '_' | '-'))
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.domain, self.path)?;
+        if let Some(tag) = &self.tag {
+            write!(f, ":{tag}")?;
+        }
+        if let Some(digest) = &self.digest {
+            write!(f, "@{digest}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for ImageRef {
+    type Err = ReferenceError;
+    fn from_str(s: &str) -> Result<ImageRef, ReferenceError> {
+        ImageRef::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "sha256:5cbac4096e2a05ff4f51778a9276064064e548183de98f5130086d4d01c4e021";
+
+    #[test]
+    fn digests_are_validated() {
+        assert_eq!(Digest::parse(D).unwrap().hex().len(), 64);
+        assert!(matches!(Digest::parse("sha256:5cba"), Err(DigestError::WrongLength { found: 4, .. })));
+        assert!(matches!(Digest::parse(&D.to_uppercase()), Err(DigestError::UnknownAlgorithm { .. })));
+        assert!(matches!(Digest::parse(&D.replace('c', "C")), Err(DigestError::NotHex { bad: 'C', .. })));
+        assert!(matches!(Digest::parse("latest"), Err(DigestError::NoAlgorithm { .. })));
+        assert!(matches!(Digest::parse("md5:abc"), Err(DigestError::UnknownAlgorithm { .. })));
+        assert_eq!(
+            Digest::sha256(b"").as_str(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn references_parse_like_docker() {
+        let r = ImageRef::parse("ghcr.io/ublue-os/kinoite-main:latest").unwrap();
+        assert_eq!((r.name().as_str(), r.tag(), r.digest()), ("ghcr.io/ublue-os/kinoite-main", Some("latest"), None));
+        let r = ImageRef::parse(&format!("ghcr.io/ublue-os/kinoite-main@{D}")).unwrap();
+        assert_eq!(r.digest().unwrap().as_str(), D);
+        assert_eq!(r.to_string(), format!("ghcr.io/ublue-os/kinoite-main@{D}"));
+        let r = ImageRef::parse("127.0.0.1:5000/lkg/app:1.0").unwrap();
+        assert_eq!((r.domain(), r.path(), r.tag()), ("127.0.0.1:5000", "lkg/app", Some("1.0")));
+        assert_eq!(ImageRef::parse("busybox").unwrap().name(), "docker.io/library/busybox");
+        assert_eq!(ImageRef::parse("localhost/x").unwrap().domain(), "localhost");
+        assert!(ImageRef::parse("ghcr.io/Upper/x").is_err());
+        assert!(ImageRef::parse("ghcr.io/x:-bad").is_err());
+        assert!(matches!(ImageRef::parse("ghcr.io/x@sha256:5cba"), Err(ReferenceError::Digest { .. })));
+        assert!(ImageRef::parse("").is_err());
+    }
+
+    #[test]
+    fn commits_must_be_full() {
+        assert!(is_full_commit("906e565f712f43a598dcd272dc8ca053fcc99116"));
+        assert!(!is_full_commit("906e565"));
+        assert!(!is_full_commit("main"));
+        assert!(!is_full_commit("906E565F712F43A598DCD272DC8CA053FCC99116"));
+    }
+}
