@@ -63,6 +63,9 @@ mod stack;
 pub mod verdict;
 pub mod watch;
 
+#[cfg(test)]
+mod replay_tests;
+
 pub use compose::{ComposeError, ComposeFiles};
 pub use deploy_id::{DEPLOY_ID_LABEL, DeployId, InvalidDeployId};
 pub use deployer::{CommandDeployer, DeployInvocation, Deployer, DeployerError, ResolveImage, StackDeployer};

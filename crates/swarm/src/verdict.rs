@@ -221,6 +221,7 @@ pub struct ServiceWatch {
     completed_seen: Option<Duration>,
     seen_failures: BTreeSet<String>,
     last: Option<(UpdateState, Option<String>)>,
+    rollback_reason: Option<String>,
 }
 
 impl ServiceWatch {
@@ -237,6 +238,7 @@ impl ServiceWatch {
             completed_seen: None,
             seen_failures: BTreeSet::new(),
             last: None,
+            rollback_reason: None,
         }
     }
 
@@ -276,6 +278,13 @@ impl ServiceWatch {
     fn assess(&mut self, obs: &ServiceObservation, elapsed: Duration) -> Assessment {
         if let Some(update) = &obs.update {
             self.last = Some((update.state, update.message.clone()));
+            // `rollback_started` carries swarm's reason ("update rolled back
+            // due to failure or early termination of task X");
+            // `rollback_completed` overwrites it with "rollback completed"
+            // (updater.go `completeUpdate`), so keep the first.
+            if update.state == UpdateState::RollbackStarted && self.rollback_reason.is_none() {
+                self.rollback_reason.clone_from(&update.message);
+            }
         }
         let new_failure = self.note_failures(obs);
         let ours = obs.deploy_id.as_deref() == Some(self.ownership.deploy_id.as_str());
@@ -375,7 +384,7 @@ impl ServiceWatch {
             // `docker service rollback` swaps the two. Either way the spec is
             // the prior one again and the status started after this deploy.
             if prior_id.as_ref() == Some(&obs.deploy_id) {
-                let message = update.message.as_deref().unwrap_or("no message");
+                let message = self.rollback_reason.as_deref().or(update.message.as_deref()).unwrap_or("no message");
                 return match update.state {
                     UpdateState::RollbackCompleted => Assessment::Decided(self.verdict(
                         Some(obs),
@@ -480,10 +489,13 @@ impl ServiceWatch {
     }
 
     fn verdict(&self, obs: Option<&ServiceObservation>, verdict: Verdict, reason: String) -> ServiceVerdict {
-        let (update_state, update_message) = match obs.and_then(|o| o.update.as_ref()) {
+        let (update_state, mut update_message) = match obs.and_then(|o| o.update.as_ref()) {
             Some(u) => (Some(u.state), u.message.clone()),
             None => self.last.clone().map_or((None, None), |(s, m)| (Some(s), m)),
         };
+        if update_state.is_some_and(UpdateState::is_rollback) && self.rollback_reason.is_some() {
+            update_message.clone_from(&self.rollback_reason);
+        }
         ServiceVerdict {
             service: self.name.clone(),
             verdict,
