@@ -1,15 +1,90 @@
-//! Last-known-good volume snapshots.
+//! Last-known-good volume snapshots that survive crashes and refuse unsafe
+//! archives.
 //!
-//! A snapshot is one tar per volume plus a `meta.json`, taken only while the
-//! app is undeployed, through the Docker archive endpoints of a never-started
-//! helper container. Replacing the last-known-good is atomic (stage, verify,
-//! rename); restore verifies every checksum and refuses unsafe archive entries
-//! *before* touching a live volume, then replaces its content exactly.
+//! A snapshot is one tar per volume of an app's swarm stack plus a
+//! `meta.json` ([`Meta`]), taken only while the stack is undeployed. Each app
+//! has one last-known-good, kept by a [`Store`] ([`LocalStore`]:
+//! `<state-dir>/apps/<app>/snapshot/{meta.json, volumes/<volume>.tar}`).
 //!
-//! # Status
+//! - [`take`] streams each volume through the Docker archive endpoint of a
+//!   never-started helper container (or reads the mount point directly when
+//!   that is safe, see [`Access`]), hashing while writing, into a staging
+//!   snapshot; makes it durable, reads it back and checks it, and only then
+//!   swaps it in atomically. The previous snapshot is intact until that instant.
+//! - [`verify`] re-reads every archive and checks size, SHA-256 and entries.
+//! - [`restore`] verifies every archive and refuses unsafe entries *before*
+//!   touching any live volume ([`archive`] lists the rules), then recreates
+//!   each volume (same name, driver, options, labels) and uploads the archive
+//!   into it: the content, owners and modes come back exactly.
+//! - [`show`] and [`list`] read what is stored.
 //!
-//! This crate is a placeholder in the workspace: it has no public API yet.
-//! Its work is tracked in issue 5; nothing here pretends to work before
-//! that lands.
+//! Everything is async, reports progress through a [`Progress`] and never
+//! prints. Errors are [`SnapError`]s that say what to do next.
+//!
+//! ```no_run
+//! use lkg_warmsnap::{AppName, LocalStore, NoProgress, RestoreRequest, TakeRequest};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let docker = lkg_warmsnap::connect().await?;
+//! let store = LocalStore::new("/var/lib/lkg");
+//! let app = AppName::new("gitea")?;
+//!
+//! // While the stack is undeployed: keep its data as the last-known-good.
+//! let taken = lkg_warmsnap::take(&docker, &store, &TakeRequest::new(app.clone(), "gitea")?.version("1.2.0"), &NoProgress).await?;
+//! println!("{} volumes, {} bytes", taken.meta.volumes.len(), taken.meta.total_bytes());
+//!
+//! // ... an upgrade fails; the stack is undeployed again:
+//! let restored = lkg_warmsnap::restore(&docker, &store, &RestoreRequest::new(app), &NoProgress).await?;
+//! println!("restored {} volumes of stack {}", restored.volumes.len(), restored.stack);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Limitations
+//!
+//! - Only the volumes labelled with the stack's namespace are snapshotted
+//!   (those `docker stack deploy` creates); `external` volumes are not.
+//! - Volumes hold files, directories, symbolic and hard links. A volume with
+//!   a device file or a FIFO cannot be snapshotted; sockets are skipped.
+//!   Extended attributes other than `security.capability` are not kept (the
+//!   engine's archive endpoint drops them; the direct path keeps none).
+//! - The engine's archive endpoint skips a file it fails to read and only
+//!   logs it (moby `pkg/archive`); run as root the daemon reads everything.
+//! - lkg cannot stop someone from deploying the stack while a snapshot is
+//!   taken; it checks before and after. Callers serialise runs per app (the
+//!   canonical lock).
+//! - A restore interrupted half-way leaves volumes partly restored (the
+//!   snapshot is intact; running restore again completes it).
+//! - Checking hard-link targets costs 8 bytes of memory per file in a volume,
+//!   and sorting a directory holds its names: a directory of millions of
+//!   files needs memory in proportion.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod archive;
+mod direct;
+mod engine;
+mod error;
+mod meta;
+mod name;
+mod progress;
+mod restore;
+mod store;
+mod take;
+mod transfer;
+mod verify;
+
+pub use archive::{ArchiveError, ArchiveSummary, Refusal};
+pub use bollard::Docker;
+pub use engine::{HELPER_IMAGE, HELPER_LABEL};
+pub use error::SnapError;
+pub use lkg_swarm::docker::{ConnectError, connect, connect_to};
+pub use meta::{FORMAT, Meta, MetaError, VolumeRecord};
+pub use name::{AppName, NameError};
+pub use progress::{Event, NoProgress, Phase, Progress};
+pub use restore::{RestoreReport, RestoreRequest, RestoredVolume, restore};
+pub use store::{
+    LocalReader, LocalStaging, LocalStore, LockMode, SnapshotReader, Staging, Store, StoreError, VolumeSink,
+};
+pub use take::{Access, TakeReport, TakeRequest, TakenVolume, take};
+pub use verify::{Snapshot, Verdict, VerifyReport, VolumeCheck, list, show, verify};

@@ -1,0 +1,307 @@
+//! `lkg-snap`: take, verify, restore and show last-known-good volume snapshots.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a binary prints
+#![allow(clippy::doc_markdown)] // doc comments are the --help text, where backticks would show
+
+use std::io::Write;
+use std::sync::Mutex;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use lkg_cli::{Common, Exit, Failure, Output, Progress};
+use lkg_warmsnap::{
+    Access, AppName, Event, LocalStore, Meta, RestoreRequest, SnapError, StoreError, TakeRequest, Verdict,
+};
+
+/// Last-known-good snapshots of a swarm stack's volumes.
+///
+/// A snapshot is one tar per volume of the stack plus meta.json, kept under
+/// <state-dir>/apps/<app>/snapshot/. It is taken only while the stack is
+/// undeployed, streamed through the engine's archive endpoint of a helper
+/// container that never runs, and replaces the previous snapshot atomically,
+/// only after it has been read back and checked. Restore checks every
+/// checksum and every archive entry before it touches a live volume, then
+/// recreates each volume and fills it with exactly the archived content.
+///
+/// Exit codes: 0 ok; 1 a snapshot does not verify (damaged, tampered, unsafe
+/// entries) or `show` found none; 2 bad input; 4 a restore stopped half-way
+/// (run it again); 5 environment: engine unreachable, stack deployed or
+/// volume in use, snapshot locked by another run, I/O error.
+#[derive(Parser)]
+#[command(name = "lkg-snap", version, about, long_about)]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Snapshot the stack's volumes as the app's last-known-good (the stack must be undeployed).
+    Take {
+        /// The app whose last-known-good this becomes.
+        #[arg(long)]
+        app: String,
+        /// The swarm stack whose volumes are taken (com.docker.stack.namespace).
+        #[arg(long)]
+        stack: String,
+        /// The app version deployed on this data, recorded in meta.json.
+        #[arg(long)]
+        version: Option<String>,
+        /// The commit of that version, recorded in meta.json.
+        #[arg(long)]
+        commit: Option<String>,
+        /// The app's domain, recorded in meta.json.
+        #[arg(long)]
+        domain: Option<String>,
+        /// How to read volumes: auto reads the mount point directly when the
+        /// engine is local, lkg runs as root and the volume is a plain local
+        /// one; archive always goes through the engine.
+        #[arg(long, value_enum, default_value_t = AccessArg::Auto)]
+        access: AccessArg,
+    },
+    /// Re-read the snapshot and check every size, checksum and entry (exit 1 names what differs).
+    Verify {
+        /// The app.
+        #[arg(long)]
+        app: String,
+    },
+    /// Replace the stack's volumes with the snapshot's content (the stack must be undeployed).
+    Restore {
+        /// The app.
+        #[arg(long)]
+        app: String,
+        /// The stack to restore into; default: the one recorded in meta.json.
+        #[arg(long)]
+        stack: Option<String>,
+    },
+    /// Show an app's snapshot, or list the apps that have one.
+    Show {
+        /// The app; without it, list the apps.
+        #[arg(long)]
+        app: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AccessArg {
+    Auto,
+    Archive,
+    Direct,
+}
+
+fn main() -> std::process::ExitCode {
+    lkg_cli::run(|| {
+        let cli = Cli::parse();
+        let out = Output::new(cli.common.json);
+        let store = LocalStore::new(cli.common.state_dir()?);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Failure::new(Exit::Environment, format!("cannot start the async runtime: {e}")))?;
+        runtime.block_on(run(cli.command, &store, out))
+    })
+}
+
+async fn run(command: Command, store: &LocalStore, out: Output) -> Result<Exit, Failure> {
+    let progress = TtyProgress(Mutex::new(Progress::stderr()));
+    let exit = match command {
+        Command::Take { app, stack, version, commit, domain, access } => {
+            let mut request = TakeRequest::new(app_name(&app)?, &stack).map_err(|e| usage(&e))?.access(match access {
+                AccessArg::Auto => Access::Auto,
+                AccessArg::Archive => Access::Archive,
+                AccessArg::Direct => Access::Direct,
+            });
+            request.version = version;
+            request.commit = commit;
+            request.domain = domain;
+            take(store, &request, out, &progress).await
+        }
+        Command::Verify { app } => verify(store, &app_name(&app)?, out, &progress).await,
+        Command::Restore { app, stack } => {
+            let mut request = RestoreRequest::new(app_name(&app)?);
+            if let Some(stack) = stack {
+                request = request.stack(&stack).map_err(|e| usage(&e))?;
+            }
+            restore(store, &request, out, &progress).await
+        }
+        Command::Show { app: Some(app) } => show(store, &app_name(&app)?, out).await,
+        Command::Show { app: None } => {
+            let apps = lkg_warmsnap::list(store).await.map_err(|e| failure(&e))?;
+            out.emit(&serde_json::json!({ "apps": apps }), |w| apps.iter().try_for_each(|app| writeln!(w, "{app}")))?;
+            Ok(Exit::Ok)
+        }
+    };
+    progress.clear();
+    exit
+}
+
+async fn take(store: &LocalStore, request: &TakeRequest, out: Output, progress: &TtyProgress) -> Result<Exit, Failure> {
+    let docker = lkg_warmsnap::connect().await.map_err(|e| failure(&SnapError::from(e)))?;
+    let report = lkg_warmsnap::take(&docker, store, request, progress).await.map_err(|e| failure(&e))?;
+    progress.clear();
+    out.emit(&report, |w| {
+        header(w, "took the snapshot of", &report.meta)?;
+        for volume in &report.volumes {
+            let s = &volume.summary;
+            let access = if volume.access == Access::Direct { "direct" } else { "archive" };
+            writeln!(
+                w,
+                "  {:<32} {:>10}  {} files, {} dirs, {} links  sha256 {}…  ({access})",
+                volume.name,
+                Progress::bytes(s.bytes),
+                s.files,
+                s.directories,
+                s.symlinks + s.hard_links,
+                &s.sha256[..16],
+            )?;
+        }
+        writeln!(w, "stored in {}", report.location)
+    })?;
+    Ok(Exit::Ok)
+}
+
+async fn verify(store: &LocalStore, app: &AppName, out: Output, progress: &TtyProgress) -> Result<Exit, Failure> {
+    let report = lkg_warmsnap::verify(store, app, progress).await.map_err(|e| failure(&e))?;
+    progress.clear();
+    out.emit(&report, |w| {
+        header(w, "verified the snapshot of", &report.snapshot.meta)?;
+        for volume in &report.volumes {
+            let verdict = match &volume.verdict {
+                Verdict::Ok { summary } => format!("ok ({} entries)", summary.entries),
+                Verdict::Mismatch { actual_bytes, actual_sha256 } => format!(
+                    "MISMATCH: expected {} bytes sha256 {}, found {actual_bytes} bytes sha256 {actual_sha256}",
+                    volume.bytes, volume.sha256
+                ),
+                Verdict::Missing => "MISSING: the archive file is gone".to_owned(),
+                Verdict::Refused { reason } => format!("REFUSED: {reason}"),
+                _ => "FAILED".to_owned(),
+            };
+            writeln!(w, "  {:<32} {verdict}", volume.name)?;
+        }
+        writeln!(w, "in {}", report.snapshot.location)
+    })?;
+    if report.ok {
+        return Ok(Exit::Ok);
+    }
+    let names: Vec<&str> = report.failures().map(|v| v.name.as_str()).collect();
+    Err(Failure::new(
+        Exit::Failed,
+        format!("the snapshot of app {app} does not verify: volume {} differs from its record", names.join(", ")),
+    )
+    .with_hint("do not restore it; take a new snapshot from a known-good deployment"))
+}
+
+async fn restore(
+    store: &LocalStore,
+    request: &RestoreRequest,
+    out: Output,
+    progress: &TtyProgress,
+) -> Result<Exit, Failure> {
+    let docker = lkg_warmsnap::connect().await.map_err(|e| failure(&SnapError::from(e)))?;
+    let report = lkg_warmsnap::restore(&docker, store, request, progress).await.map_err(|e| failure(&e))?;
+    progress.clear();
+    out.emit(&report, |w| {
+        header(w, &format!("restored into stack {} the snapshot of", report.stack), &report.snapshot)?;
+        for volume in &report.volumes {
+            let how = if volume.existed { "replaced" } else { "created (it was missing)" };
+            writeln!(w, "  {:<32} {:>10}  {how}", volume.name, Progress::bytes(volume.bytes))?;
+        }
+        for name in &report.untouched {
+            writeln!(w, "  {name:<32} {:>10}  left as is (not in the snapshot)", "")?;
+        }
+        Ok(())
+    })?;
+    Ok(Exit::Ok)
+}
+
+async fn show(store: &LocalStore, app: &AppName, out: Output) -> Result<Exit, Failure> {
+    let snapshot = lkg_warmsnap::show(store, app).await.map_err(|e| failure(&e))?;
+    let value = serde_json::json!({ "app": app, "snapshot": snapshot });
+    out.emit(&value, |w| match &snapshot {
+        Some(snapshot) => {
+            header(w, "the snapshot of", &snapshot.meta)?;
+            for volume in &snapshot.meta.volumes {
+                writeln!(w, "  {:<32} {:>10}  sha256 {}", volume.name, Progress::bytes(volume.bytes), volume.sha256)?;
+            }
+            writeln!(w, "in {}", snapshot.location)
+        }
+        None => writeln!(w, "app {app} has no last-known-good snapshot"),
+    })?;
+    Ok(if snapshot.is_some() { Exit::Ok } else { Exit::Failed })
+}
+
+fn header(w: &mut dyn Write, what: &str, meta: &Meta) -> std::io::Result<()> {
+    let field = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+    writeln!(
+        w,
+        "{what} app {} (stack {}), taken {}: version {}, commit {}, domain {}",
+        meta.app,
+        meta.stack,
+        meta.ts,
+        field(&meta.version),
+        field(&meta.commit),
+        field(&meta.domain)
+    )
+}
+
+fn app_name(app: &str) -> Result<AppName, Failure> {
+    AppName::new(app).map_err(|e| usage(&e))
+}
+
+fn usage(e: &lkg_warmsnap::NameError) -> Failure {
+    Failure::from_error(Exit::Usage, e)
+}
+
+/// The exit code of each error, per docs/exit-codes.md.
+fn failure(error: &SnapError) -> Failure {
+    let (exit, hint) = match error {
+        SnapError::Name(_)
+        | SnapError::NoVolumes { .. }
+        | SnapError::NoSnapshot { .. }
+        | SnapError::DirectUnavailable { .. }
+        | SnapError::Unmappable { .. }
+        | SnapError::Store(StoreError::Name(_)) => (Exit::Usage, None),
+        SnapError::Refused { .. } | SnapError::Mismatch { .. } => {
+            (Exit::Failed, Some("run `lkg-snap verify` for the state of every volume"))
+        }
+        SnapError::Store(StoreError::Meta { .. } | StoreError::MissingVolume { .. } | StoreError::Layout { .. }) => {
+            (Exit::Failed, Some("the snapshot is damaged: take a new one from a known-good deployment"))
+        }
+        SnapError::Incomplete { .. } => (Exit::Partial, None),
+        // The stack deployed or a volume in use, the engine unreachable, a
+        // lock held, an I/O error: fix the environment and run again.
+        _ => (Exit::Environment, None),
+    };
+    let failure = Failure::from_error(exit, error);
+    match hint {
+        Some(hint) => failure.with_hint(hint),
+        None => failure,
+    }
+}
+
+/// Progress lines on stderr when it is a terminal.
+struct TtyProgress(Mutex<Progress>);
+
+impl TtyProgress {
+    fn clear(&self) {
+        if let Ok(mut p) = self.0.lock() {
+            p.clear();
+        }
+    }
+}
+
+impl lkg_warmsnap::Progress for TtyProgress {
+    fn report(&self, event: &Event<'_>) {
+        let Ok(mut p) = self.0.lock() else { return };
+        let total = event.total.map(|t| format!(" of {}", Progress::bytes(t))).unwrap_or_default();
+        let line = format!(
+            "{} {} ({}/{}): {}{total}",
+            event.phase.verb(),
+            event.volume,
+            event.index,
+            event.count,
+            Progress::bytes(event.bytes)
+        );
+        if event.done { p.step(&line) } else { p.update(&line) }
+    }
+}

@@ -1,0 +1,449 @@
+//! The Docker engine side: the helper image and containers, volume archives,
+//! volumes, and whether a stack is quiet enough to touch its volumes.
+//!
+//! Volume data moves through the archive endpoints of a *helper container*:
+//! one created (never started) from an empty image with the volume mounted at
+//! `/data`. The engine mounts a stopped container's volumes for archive
+//! requests, so this works on any node, for any volume driver, without a
+//! shell or a pull, and the helper cannot run anything.
+//!
+//! Archive facts this module relies on (moby 20.10, `daemon/archive.go` and
+//! `pkg/archive`, checked against the engine of the test environment):
+//! - `GET /containers/{id}/archive?path=/data` names every entry after the
+//!   last element of the path: `data/`, `data/a/b`. Owners, modes, mtimes,
+//!   symlinks and hard links are kept; sockets are skipped.
+//! - `PUT /containers/{id}/archive?path=/` extracts relative to the container
+//!   root, so the `data/` entry lands on the mount point and restores the
+//!   volume root's owner and mode (extracting *at* `/data`, an entry `./`
+//!   would be skipped). Without `copyUIDGID` the daemon keeps the uid/gid of
+//!   each tar header (with `copyUIDGID=1` it would chown everything to the
+//!   container's user); it refuses symlinks that climb out of the root.
+//! - `HEAD` on the same path returns `X-Docker-Container-Path-Stat`, with the
+//!   mount point's mode and mtime in nanoseconds, which is how lkg checks
+//!   that a local mount point is really this engine's volume.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, HostConfig, Mount, MountType, MountVolumeOptions, Volume, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    ContainerArchiveInfoOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptions,
+    DownloadFromContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    UploadToContainerOptionsBuilder,
+};
+use futures_util::{Stream, StreamExt};
+use lkg_swarm::docker::stack_services;
+
+use crate::error::SnapError;
+use crate::name::AppName;
+use crate::take::Access;
+
+/// The helper image: an empty root file system, imported once per engine.
+pub const HELPER_IMAGE: &str = "lkg-warmsnap/helper:1";
+/// Label on helper containers; its value is the app.
+pub const HELPER_LABEL: &str = "org.lkg.warmsnap.helper";
+/// Where helpers mount the volume; also the name of every archive's root.
+const MOUNT: &str = "/data";
+/// The engine imports an empty tar (two zero blocks) as an image with no files.
+const EMPTY_TAR: [u8; 1024] = [0; 1024];
+
+/// How a volume is created: name, driver, options, labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VolumeSpec {
+    pub(crate) name: String,
+    pub(crate) driver: String,
+    pub(crate) options: BTreeMap<String, String>,
+    pub(crate) labels: BTreeMap<String, String>,
+}
+
+impl From<&Volume> for VolumeSpec {
+    fn from(volume: &Volume) -> VolumeSpec {
+        VolumeSpec {
+            name: volume.name.clone(),
+            driver: volume.driver.clone(),
+            options: volume.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            labels: volume.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        }
+    }
+}
+
+/// A container that references a volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VolumeUser {
+    pub(crate) volume: String,
+    pub(crate) container: String,
+    pub(crate) state: String,
+}
+
+impl VolumeUser {
+    fn running(&self) -> bool {
+        matches!(self.state.as_str(), "running" | "restarting" | "paused" | "removing" | "stopping")
+    }
+}
+
+/// What the volumes are needed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// Reading: only running containers matter.
+    Take,
+    /// Removing and recreating: any container blocks it.
+    Restore,
+}
+
+/// Decides whether a stack is quiet enough: no services, and no container
+/// that could write to (take) or holds (restore) one of its volumes.
+pub(crate) fn quiet_verdict(
+    stack: &str,
+    mut services: Vec<String>,
+    users: &[VolumeUser],
+    purpose: Purpose,
+) -> Result<(), SnapError> {
+    if !services.is_empty() {
+        services.sort();
+        return Err(SnapError::Deployed { stack: stack.to_owned(), services });
+    }
+    let blocking = |u: &&VolumeUser| purpose == Purpose::Restore || u.running();
+    let mut by_volume: BTreeMap<&str, Vec<&VolumeUser>> = BTreeMap::new();
+    for user in users.iter().filter(blocking) {
+        by_volume.entry(&user.volume).or_default().push(user);
+    }
+    if let Some((volume, users)) = by_volume.into_iter().next() {
+        return Err(SnapError::VolumeInUse {
+            volume: volume.to_owned(),
+            containers: users.iter().map(|u| format!("{} ({})", u.container, u.state)).collect(),
+            running: users.iter().any(|u| u.running()),
+        });
+    }
+    Ok(())
+}
+
+/// Facts about where lkg runs, relative to the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Locality {
+    /// The engine reports this machine's host name.
+    pub(crate) same_host: bool,
+    /// lkg runs as root, so it can read every file of a volume.
+    pub(crate) root: bool,
+}
+
+/// Which access to use for `volume`, or why direct access is impossible.
+/// A direct read is only safe for a plain local volume: with driver options
+/// (an NFS or tmpfs mount) the data is mounted at the mount point only while
+/// a container uses it, so reading the directory would snapshot an empty
+/// volume.
+pub(crate) fn choose_access(requested: Access, volume: &Volume, locality: &Locality) -> Result<Access, SnapError> {
+    if requested == Access::Archive {
+        return Ok(Access::Archive);
+    }
+    let reason = if volume.driver != "local" {
+        Some(format!("its driver is {:?}, which keeps the data elsewhere", volume.driver))
+    } else if !volume.options.is_empty() {
+        Some("it is a local volume with mount options, mounted only while a container uses it".to_owned())
+    } else if volume.mountpoint.is_empty() {
+        Some("the engine reports no mount point".to_owned())
+    } else if !locality.same_host {
+        Some("the engine runs on another host".to_owned())
+    } else if !locality.root {
+        Some("lkg does not run as root, so it may not read every file".to_owned())
+    } else {
+        None
+    };
+    match (reason, requested) {
+        (None, _) => Ok(Access::Direct),
+        (Some(_), Access::Auto) => Ok(Access::Archive),
+        (Some(reason), _) => Err(SnapError::DirectUnavailable { volume: volume.name.clone(), reason }),
+    }
+}
+
+/// Local facts: host name (`/proc/sys/kernel/hostname`, which is what the
+/// engine reports as `Name`) and effective uid (`/proc/self/status`).
+pub(crate) async fn locality(docker: &Docker) -> Locality {
+    let engine = docker.info().await.ok().and_then(|info| info.name);
+    let local = fs_err::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned());
+    let root = fs_err::read_to_string("/proc/self/status").ok().is_some_and(|status| {
+        status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|ids| ids.split_whitespace().nth(1)) == Some("0")
+    });
+    Locality { same_host: engine.is_some() && engine == local, root }
+}
+
+/// The engine calls of this crate.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Engine<'d> {
+    pub(crate) docker: &'d Docker,
+}
+
+fn engine_error(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> SnapError {
+    let what = what.into();
+    move |source| SnapError::Engine { what, source }
+}
+
+fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+}
+
+impl<'d> Engine<'d> {
+    pub(crate) fn new(docker: &'d Docker) -> Engine<'d> {
+        Engine { docker }
+    }
+
+    /// Refuses unless `stack` has no services and no container uses `volumes`
+    /// (running ones for take, any for restore).
+    pub(crate) async fn check_quiet(&self, stack: &str, volumes: &[String], purpose: Purpose) -> Result<(), SnapError> {
+        let services = stack_services(self.docker, stack)
+            .await?
+            .into_iter()
+            .map(|s| s.spec.and_then(|spec| spec.name).or(s.id).unwrap_or_default())
+            .collect();
+        let users = self.volume_users(volumes).await?;
+        quiet_verdict(stack, services, &users, purpose)
+    }
+
+    async fn volume_users(&self, volumes: &[String]) -> Result<Vec<VolumeUser>, SnapError> {
+        if volumes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let filters = HashMap::from([("volume".to_owned(), volumes.to_vec())]);
+        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(engine_error("list the containers using the volumes"))?;
+        let mut users = Vec::new();
+        for container in containers {
+            let name = container
+                .names
+                .as_ref()
+                .and_then(|n| n.first())
+                .map(|n| n.trim_start_matches('/').to_owned())
+                .or(container.id.clone())
+                .unwrap_or_default();
+            let state = container.state.map(|s| s.to_string()).unwrap_or_default();
+            for mount in container.mounts.unwrap_or_default() {
+                if let Some(volume) = mount.name.filter(|v| volumes.contains(v)) {
+                    users.push(VolumeUser { volume, container: name.clone(), state: state.clone() });
+                }
+            }
+        }
+        Ok(users)
+    }
+
+    /// Imports the empty helper image unless the engine has it.
+    pub(crate) async fn ensure_helper_image(&self) -> Result<(), SnapError> {
+        match self.docker.inspect_image(HELPER_IMAGE).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(engine_error(format!("inspect image {HELPER_IMAGE}"))(e)),
+        }
+        let (repo, tag) = HELPER_IMAGE.split_once(':').expect("the helper image has a tag");
+        let options = CreateImageOptions {
+            from_src: Some("-".to_owned()),
+            repo: Some(repo.to_owned()),
+            tag: Some(tag.to_owned()),
+            changes: vec![format!("LABEL {HELPER_LABEL}=image")],
+            ..CreateImageOptions::default()
+        };
+        let mut progress =
+            self.docker.create_image(Some(options), Some(bollard::body_full(EMPTY_TAR.to_vec().into())), None);
+        while let Some(step) = progress.next().await {
+            let step = step.map_err(engine_error(format!("import the helper image {HELPER_IMAGE}")))?;
+            if let Some(detail) = step.error_detail {
+                return Err(SnapError::Engine {
+                    what: format!("import the helper image {HELPER_IMAGE}"),
+                    source: bollard::errors::Error::DockerStreamError {
+                        error: detail.message.unwrap_or_else(|| "unknown error".to_owned()),
+                    },
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates (never starts) a helper with `volume` at `/data`. The volume
+    /// must exist: a volume mount of a missing volume would create an empty one.
+    pub(crate) async fn create_helper(&self, app: &AppName, volume: &str, writable: bool) -> Result<String, SnapError> {
+        self.ensure_helper_image().await?;
+        let mount = Mount {
+            target: Some(MOUNT.to_owned()),
+            source: Some(volume.to_owned()),
+            typ: Some(MountType::VOLUME),
+            read_only: Some(!writable),
+            // Never copy image content into the volume (the image is empty anyway).
+            volume_options: Some(MountVolumeOptions { no_copy: Some(true), ..MountVolumeOptions::default() }),
+            ..Mount::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(HELPER_IMAGE.to_owned()),
+            // Never run: the image has no files, so there is nothing to run.
+            cmd: Some(vec!["/lkg-warmsnap-helper-never-starts".to_owned()]),
+            network_disabled: Some(true),
+            labels: Some(HashMap::from([(HELPER_LABEL.to_owned(), app.to_string())])),
+            host_config: Some(HostConfig {
+                mounts: Some(vec![mount]),
+                network_mode: Some("none".to_owned()),
+                ..HostConfig::default()
+            }),
+            ..ContainerCreateBody::default()
+        };
+        let options = CreateContainerOptionsBuilder::default().name(&helper_name(app)).build();
+        let created = self
+            .docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(engine_error(format!("create a helper container for volume {volume}")))?;
+        Ok(created.id)
+    }
+
+    /// Removes a container (a helper), not its volumes.
+    pub(crate) async fn remove_container(&self, id: &str) -> Result<(), SnapError> {
+        let options = RemoveContainerOptionsBuilder::default().force(true).v(false).build();
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(engine_error(format!("remove helper container {id}"))(e)),
+        }
+    }
+
+    /// Removes helpers of `app` that a killed run left. Called under the
+    /// app's exclusive snapshot lock, so none of them is in use.
+    pub(crate) async fn remove_leftover_helpers(&self, app: &AppName) -> Result<(), SnapError> {
+        let filters = HashMap::from([("label".to_owned(), vec![format!("{HELPER_LABEL}={app}")])]);
+        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let leftovers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(engine_error(format!("list leftover helper containers of app {app}")))?;
+        for id in leftovers.into_iter().filter_map(|c| c.id) {
+            self.remove_container(&id).await?;
+        }
+        Ok(())
+    }
+
+    /// Mode (Go `FileMode` bits) and mtime of the helper's `/data`.
+    pub(crate) async fn root_stat(&self, id: &str) -> Result<(u32, Option<String>), SnapError> {
+        let options = ContainerArchiveInfoOptionsBuilder::default().path(MOUNT).build();
+        let stat = self
+            .docker
+            .get_container_archive_info(id, Some(options))
+            .await
+            .map_err(engine_error(format!("stat {MOUNT} of helper container {id}")))?;
+        Ok((stat.file_mode, stat.modification_time))
+    }
+
+    /// The volume archive of a helper's `/data`, as a stream of chunks.
+    pub(crate) fn download(
+        &self,
+        id: &str,
+    ) -> impl Stream<Item = Result<impl AsRef<[u8]> + Send + 'static, io::Error>> + Send {
+        let options = DownloadFromContainerOptionsBuilder::default().path(MOUNT).build();
+        let id = id.to_owned();
+        self.docker.download_from_container(&id, Some(options)).map(|chunk| chunk.map_err(io::Error::other))
+    }
+
+    /// Uploads a volume archive, extracting it at the helper's root.
+    pub(crate) async fn upload(
+        &self,
+        id: &str,
+        archive: impl Stream<Item = Result<Vec<u8>, io::Error>> + Send + 'static,
+    ) -> Result<(), bollard::errors::Error> {
+        let options = UploadToContainerOptionsBuilder::default().path("/").build();
+        let body = bollard::body_try_stream(archive.map(|chunk| chunk.map(Into::into)));
+        self.docker.upload_to_container(id, Some(options), body).await
+    }
+
+    /// The volume, if it exists.
+    pub(crate) async fn volume(&self, name: &str) -> Result<Option<Volume>, SnapError> {
+        match self.docker.inspect_volume(name).await {
+            Ok(volume) => Ok(Some(volume)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(engine_error(format!("inspect volume {name}"))(e)),
+        }
+    }
+
+    pub(crate) async fn remove_volume(&self, name: &str) -> Result<(), SnapError> {
+        self.docker
+            .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+            .await
+            .map_err(engine_error(format!("remove volume {name} (to recreate it empty)")))
+    }
+
+    pub(crate) async fn create_volume(&self, spec: &VolumeSpec) -> Result<(), SnapError> {
+        let request = VolumeCreateRequest {
+            name: Some(spec.name.clone()),
+            driver: Some(spec.driver.clone()),
+            driver_opts: Some(spec.options.clone().into_iter().collect()),
+            labels: Some(spec.labels.clone().into_iter().collect()),
+            ..VolumeCreateRequest::default()
+        };
+        self.docker
+            .create_volume(request)
+            .await
+            .map(drop)
+            .map_err(engine_error(format!("create volume {} (driver {})", spec.name, spec.driver)))
+    }
+}
+
+/// `lkg-snap-<app>-<8 hex>`: names say whose helper it is.
+fn helper_name(app: &AppName) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::hash::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    format!("lkg-snap-{app}-{:08x}", hasher.finish() & 0xffff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(volume: &str, container: &str, state: &str) -> VolumeUser {
+        VolumeUser { volume: volume.to_owned(), container: container.to_owned(), state: state.to_owned() }
+    }
+
+    #[test]
+    fn a_deployed_stack_is_refused_naming_its_services() {
+        let err = quiet_verdict("app", vec!["app_web".into(), "app_db".into()], &[], Purpose::Take).unwrap_err();
+        insta::assert_snapshot!(err, @"stack app is deployed (services: app_db, app_web): undeploy it first (`docker stack rm app`) and wait until its containers have stopped");
+    }
+
+    #[test]
+    fn take_ignores_stopped_users_restore_does_not() {
+        let users = [user("app_data", "old", "exited")];
+        assert!(quiet_verdict("app", vec![], &users, Purpose::Take).is_ok());
+        let err = quiet_verdict("app", vec![], &users, Purpose::Restore).unwrap_err();
+        insta::assert_snapshot!(err, @"volume app_data is in use by container old (exited): stop and remove it first");
+        let users = [user("app_data", "app_web.1.x", "running"), user("app_data", "b", "exited")];
+        let err = quiet_verdict("app", vec![], &users, Purpose::Take).unwrap_err();
+        insta::assert_snapshot!(err, @"volume app_data is in use by container app_web.1.x (running): stop it first");
+    }
+
+    fn volume(driver: &str, options: &[(&str, &str)]) -> Volume {
+        Volume {
+            name: "app_data".to_owned(),
+            driver: driver.to_owned(),
+            mountpoint: "/var/lib/docker/volumes/app_data/_data".to_owned(),
+            options: options.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            ..Volume::default()
+        }
+    }
+
+    #[test]
+    fn direct_access_only_for_plain_local_volumes_on_this_host_as_root() {
+        let here = Locality { same_host: true, root: true };
+        let plain = volume("local", &[]);
+        assert_eq!(choose_access(Access::Auto, &plain, &here).unwrap(), Access::Direct);
+        assert_eq!(choose_access(Access::Archive, &plain, &here).unwrap(), Access::Archive);
+        let nfs = volume("local", &[("type", "nfs"), ("o", "addr=10.0.0.1")]);
+        assert_eq!(choose_access(Access::Auto, &nfs, &here).unwrap(), Access::Archive);
+        let err = choose_access(Access::Direct, &nfs, &here).unwrap_err();
+        assert!(err.to_string().contains("mounted only while a container uses it"), "{err}");
+        assert_eq!(choose_access(Access::Auto, &volume("rexray", &[]), &here).unwrap(), Access::Archive);
+        let remote = Locality { same_host: false, root: true };
+        assert_eq!(choose_access(Access::Auto, &plain, &remote).unwrap(), Access::Archive);
+        let user = Locality { same_host: true, root: false };
+        assert!(matches!(choose_access(Access::Direct, &plain, &user), Err(SnapError::DirectUnavailable { .. })));
+    }
+}

@@ -1,0 +1,170 @@
+//! The errors of take, verify, restore and show.
+
+use std::io;
+
+use crate::archive::ArchiveError;
+use crate::name::NameError;
+use crate::store::StoreError;
+
+/// Why a snapshot operation failed. Each message says what happened and
+/// what to do next.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapError {
+    /// An app, stack or volume name that cannot be used.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// lkg could not reach the Docker engine.
+    #[error(transparent)]
+    Connect(#[from] lkg_swarm::docker::ConnectError),
+    /// A stack query failed.
+    #[error(transparent)]
+    Query(#[from] lkg_swarm::docker::QueryError),
+    /// Another engine request failed.
+    #[error("Docker engine request failed: cannot {what}")]
+    Engine {
+        /// What lkg asked for.
+        what: String,
+        /// bollard's error.
+        #[source]
+        source: bollard::errors::Error,
+    },
+    /// The stack has services: its volumes may change while lkg reads or
+    /// replaces them.
+    #[error(
+        "stack {stack} is deployed (services: {}): undeploy it first (`docker stack rm {stack}`) \
+         and wait until its containers have stopped",
+        services.join(", ")
+    )]
+    Deployed {
+        /// The stack.
+        stack: String,
+        /// Its services.
+        services: Vec<String>,
+    },
+    /// A container uses a volume lkg must read or replace.
+    #[error(
+        "volume {volume} is in use by {}: stop{} {} first",
+        describe(containers), if *running { "" } else { " and remove" }, if containers.len() == 1 { "it" } else { "them" }
+    )]
+    VolumeInUse {
+        /// The volume.
+        volume: String,
+        /// The containers (`name (state)`).
+        containers: Vec<String>,
+        /// Whether any of them runs (take refuses only running ones; restore
+        /// must remove the volume, which any container blocks).
+        running: bool,
+    },
+    /// The stack has no volumes to snapshot.
+    #[error(
+        "stack {stack} has no volumes (none labelled com.docker.stack.namespace={stack}): \
+         nothing to snapshot; check the stack name"
+    )]
+    NoVolumes {
+        /// The stack.
+        stack: String,
+    },
+    /// The app has no snapshot to verify, restore or show.
+    #[error("app {app} has no last-known-good snapshot (looked in {location}): take one first with `lkg-snap take`")]
+    NoSnapshot {
+        /// The app.
+        app: String,
+        /// Where the store looked.
+        location: String,
+    },
+    /// The snapshot store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Reading a volume or writing its archive failed.
+    #[error("cannot {action} volume {volume}: {source}")]
+    Io {
+        /// `read` or `write the archive of`.
+        action: &'static str,
+        /// The volume.
+        volume: String,
+        /// The cause (names the file when there is one).
+        #[source]
+        source: io::Error,
+    },
+    /// An archive breaks the rules of a volume archive (or cannot be read).
+    /// At take time: lkg keeps no snapshot it could not restore.
+    #[error("the archive of volume {volume} ({location}) is refused: {source}")]
+    Refused {
+        /// The volume.
+        volume: String,
+        /// Where the archive is.
+        location: String,
+        /// What is wrong.
+        #[source]
+        source: ArchiveError,
+    },
+    /// An archive's size or checksum differs from its record.
+    #[error(
+        "the archive of volume {volume} ({location}) does not match its record: expected {expected_bytes} bytes \
+         with sha256 {expected_sha256}, found {actual_bytes} bytes with sha256 {actual_sha256}; \
+         the snapshot is damaged or was tampered with: do not restore it, take a new one"
+    )]
+    Mismatch {
+        /// The volume.
+        volume: String,
+        /// Where the archive is.
+        location: String,
+        /// Size recorded.
+        expected_bytes: u64,
+        /// Checksum recorded.
+        expected_sha256: String,
+        /// Size found.
+        actual_bytes: u64,
+        /// Checksum found.
+        actual_sha256: String,
+    },
+    /// `Access::Direct` was asked for a volume that cannot be read directly.
+    #[error("cannot read volume {volume} directly: {reason}; use the archive access instead")]
+    DirectUnavailable {
+        /// The volume.
+        volume: String,
+        /// Why.
+        reason: String,
+    },
+    /// Restoring into another stack needs volume names derived from the stack.
+    #[error(
+        "volume {volume} of the snapshot is not named {stack}_<name>, so lkg cannot tell which volume of stack \
+         {target} it becomes; restore into stack {stack} instead"
+    )]
+    Unmappable {
+        /// The volume in the snapshot.
+        volume: String,
+        /// The stack it was taken from.
+        stack: String,
+        /// The stack asked for.
+        target: String,
+    },
+    /// A restore failed after it had started replacing volumes.
+    #[error(
+        "restore of app {app} stopped while restoring volume {failed}{}: {source}; the snapshot is intact: \
+         fix the cause and run the restore again",
+        if restored.is_empty() { String::new() } else { format!(" (already restored: {})", restored.join(", ")) }
+    )]
+    Incomplete {
+        /// The app.
+        app: String,
+        /// Volumes restored before the failure.
+        restored: Vec<String>,
+        /// The volume being restored.
+        failed: String,
+        /// Why.
+        #[source]
+        source: Box<SnapError>,
+    },
+    /// A blocking task panicked or was cancelled (a bug).
+    #[error("internal error: a background task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+fn describe(containers: &[String]) -> String {
+    match containers {
+        [one] => format!("container {one}"),
+        many => format!("containers {}", many.join(", ")),
+    }
+}

@@ -1,0 +1,351 @@
+//! Restoring a snapshot into a stack's volumes.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bollard::Docker;
+use lkg_swarm::docker::{STACK_NAMESPACE_LABEL, stack_volumes};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::engine::{Engine, Purpose, VolumeSpec};
+use crate::error::SnapError;
+use crate::meta::{Meta, VolumeRecord, hex};
+use crate::name::{AppName, NameError, check_object_name};
+use crate::progress::{Phase, Progress};
+use crate::store::{LockMode, SnapshotReader, Store};
+use crate::transfer::Reporter;
+use crate::verify::{check_volume, open_snapshot};
+
+/// Chunks of an upload in flight: 8 × 256 KiB.
+const UPLOAD_CHUNK: usize = 256 * 1024;
+const UPLOAD_QUEUE: usize = 8;
+
+/// Which snapshot to restore, and where.
+///
+/// ```
+/// use lkg_warmsnap::{AppName, RestoreRequest};
+/// let request = RestoreRequest::new(AppName::new("gitea")?).stack("gitea-staging")?;
+/// assert_eq!(request.stack.as_deref(), Some("gitea-staging"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RestoreRequest {
+    /// Whose last-known-good to restore.
+    pub app: AppName,
+    /// The stack to restore into; `None`: the one recorded in `meta.json`.
+    pub stack: Option<String>,
+}
+
+impl RestoreRequest {
+    /// Restores `app`'s last-known-good into the stack it was taken from.
+    pub fn new(app: AppName) -> RestoreRequest {
+        RestoreRequest { app, stack: None }
+    }
+
+    /// Restores into `stack` instead: volume `<old>_<name>` becomes `<stack>_<name>`.
+    pub fn stack(mut self, stack: &str) -> Result<RestoreRequest, NameError> {
+        check_object_name("stack", stack)?;
+        self.stack = Some(stack.to_owned());
+        Ok(self)
+    }
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct RestoreReport {
+    /// The app.
+    pub app: AppName,
+    /// The stack restored into.
+    pub stack: String,
+    /// Where the snapshot is.
+    pub location: String,
+    /// The snapshot's `meta.json`.
+    pub snapshot: Meta,
+    /// The volumes replaced (or recreated), in `meta.json` order.
+    pub volumes: Vec<RestoredVolume>,
+    /// Volumes of the stack that the snapshot does not hold: left as they are.
+    pub untouched: Vec<String>,
+}
+
+/// One restored volume.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct RestoredVolume {
+    /// The live volume.
+    pub name: String,
+    /// The snapshot's volume it was restored from.
+    pub from: String,
+    /// Archive bytes uploaded.
+    pub bytes: u64,
+    /// `true`: the volume existed and was replaced; `false`: it was missing
+    /// and was created.
+    pub existed: bool,
+}
+
+/// One volume to restore: from which record, into which volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Planned {
+    pub(crate) from: String,
+    pub(crate) spec: VolumeSpec,
+    pub(crate) existed: bool,
+}
+
+/// The live volume a snapshot volume goes to: the same name in the same
+/// stack; `<stack>_<name>` → `<target>_<name>` in another stack.
+pub(crate) fn target_name(meta: &Meta, record: &VolumeRecord, target: &str) -> Result<String, SnapError> {
+    if meta.stack == target {
+        return Ok(record.name.clone());
+    }
+    record
+        .name
+        .strip_prefix(&meta.stack)
+        .and_then(|rest| rest.strip_prefix('_'))
+        .filter(|rest| !rest.is_empty())
+        .map(|rest| format!("{target}_{rest}"))
+        .ok_or_else(|| SnapError::Unmappable {
+            volume: record.name.clone(),
+            stack: meta.stack.clone(),
+            target: target.to_owned(),
+        })
+}
+
+/// Decides how each volume is recreated: like the live volume when it
+/// exists (same driver, options, labels), else as recorded in the snapshot,
+/// with the stack label naming the target stack.
+pub(crate) fn plan(meta: &Meta, target: &str, live: &BTreeMap<String, VolumeSpec>) -> Result<Vec<Planned>, SnapError> {
+    meta.volumes
+        .iter()
+        .map(|record| {
+            let name = target_name(meta, record, target)?;
+            let (spec, existed) = if let Some(spec) = live.get(&name) {
+                (spec.clone(), true)
+            } else {
+                let mut labels = record.labels.clone();
+                if let Some(stack) = labels.get_mut(STACK_NAMESPACE_LABEL) {
+                    target.clone_into(stack);
+                }
+                (VolumeSpec { name, driver: record.driver.clone(), options: record.options.clone(), labels }, false)
+            };
+            Ok(Planned { from: record.name.clone(), spec, existed })
+        })
+        .collect()
+}
+
+/// Restores `request.app`'s last-known-good into its stack's volumes.
+///
+/// Nothing live is touched until every archive has verified (size, SHA-256,
+/// every entry against the archive rules) and the stack is quiet (no
+/// services, no container using a target volume). Then each volume is
+/// removed and recreated empty with the same name, driver, options and
+/// labels (the archive endpoint can add files but not delete them, so this
+/// is how files absent from the snapshot disappear), and the archive is
+/// uploaded into it; owners, modes, links and mtimes come back as archived.
+/// A volume that was removed is created. If a failure stops the restore
+/// after it started replacing volumes, the error is [`SnapError::Incomplete`]:
+/// the snapshot is intact and running the restore again completes it.
+pub async fn restore<S: Store>(
+    docker: &Docker,
+    store: &S,
+    request: &RestoreRequest,
+    progress: &dyn Progress,
+) -> Result<RestoreReport, SnapError> {
+    let engine = Engine::new(docker);
+    let mut reader = open_snapshot(store, &request.app, LockMode::Exclusive).await?;
+    let meta = reader.meta().clone();
+    let location = reader.location();
+    let stack = request.stack.clone().unwrap_or_else(|| meta.stack.clone());
+    let targets = meta.volumes.iter().map(|r| target_name(&meta, r, &stack)).collect::<Result<Vec<_>, _>>()?;
+    // Cheap refusals first, before reading every archive.
+    engine.check_quiet(&stack, &targets, Purpose::Take).await?;
+
+    let count = meta.volumes.len();
+    for (index, record) in meta.volumes.iter().enumerate() {
+        let (back, checked) = check_volume(reader, record, (index, count), progress).await?;
+        reader = back;
+        checked?;
+    }
+
+    engine.remove_leftover_helpers(&request.app).await?;
+    let mut live = BTreeMap::new();
+    for target in &targets {
+        if let Some(volume) = engine.volume(target).await? {
+            live.insert(target.clone(), VolumeSpec::from(&volume));
+        }
+    }
+    let planned = plan(&meta, &stack, &live)?;
+    engine.check_quiet(&stack, &targets, Purpose::Restore).await?;
+    engine.ensure_helper_image().await?;
+    let mut untouched: Vec<String> =
+        stack_volumes(docker, &stack).await?.into_iter().map(|v| v.name).filter(|n| !targets.contains(n)).collect();
+    untouched.sort();
+
+    let mut volumes: Vec<RestoredVolume> = Vec::with_capacity(count);
+    for (index, (planned, record)) in planned.iter().zip(&meta.volumes).enumerate() {
+        let mut reporter =
+            Reporter::new(progress, Phase::Restore, &planned.spec.name, (index, count), Some(record.bytes));
+        let replaced = replace_volume(&engine, &request.app, &reader, planned, record, &mut reporter).await;
+        if let Err(e) = replaced {
+            return Err(SnapError::Incomplete {
+                app: request.app.to_string(),
+                restored: volumes.into_iter().map(|v| v.name).collect(),
+                failed: planned.spec.name.clone(),
+                source: Box::new(e),
+            });
+        }
+        reporter.done(record.bytes);
+        volumes.push(RestoredVolume {
+            name: planned.spec.name.clone(),
+            from: planned.from.clone(),
+            bytes: record.bytes,
+            existed: planned.existed,
+        });
+    }
+    drop(reader);
+    Ok(RestoreReport { app: request.app.clone(), stack, location, snapshot: meta, volumes, untouched })
+}
+
+async fn replace_volume<R: SnapshotReader>(
+    engine: &Engine<'_>,
+    app: &AppName,
+    reader: &R,
+    planned: &Planned,
+    record: &VolumeRecord,
+    reporter: &mut Reporter<'_>,
+) -> Result<(), SnapError> {
+    let archive = reader.open_volume(&planned.from)?;
+    if planned.existed {
+        engine.remove_volume(&planned.spec.name).await?;
+    }
+    engine.create_volume(&planned.spec).await?;
+    let helper = engine.create_helper(app, &planned.spec.name, true).await?;
+    let uploaded = upload(engine, &helper, archive, record, reporter).await;
+    let removed = engine.remove_container(&helper).await;
+    uploaded?;
+    removed
+}
+
+/// Streams the archive from the store into the helper, hashing it again on
+/// the way: the bytes uploaded must be the bytes verified.
+async fn upload(
+    engine: &Engine<'_>,
+    helper: &str,
+    mut archive: Box<dyn Read + Send>,
+    record: &VolumeRecord,
+    reporter: &mut Reporter<'_>,
+) -> Result<(), SnapError> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<io::Result<Vec<u8>>>(UPLOAD_QUEUE);
+    let counter = Arc::new(AtomicU64::new(0));
+    let published = Arc::clone(&counter);
+    let reading = tokio::task::spawn_blocking(move || -> io::Result<(u64, String)> {
+        let mut hasher = Sha256::new();
+        let mut total = 0u64;
+        loop {
+            let mut chunk = vec![0u8; UPLOAD_CHUNK];
+            let n = match archive.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Abort the request body, so the engine does not take a cut archive for a whole one.
+                    let _ = tx.blocking_send(Err(io::Error::new(e.kind(), e.to_string())));
+                    return Err(e);
+                }
+            };
+            chunk.truncate(n);
+            hasher.update(&chunk);
+            total += n as u64;
+            published.store(total, Ordering::Relaxed);
+            if tx.blocking_send(Ok(chunk)).is_err() {
+                return Err(io::Error::other("the engine stopped reading the upload"));
+            }
+        }
+        Ok((total, hex(&hasher.finalize())))
+    });
+    let chunks = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let uploading = engine.upload(helper, chunks);
+    tokio::pin!(uploading);
+    let mut ticks = tokio::time::interval(std::time::Duration::from_millis(200));
+    let uploaded = loop {
+        tokio::select! {
+            result = &mut uploading => break result,
+            _ = ticks.tick() => reporter.bytes(counter.load(Ordering::Relaxed)),
+        }
+    };
+    let read = reading.await?;
+    let (bytes, sha256) =
+        read.map_err(|source| SnapError::Io { action: "read the archive of", volume: record.name.clone(), source })?;
+    uploaded.map_err(|source| SnapError::Engine {
+        what: format!("upload the archive of volume {} into its helper container", record.name),
+        source,
+    })?;
+    if bytes != record.bytes || sha256 != record.sha256 {
+        return Err(SnapError::Mismatch {
+            volume: record.name.clone(),
+            location: "the snapshot (changed between verify and upload)".to_owned(),
+            expected_bytes: record.bytes,
+            expected_sha256: record.sha256.clone(),
+            actual_bytes: bytes,
+            actual_sha256: sha256,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(stack: &str, volumes: &[&str]) -> Meta {
+        let records = volumes
+            .iter()
+            .map(|name| VolumeRecord {
+                name: (*name).to_owned(),
+                bytes: 1024,
+                sha256: "0".repeat(64),
+                driver: "local".to_owned(),
+                options: BTreeMap::from([("type".to_owned(), "tmpfs".to_owned())]),
+                labels: BTreeMap::from([(STACK_NAMESPACE_LABEL.to_owned(), stack.to_owned())]),
+            })
+            .collect();
+        Meta::new(AppName::new("app").unwrap(), stack, None, None, None, jiff::Timestamp::UNIX_EPOCH, records)
+    }
+
+    #[test]
+    fn same_stack_keeps_names_and_live_volumes_keep_their_spec() {
+        let meta = meta("app", &["app_data", "app_db"]);
+        let live_spec = VolumeSpec {
+            name: "app_data".to_owned(),
+            driver: "local".to_owned(),
+            options: BTreeMap::new(),
+            labels: BTreeMap::from([("x".to_owned(), "live".to_owned())]),
+        };
+        let live = BTreeMap::from([("app_data".to_owned(), live_spec.clone())]);
+        let planned = plan(&meta, "app", &live).unwrap();
+        assert_eq!(planned[0], Planned { from: "app_data".to_owned(), spec: live_spec, existed: true });
+        // A removed volume is created as recorded.
+        assert_eq!(planned[1].spec.name, "app_db");
+        assert!(!planned[1].existed);
+        assert_eq!(planned[1].spec.options, BTreeMap::from([("type".to_owned(), "tmpfs".to_owned())]));
+    }
+
+    #[test]
+    fn another_stack_renames_volumes_and_their_stack_label() {
+        let meta = meta("app", &["app_data"]);
+        let planned = plan(&meta, "app-staging", &BTreeMap::new()).unwrap();
+        assert_eq!(planned[0].spec.name, "app-staging_data");
+        assert_eq!(planned[0].spec.labels[STACK_NAMESPACE_LABEL], "app-staging");
+    }
+
+    #[test]
+    fn a_volume_not_named_after_its_stack_cannot_move_to_another_stack() {
+        let meta = meta("app", &["shared"]);
+        let err = plan(&meta, "other", &BTreeMap::new()).unwrap_err();
+        assert!(matches!(err, SnapError::Unmappable { .. }), "{err}");
+        assert!(plan(&meta, "app", &BTreeMap::new()).is_ok());
+    }
+}

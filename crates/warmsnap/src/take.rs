@@ -1,0 +1,364 @@
+//! Taking a snapshot of a stack's volumes while the stack is undeployed.
+
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use bollard::Docker;
+use bollard::models::Volume;
+use futures_util::StreamExt;
+use jiff::Timestamp;
+use lkg_swarm::docker::stack_volumes;
+use serde::Serialize;
+
+use crate::archive::{ArchiveSummary, inspect};
+use crate::engine::{Engine, Locality, Purpose, choose_access, locality};
+use crate::error::SnapError;
+use crate::meta::{Meta, VolumeRecord};
+use crate::name::{AppName, NameError, check_object_name};
+use crate::progress::{Phase, Progress};
+use crate::store::{Staging, Store, VolumeSink};
+use crate::transfer::{HashingWriter, Reporter, blocking, blocking_with_progress};
+
+/// How volume data is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Access {
+    /// Direct when it is safe (plain local volume, engine on this host, lkg
+    /// running as root, and the mount point checked to be the engine's),
+    /// otherwise through the engine's archive endpoint.
+    #[default]
+    Auto,
+    /// Always through the engine's archive endpoint (works anywhere).
+    Archive,
+    /// Always by reading the mount point; refused where that is not safe.
+    Direct,
+}
+
+/// What to snapshot and what to record about it.
+///
+/// ```
+/// use lkg_warmsnap::{Access, AppName, TakeRequest};
+/// let request = TakeRequest::new(AppName::new("gitea")?, "gitea")?
+///     .version("1.2.0+1.21.4")
+///     .commit("0a1b2c3")
+///     .access(Access::Archive);
+/// assert_eq!(request.stack, "gitea");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TakeRequest {
+    /// Whose last-known-good this becomes.
+    pub app: AppName,
+    /// The stack whose volumes are taken (by the `com.docker.stack.namespace` label).
+    pub stack: String,
+    /// Recorded in `meta.json`.
+    pub domain: Option<String>,
+    /// Recorded in `meta.json`: the version deployed on this data.
+    pub version: Option<String>,
+    /// Recorded in `meta.json`: its commit.
+    pub commit: Option<String>,
+    /// How to read the volumes.
+    pub access: Access,
+}
+
+impl TakeRequest {
+    /// A request for `app`'s volumes in `stack`.
+    pub fn new(app: AppName, stack: &str) -> Result<TakeRequest, NameError> {
+        check_object_name("stack", stack)?;
+        Ok(TakeRequest {
+            app,
+            stack: stack.to_owned(),
+            domain: None,
+            version: None,
+            commit: None,
+            access: Access::Auto,
+        })
+    }
+
+    /// Sets the domain to record.
+    #[must_use]
+    pub fn domain(mut self, domain: impl Into<String>) -> TakeRequest {
+        self.domain = Some(domain.into());
+        self
+    }
+
+    /// Sets the version to record.
+    #[must_use]
+    pub fn version(mut self, version: impl Into<String>) -> TakeRequest {
+        self.version = Some(version.into());
+        self
+    }
+
+    /// Sets the commit to record.
+    #[must_use]
+    pub fn commit(mut self, commit: impl Into<String>) -> TakeRequest {
+        self.commit = Some(commit.into());
+        self
+    }
+
+    /// Sets how volumes are read.
+    #[must_use]
+    pub fn access(mut self, access: Access) -> TakeRequest {
+        self.access = access;
+        self
+    }
+}
+
+/// A snapshot taken and made the last-known-good.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct TakeReport {
+    /// Where it is.
+    pub location: String,
+    /// Its `meta.json`.
+    pub meta: Meta,
+    /// How each volume was read and what its archive holds.
+    pub volumes: Vec<TakenVolume>,
+}
+
+/// One volume of a [`TakeReport`].
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct TakenVolume {
+    /// The volume.
+    pub name: String,
+    /// [`Access::Archive`] or [`Access::Direct`]: how it was read.
+    pub access: Access,
+    /// What the archive holds.
+    pub summary: ArchiveSummary,
+}
+
+/// Takes a snapshot of `request.stack`'s volumes and makes it `request.app`'s
+/// last-known-good.
+///
+/// Refuses while the stack has services or a running container uses one of
+/// its volumes. Each volume is streamed into a staging snapshot (SHA-256 and
+/// size computed while writing, never the whole volume in memory), made
+/// durable, read back and checked against the rules restore applies, and only
+/// then swapped in for the previous snapshot, which stays intact until that
+/// moment. If anything fails, the previous snapshot is untouched and the
+/// staging is removed (or, after a crash, removed by the next take).
+pub async fn take<S: Store>(
+    docker: &Docker,
+    store: &S,
+    request: &TakeRequest,
+    progress: &dyn Progress,
+) -> Result<TakeReport, SnapError> {
+    let engine = Engine::new(docker);
+    let mut volumes = stack_volumes(docker, &request.stack).await?;
+    volumes.sort_by(|a, b| a.name.cmp(&b.name));
+    if volumes.is_empty() {
+        return Err(SnapError::NoVolumes { stack: request.stack.clone() });
+    }
+    for volume in &volumes {
+        check_object_name("volume", &volume.name)?;
+    }
+    let names: Vec<String> = volumes.iter().map(|v| v.name.clone()).collect();
+    engine.check_quiet(&request.stack, &names, Purpose::Take).await?;
+
+    let mut staging = {
+        let (store, app) = (store.clone(), request.app.clone());
+        blocking(move || store.stage(&app)).await??
+    };
+    engine.remove_leftover_helpers(&request.app).await?;
+    let locality = match request.access {
+        Access::Archive => Locality { same_host: false, root: false },
+        Access::Auto | Access::Direct => locality(docker).await,
+    };
+
+    let count = volumes.len();
+    let mut copied = Vec::with_capacity(count);
+    for (index, volume) in volumes.iter().enumerate() {
+        let access = choose_access(request.access, volume, &locality)?;
+        let sink = staging.create_volume(&volume.name)?;
+        let mut reporter = Reporter::new(progress, Phase::Take, &volume.name, (index, count), None);
+        let (access, bytes, sha256) = copy_volume(&engine, request, volume, access, sink, &mut reporter).await?;
+        reporter.done(bytes);
+        copied.push((access, bytes, sha256));
+    }
+
+    // Read back what is on disk and apply restore's rules: a snapshot that
+    // could not be restored is not worth keeping.
+    let mut records = Vec::with_capacity(count);
+    let mut taken = Vec::with_capacity(count);
+    for (index, (volume, (access, bytes, sha256))) in volumes.iter().zip(copied).enumerate() {
+        let location = format!("new snapshot of app {}", request.app);
+        let archive = staging.open_volume(&volume.name)?;
+        let mut reporter = Reporter::new(progress, Phase::Verify, &volume.name, (index, count), Some(bytes));
+        let summary = blocking_with_progress(move |counter| inspect(archive, counter), &mut reporter)
+            .await?
+            .map_err(|source| SnapError::Refused { volume: volume.name.clone(), location: location.clone(), source })?;
+        if summary.bytes != bytes || summary.sha256 != sha256 {
+            return Err(SnapError::Mismatch {
+                volume: volume.name.clone(),
+                location,
+                expected_bytes: bytes,
+                expected_sha256: sha256,
+                actual_bytes: summary.bytes,
+                actual_sha256: summary.sha256,
+            });
+        }
+        reporter.done(bytes);
+        records.push(VolumeRecord {
+            name: volume.name.clone(),
+            bytes,
+            sha256,
+            driver: volume.driver.clone(),
+            options: volume.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            labels: volume.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        });
+        taken.push(TakenVolume { name: volume.name.clone(), access, summary });
+    }
+
+    // Someone may have deployed while the volumes were read.
+    engine.check_quiet(&request.stack, &names, Purpose::Take).await?;
+    let now = Timestamp::now();
+    let meta = Meta::new(
+        request.app.clone(),
+        &request.stack,
+        request.domain.clone(),
+        request.version.clone(),
+        request.commit.clone(),
+        now.round(jiff::Unit::Second).unwrap_or(now),
+        records,
+    );
+    let committed = meta.clone();
+    let location = blocking(move || staging.commit(&committed)).await??;
+    Ok(TakeReport { location, meta, volumes: taken })
+}
+
+/// Copies one volume into `sink` through a helper container (its archive
+/// endpoint, or only its view of the mount point for the direct path).
+/// Returns the access used, the archive's size and SHA-256.
+async fn copy_volume(
+    engine: &Engine<'_>,
+    request: &TakeRequest,
+    volume: &Volume,
+    access: Access,
+    sink: Box<dyn VolumeSink>,
+    reporter: &mut Reporter<'_>,
+) -> Result<(Access, u64, String), SnapError> {
+    let helper = engine.create_helper(&request.app, &volume.name, false).await?;
+    let copied = async {
+        let access = match access {
+            Access::Direct => match same_directory(engine, &helper, &volume.mountpoint).await? {
+                Ok(()) => Access::Direct,
+                Err(_) if request.access == Access::Auto => Access::Archive,
+                Err(reason) => return Err(SnapError::DirectUnavailable { volume: volume.name.clone(), reason }),
+            },
+            Access::Auto | Access::Archive => Access::Archive,
+        };
+        let (bytes, sha256) = match access {
+            Access::Direct => copy_direct(&volume.name, PathBuf::from(&volume.mountpoint), sink, reporter).await?,
+            _ => copy_archive(engine, &helper, &volume.name, sink, reporter).await?,
+        };
+        Ok((access, bytes, sha256))
+    }
+    .await;
+    let removed = engine.remove_container(&helper).await;
+    let copied = copied?;
+    removed?;
+    Ok(copied)
+}
+
+/// Whether the local `mountpoint` is the directory the engine mounts in the
+/// helper: same mode and the same mtime to the nanosecond. A directory of the
+/// same path on another machine (a forwarded socket, a host name shared by
+/// two hosts) fails this.
+async fn same_directory(engine: &Engine<'_>, helper: &str, mountpoint: &str) -> Result<Result<(), String>, SnapError> {
+    let (mode, mtime) = engine.root_stat(helper).await?;
+    let local = match fs_err::metadata(mountpoint) {
+        Ok(local) => local,
+        Err(e) => return Ok(Err(format!("its mount point is not readable here: {e}"))),
+    };
+    let engine_mtime = mtime.and_then(|t| t.parse::<Timestamp>().ok());
+    let nanos = i32::try_from(local.mtime_nsec()).unwrap_or_default();
+    let local_mtime = Timestamp::new(local.mtime(), nanos).ok();
+    if !local.is_dir() || engine_mtime.is_none() || engine_mtime != local_mtime || mode & 0o777 != local.mode() & 0o777
+    {
+        return Ok(Err(format!("{mountpoint} here is not the directory the engine mounts (mode or mtime differ)")));
+    }
+    Ok(Ok(()))
+}
+
+async fn copy_direct(
+    volume: &str,
+    mountpoint: PathBuf,
+    sink: Box<dyn VolumeSink>,
+    reporter: &mut Reporter<'_>,
+) -> Result<(u64, String), SnapError> {
+    let written = blocking_with_progress(
+        move |counter| -> Result<(u64, String), SnapError> {
+            let out = HashingWriter::new(sink, Some(counter));
+            let out = crate::direct::archive_directory(&mountpoint, out).map_err(|source| SnapError::Io {
+                action: "read",
+                volume: String::new(),
+                source,
+            })?;
+            let (sink, bytes, sha256) = out.finish();
+            sink.finish()?;
+            Ok((bytes, sha256))
+        },
+        reporter,
+    )
+    .await?;
+    written.map_err(|e| match e {
+        SnapError::Io { action, source, .. } => SnapError::Io { action, volume: volume.to_owned(), source },
+        other => other,
+    })
+}
+
+async fn copy_archive(
+    engine: &Engine<'_>,
+    helper: &str,
+    volume: &str,
+    sink: Box<dyn VolumeSink>,
+    reporter: &mut Reporter<'_>,
+) -> Result<(u64, String), SnapError> {
+    // A few chunks in flight: the network and the disk overlap, memory stays small.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let writer = tokio::task::spawn_blocking(move || -> Result<(u64, String), SnapError> {
+        let mut out = HashingWriter::new(sink, None);
+        while let Some(chunk) = rx.blocking_recv() {
+            let chunk: &[u8] = <_ as AsRef<[u8]>>::as_ref(&chunk);
+            out.write_all(chunk).map_err(|source| SnapError::Io {
+                action: "write the archive of",
+                volume: String::new(),
+                source,
+            })?;
+        }
+        let (sink, bytes, sha256) = out.finish();
+        sink.finish()?;
+        Ok((bytes, sha256))
+    });
+    let mut download = std::pin::pin!(engine.download(helper));
+    let mut received = 0u64;
+    let mut failure = None;
+    while let Some(chunk) = download.next().await {
+        match chunk {
+            Ok(chunk) => {
+                received += chunk.as_ref().len() as u64;
+                if tx.send(chunk).await.is_err() {
+                    break; // the writer failed; its error is the one to report
+                }
+                reporter.bytes(received);
+            }
+            Err(source) => {
+                failure = Some(source);
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let written = writer.await?.map_err(|e| match e {
+        SnapError::Io { action, source, .. } => SnapError::Io { action, volume: volume.to_owned(), source },
+        other => other,
+    });
+    if let Some(source) = failure {
+        // An incomplete download must never look like a complete archive.
+        return Err(SnapError::Io { action: "read", volume: volume.to_owned(), source });
+    }
+    written
+}
