@@ -124,8 +124,8 @@ pub enum Issue {
     },
     /// A dispatch-time value differs from the lock's.
     #[error(
-        "replay mismatch for input `{input}`: the lock has `{lock}` but `{given}` was given; \
-         dispatch with `{input}={lock}` or update the lock"
+        "replay mismatch: the lock has `{lock}` but `{given}` was given for `{input}`; \
+         dispatch the replay with the lock's value, or update the lock"
     )]
     ReplayMismatch {
         /// The input.
@@ -136,7 +136,7 @@ pub enum Issue {
         given: String,
     },
     /// `--expect` names something the file does not have.
-    #[error("`--expect {name}=...` names no input of this file; its inputs are: {}", known.join(", "))]
+    #[error("names no input of this file; its inputs are: {}", known.join(", "))]
     UnknownExpectation {
         /// The name given.
         name: String,
@@ -204,8 +204,7 @@ impl fmt::Display for CheckReport {
         if self.is_ok() {
             return writeln!(f, "{}: ok ({what}): every input is pinned", self.file);
         }
-        let n = self.problems.len();
-        writeln!(f, "{}: {n} problem{} ({what})", self.file, if n == 1 { "" } else { "s" })?;
+        writeln!(f, "{}: {} ({what})", self.file, crate::plural(self.problems.len(), "problem"))?;
         for problem in &self.problems {
             writeln!(f, "  {problem}")?;
         }
@@ -314,16 +313,18 @@ pub fn structure(doc: &Document) -> Vec<Problem> {
     problems
 }
 
+/// Run metadata is typed when present but not required: a manifest written
+/// outside CI has none, and replay does not need it.
 fn run_shape(need: &mut impl FnMut(&str, Shape)) {
     need("generated_at", Shape::Text);
-    need("repository", Shape::Text);
-    need("workflow", Shape::Text);
-    need("run", Shape::Object);
+    need("repository", Shape::OptionalText);
+    need("workflow", Shape::OptionalText);
+    need("run", Shape::OptionalObject);
     for field in ["id", "attempt", "number"] {
-        need(&format!("run.{field}"), Shape::Integer);
+        need(&format!("run.{field}"), Shape::OptionalInteger);
     }
     for field in ["ref", "sha", "actor"] {
-        need(&format!("run.{field}"), Shape::Text);
+        need(&format!("run.{field}"), Shape::OptionalText);
     }
 }
 
@@ -366,9 +367,10 @@ enum Shape {
     Text,
     OptionalText,
     Bool,
-    Integer,
+    OptionalInteger,
     TextList,
     Object,
+    OptionalObject,
     TaggedInput,
 }
 
@@ -379,7 +381,7 @@ impl Shape {
         };
         let Some(value) = value else {
             return match self {
-                Shape::OptionalText => None,
+                Shape::OptionalText | Shape::OptionalInteger | Shape::OptionalObject => None,
                 _ => Some(Problem::new(path, Issue::Missing)),
             };
         };
@@ -393,14 +395,14 @@ impl Shape {
             (_, Value::Null)
             | (Shape::Text | Shape::OptionalText, Value::String(_))
             | (Shape::Bool, Value::Bool(_))
-            | (Shape::Object, Value::Object(_)) => None,
-            (Shape::Integer, Value::Number(n)) if n.is_u64() => None,
+            | (Shape::Object | Shape::OptionalObject, Value::Object(_)) => None,
+            (Shape::OptionalInteger, Value::Number(n)) if n.is_u64() => None,
             (Shape::TextList, Value::Array(items)) if items.iter().all(Value::is_string) => None,
             (Shape::Text | Shape::OptionalText, _) => wrong("a string"),
             (Shape::Bool, _) => wrong("true or false"),
-            (Shape::Integer, _) => wrong("a whole number"),
+            (Shape::OptionalInteger, _) => wrong("a whole number"),
             (Shape::TextList, _) => wrong("a list of strings"),
-            (Shape::Object, _) => wrong("an object"),
+            (Shape::Object | Shape::OptionalObject, _) => wrong("an object"),
             (Shape::TaggedInput, _) => wrong("an object with exactly one of `image`, `git`, `value`"),
         }
     }

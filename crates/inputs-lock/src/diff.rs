@@ -108,7 +108,7 @@ impl fmt::Display for Diff {
         if self.run.is_empty() {
             writeln!(f, "run metadata is the same")
         } else {
-            writeln!(f, "run metadata: {} differences (not inputs)", self.run.len())?;
+            writeln!(f, "run metadata: {} (not inputs)", crate::plural(self.run.len(), "difference"))?;
             for difference in &self.run {
                 writeln!(f, "  {difference}")?;
             }

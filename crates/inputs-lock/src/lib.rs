@@ -83,6 +83,11 @@ pub use resolve::{
     VERSION_LABEL, immutable_tag_candidates, is_date_stamped, resolve,
 };
 
+/// `n thing` or `n things`.
+pub(crate) fn plural(n: usize, thing: &str) -> String {
+    if n == 1 { format!("1 {thing}") } else { format!("{n} {thing}s") }
+}
+
 /// `generated_at` as the pipeline writes it: UTC, whole seconds,
 /// `2026-02-27T12:00:00Z`.
 pub fn timestamp(at: jiff::Timestamp) -> String {

@@ -28,7 +28,7 @@ pub enum LockError {
     },
     /// The lock would not pass `check`: the manifest holds unpinned or
     /// placeholder values, and writing them would only fail the replay later.
-    #[error("the lock made from this manifest is not fit for replay ({} problems):\n{}", problems.len(), problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    #[error("the lock made from this manifest is not fit for replay ({}):\n{}", crate::plural(problems.len(), "problem"), problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
     Invalid {
         /// Every problem of the would-be lock.
         problems: Vec<Problem>,

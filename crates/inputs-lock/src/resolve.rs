@@ -410,7 +410,7 @@ pub struct Resolution {
 #[non_exhaustive]
 pub enum ResolveError {
     /// The lock fails `check`: replaying it would not be exact.
-    #[error("the lock is not fit for replay ({} problems):\n{}", problems.len(), problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    #[error("the lock is not fit for replay ({}):\n{}", crate::plural(problems.len(), "problem"), problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
     LockInvalid {
         /// Every problem.
         problems: Vec<Problem>,
