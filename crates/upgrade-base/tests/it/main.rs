@@ -1,0 +1,6 @@
+//! lkg-upgrade-base against real git repositories, built with git2 in each test.
+
+mod builder;
+mod overlays;
+mod plans;
+mod shallow;
