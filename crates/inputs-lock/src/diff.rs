@@ -12,6 +12,8 @@ use crate::model::{GitPart, ImagePart, Input, Inputs};
 /// The differences between two manifests (or a manifest and a lock).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Diff {
+    /// No input differs: the two runs used the same inputs.
+    pub same_inputs: bool,
     /// Inputs present on both sides.
     pub common_inputs: usize,
     /// Input differences: what a build used differently. Field names are
@@ -24,13 +26,6 @@ pub struct Diff {
     /// any input difference is a floating input that moved (the seed's
     /// failure pattern E).
     pub same_commit: Option<String>,
-}
-
-impl Diff {
-    /// No input differs.
-    pub fn same_inputs(&self) -> bool {
-        self.inputs.is_empty()
-    }
 }
 
 /// One field that differs.
@@ -83,7 +78,7 @@ impl fmt::Display for Difference {
 
 impl fmt::Display for Diff {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.same_inputs() {
+        if self.same_inputs {
             writeln!(f, "inputs are the same ({} inputs)", self.common_inputs)?;
         } else {
             let count = |c: Change| self.inputs.iter().filter(|d| d.change == c).count();
@@ -159,7 +154,7 @@ pub fn diff(old: &Document, new: &Document) -> Diff {
         (Some(x), Some(y)) if x == y => Some(x),
         _ => None,
     };
-    Diff { common_inputs: common, inputs, run, same_commit }
+    Diff { same_inputs: inputs.is_empty(), common_inputs: common, inputs, run, same_commit }
 }
 
 fn compare(name: &str, left: &Input, right: &Input, out: &mut Vec<Difference>) {

@@ -289,7 +289,7 @@ impl Document {
 }
 
 /// `serde_json` appends " at line L column C"; the error carries them apart.
-fn strip_position(message: &str) -> String {
+pub(crate) fn strip_position(message: &str) -> String {
     message.rfind(" at line ").map_or(message, |i| &message[..i]).to_owned()
 }
 

@@ -184,7 +184,7 @@ impl Spec {
             origin: origin.to_owned(),
             line: e.line(),
             column: e.column(),
-            message: e.to_string(),
+            message: crate::document::strip_position(&e.to_string()),
         })?;
         let Value::Object(body) = value else {
             return Err(invalid("(spec)", "a spec is a JSON object"));
@@ -393,6 +393,18 @@ pub struct RunContext {
     pub run: RunMetadata,
     /// The path recorded as `lock_file_path` (default `ci/inputs.lock.json`).
     pub lock_file_path: Option<String>,
+}
+
+impl RunContext {
+    /// The run this process is part of: `generated_at` is now, run metadata
+    /// comes from GitHub Actions' `GITHUB_*` variables when they are set.
+    pub fn from_environment() -> RunContext {
+        RunContext {
+            generated_at: crate::timestamp(jiff::Timestamp::now()),
+            run: RunMetadata::from_github_env(|name| std::env::var(name).ok()),
+            lock_file_path: None,
+        }
+    }
 }
 
 /// A resolved manifest, and what is worth telling about how it was found.
