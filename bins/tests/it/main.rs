@@ -2,3 +2,6 @@
 //! next to itself, passing arguments, output and the exit code through.
 
 mod dispatcher;
+// `lkg-snap` exists only with the `snap` feature (its [[bin]] requires it).
+#[cfg(feature = "snap")]
+mod snap;

@@ -1,0 +1,257 @@
+//! `lkg-snap` as a user runs it: output, exit codes, and SIGKILL at many
+//! points of a take. These run the real binary, which is why they live in
+//! the bins package (`CARGO_BIN_EXE_lkg-snap` exists only here).
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Instant;
+
+use lkg_testkit::{Env, env, unique_name};
+
+fn snap(state: &Path, args: &[&str]) -> Output {
+    snap_command(state, args).output().expect("run lkg-snap")
+}
+
+fn snap_command(state: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lkg-snap"));
+    command.arg("--state-dir").arg(state).args(args).envs(env().vars()).stdin(Stdio::null());
+    command
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out.stdout)))
+}
+
+/// A volume labelled as a volume of stack `stack`, removed on drop with any
+/// helper container lkg-snap left for `app`.
+struct Volume<'e> {
+    env: &'e Env,
+    name: String,
+    app: String,
+}
+
+impl<'e> Volume<'e> {
+    fn new(env: &'e Env, stack: &str, key: &str) -> Volume<'e> {
+        let name = format!("{stack}_{key}");
+        env.docker(&["volume", "create", "--label", &format!("com.docker.stack.namespace={stack}"), &name]);
+        Volume { env, name, app: stack.to_owned() }
+    }
+
+    fn sh(&self, script: &str) -> String {
+        let mount = format!("{}:/data", self.name);
+        self.env.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            &mount,
+            &self.env.busybox_image,
+            "sh",
+            "-euc",
+            script,
+        ])
+    }
+
+    fn helpers(&self) -> Vec<String> {
+        let label = format!("label=org.lkg.warmsnap.helper={}", self.app);
+        self.env.docker(&["ps", "-aq", "--filter", &label]).split_whitespace().map(str::to_owned).collect()
+    }
+}
+
+impl Drop for Volume<'_> {
+    fn drop(&mut self) {
+        for id in self.helpers() {
+            let _ = self.env.try_docker(&["rm", "-f", &id]);
+        }
+        let _ = self.env.try_docker(&["volume", "rm", "-f", &self.name]);
+    }
+}
+
+#[test]
+fn take_show_verify_and_restore_from_the_command_line() {
+    let env = env();
+    let stack = unique_name("snapcli");
+    let volume = Volume::new(env, &stack, "data");
+    volume.sh("echo known-good > /data/marker; mkdir /data/d; chown 1000:1000 /data/d");
+    let state = tempfile::tempdir().unwrap();
+
+    let out = snap(
+        state.path(),
+        &["take", "--app", &stack, "--stack", &stack, "--version", "1.2.0", "--commit", "0a1b2c3", "--json"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let taken = json(&out);
+    assert_eq!(taken["meta"]["app"], stack.as_str());
+    assert_eq!(taken["meta"]["volumes"][0]["name"], volume.name.as_str());
+    assert_eq!(taken["volumes"][0]["summary"]["files"], 1);
+    assert!(out.stderr.is_empty(), "no progress when stderr is not a terminal: {}", text(&out.stderr));
+
+    let out = snap(state.path(), &["show", "--app", &stack]);
+    assert_eq!(out.status.code(), Some(0));
+    let sha = taken["meta"]["volumes"][0]["sha256"].as_str().unwrap().to_owned();
+    let shown = lkg_testkit::redact(&text(&out.stdout).replace(&sha, "[SHA256]").replace(&stack, "[STACK]"));
+    insta::assert_snapshot!(shown, @r"
+    the snapshot of app [STACK] (stack [STACK]), taken [TS]: version 1.2.0, commit 0a1b2c3, domain -
+      [STACK]_data          3.0 KiB  sha256 [SHA256]
+    in [TMP]
+    ");
+    let out = snap(state.path(), &["show", "--json"]);
+    assert_eq!(json(&out)["apps"], serde_json::json!([stack]));
+    let out = snap(state.path(), &["show", "--app", "nobody"]);
+    assert_eq!(
+        (out.status.code(), text(&out.stdout)),
+        (Some(1), "app nobody has no last-known-good snapshot\n".to_owned())
+    );
+
+    volume.sh("echo broken > /data/marker; touch /data/new");
+    let out = snap(state.path(), &["restore", "--app", &stack, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let restored = json(&out);
+    assert_eq!(restored["volumes"][0]["existed"], true);
+    assert_eq!(volume.sh("cat /data/marker; ls /data; stat -c %u:%g /data/d"), "known-good\nd\nmarker\n1000:1000");
+
+    // Damage the archive: verify names the volume and exits 1; restore refuses and changes nothing.
+    let archive = state.path().join(format!("apps/{stack}/snapshot/volumes/{}.tar", volume.name));
+    let mut bytes = fs_err::read(&archive).unwrap();
+    let content = bytes.windows(10).position(|w| w == b"known-good").expect("the marker's content");
+    bytes[content] ^= 1;
+    fs_err::write(&archive, bytes).unwrap();
+    let out = snap(state.path(), &["verify", "--app", &stack]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains(&volume.name) && text(&out.stdout).contains("MISMATCH"));
+    assert!(text(&out.stderr).contains(&format!("volume {} differs", volume.name)), "{}", text(&out.stderr));
+    volume.sh("echo after > /data/marker");
+    let out = snap(state.path(), &["restore", "--app", &stack]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("does not match its record"), "{}", text(&out.stderr));
+    assert_eq!(volume.sh("cat /data/marker"), "after");
+}
+
+#[test]
+fn exit_codes_follow_the_documented_table() {
+    let env = env();
+    let state = tempfile::tempdir().unwrap();
+    // 2: bad input.
+    let out = snap(state.path(), &["take", "--app", "Not_An_App", "--stack", "x"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("app name \"Not_An_App\" is invalid"), "{}", text(&out.stderr));
+    let out = snap(state.path(), &["restore", "--app", "nothing-here"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    // 5: environment: the engine is unreachable; a volume is in use.
+    let out = snap_command(state.path(), &["take", "--app", "a", "--stack", "a"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("cannot reach the Docker engine"), "{}", text(&out.stderr));
+    let stack = unique_name("snapexit");
+    let volume = Volume::new(env, &stack, "data");
+    let container = unique_name("snapexit");
+    let mount = format!("{}:/data", volume.name);
+    env.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &container,
+        "--network",
+        "none",
+        "-v",
+        &mount,
+        &env.busybox_image,
+        "sleep",
+        "600",
+    ]);
+    let out = snap(state.path(), &["take", "--app", &stack, "--stack", &stack]);
+    let _ = env.try_docker(&["rm", "-f", &container]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(&format!("volume {} is in use by container {container}", volume.name)));
+}
+
+/// Kills `lkg-snap take --access ACCESS` with SIGKILL at points spread over
+/// a whole take. After each kill the last-known-good verifies (it is the
+/// previous snapshot, or the new one if the kill came after the swap), and a
+/// re-run succeeds and cleans what the killed run left.
+#[allow(clippy::print_stderr)] // where the kills landed, for `--no-capture` readers
+fn sigkill_sweep(access: &str) {
+    const KILLS: u32 = 6;
+    let env = env();
+    let stack = unique_name("snapkill");
+    let volume = Volume::new(env, &stack, "data");
+    volume.sh("dd if=/dev/urandom of=/data/big bs=1M count=24 2>/dev/null; mkdir /data/many; \
+         i=0; while [ $i -lt 800 ]; do echo $i > /data/many/$i; i=$((i+1)); done");
+    let state = tempfile::tempdir().unwrap();
+    let args = |version: &str| -> Vec<String> {
+        ["take", "--app", &stack, "--stack", &stack, "--access", access, "--version", version]
+            .map(str::to_owned)
+            .to_vec()
+    };
+    let take = |version: &str| snap(state.path(), &args(version).iter().map(String::as_str).collect::<Vec<_>>());
+    let version_of_last_good = || {
+        let out = snap(state.path(), &["verify", "--app", &stack, "--json"]);
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "the last-known-good must verify: {stdout}{stderr}");
+        json(&out)["snapshot"]["meta"]["version"].as_str().unwrap().to_owned()
+    };
+
+    let started = Instant::now();
+    let out = take("initial");
+    let full = started.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mut last_good = "initial".to_owned();
+
+    let mut outcomes = Vec::new();
+    for i in 0..KILLS {
+        let attempt = format!("killed-{i}");
+        volume.sh(&format!("echo {attempt} > /data/marker"));
+        let mut child = snap_command(state.path(), &args(&attempt).iter().map(String::as_str).collect::<Vec<_>>())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(full * (2 * i + 1) / (2 * KILLS));
+        child.kill().unwrap(); // SIGKILL
+        let status = child.wait().unwrap();
+        let found = version_of_last_good();
+        assert!(
+            found == last_good || found == attempt,
+            "kill {i}: the last-known-good is {found}, neither {last_good} nor {attempt}"
+        );
+        outcomes.push(if status.success() {
+            "finished"
+        } else if found == attempt {
+            "killed after the swap"
+        } else {
+            "killed before the swap"
+        });
+
+        let rerun = format!("rerun-{i}");
+        let out = take(&rerun);
+        assert_eq!(out.status.code(), Some(0), "re-run after kill {i}: {}", text(&out.stderr));
+        assert_eq!(version_of_last_good(), rerun);
+        last_good = rerun;
+        let snapshots = state.path().join(format!("apps/{stack}/snapshots"));
+        let mut left: Vec<String> =
+            fs_err::read_dir(&snapshots).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.retain(|n| n != ".lock");
+        assert_eq!(left.len(), 1, "after re-run {i}: only the current generation is left: {left:?}");
+        assert!(volume.helpers().is_empty(), "after re-run {i}: helper containers left: {:?}", volume.helpers());
+    }
+    eprintln!("{access}: a full take took {full:?}; kills: {outcomes:?}");
+    // The sweep must have hit the take, not only its end.
+    assert!(outcomes.contains(&"killed before the swap"), "{outcomes:?} (a full take took {full:?})");
+}
+
+#[test]
+fn sigkill_during_a_direct_take_never_loses_the_last_known_good() {
+    sigkill_sweep("direct");
+}
+
+#[test]
+fn sigkill_during_an_archive_take_never_loses_the_last_known_good() {
+    sigkill_sweep("archive");
+}
