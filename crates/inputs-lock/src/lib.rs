@@ -83,6 +83,11 @@ pub use resolve::{
     VERSION_LABEL, immutable_tag_candidates, is_date_stamped, resolve,
 };
 
+/// The README's example, run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// `n thing` or `n things`.
 pub(crate) fn plural(n: usize, thing: &str) -> String {
     if n == 1 { format!("1 {thing}") } else { format!("{n} {thing}s") }
