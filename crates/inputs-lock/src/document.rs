@@ -309,7 +309,7 @@ fn detect(body: &Map<String, Value>) -> Option<(Profile, Kind)> {
     let manifest_markers = has("schema_version") || has("generated_at") || has("run");
     match body.get("inputs") {
         Some(Value::Object(inputs)) => {
-            let generic = inputs.values().any(is_tagged_input);
+            let generic = inputs.is_empty() || inputs.values().any(is_tagged_input);
             let kind = if manifest_markers || !has("version") { Kind::Manifest } else { Kind::Lock };
             Some((if generic { Profile::Generic } else { Profile::OsImage }, kind))
         }

@@ -435,6 +435,14 @@ pub enum ResolveError {
         /// The input.
         input: String,
     },
+    /// The lock pins an input the spec does not declare.
+    #[error(
+        "the lock pins `{input}`, which the spec does not declare: a replay would not use it; add it to the spec or remove it from the lock"
+    )]
+    UnusedLockInput {
+        /// The input.
+        input: String,
+    },
     /// The image does not exist.
     #[error(
         "input `{input}`: `{reference}` does not exist (check the name and tag, and that the registry still has it)"
@@ -563,7 +571,13 @@ pub async fn resolve<R: Resolver>(
             if !problems.is_empty() {
                 return Err(ResolveError::LockInvalid { problems });
             }
-            Some(lock.inputs())
+            let locked = lock.inputs();
+            // A pin the spec does not use would be silently dropped from the
+            // replay: refuse rather than replay something else.
+            if let Some(name) = locked.names().into_iter().find(|n| !spec.inputs.iter().any(|(s, _)| s == n)) {
+                return Err(ResolveError::UnusedLockInput { input: name.to_owned() });
+            }
+            Some(locked)
         }
         None => None,
     };

@@ -235,6 +235,13 @@ async fn lock_mode_refuses_a_lock_that_floats_is_invalid_or_names_a_missing_imag
         Document::parse(r#"{"version": 1, "description": "pins", "inputs": {"other": {"value": "1"}}}"#, "lock")
             .unwrap();
     let err = run(&registry, &generic_spec, Some(&generic_lock)).await.unwrap_err();
+    assert!(matches!(&err, ResolveError::UnusedLockInput { input } if input == "other"), "{err}");
+    let generic_spec = Spec::parse(
+        r#"{"inputs": {"app": {"image": "ghcr.io/ublue-os/kinoite-main:latest"}, "other": {"value": "0"}}}"#,
+        "spec",
+    )
+    .unwrap();
+    let err = run(&registry, &generic_spec, Some(&generic_lock)).await.unwrap_err();
     assert!(matches!(&err, ResolveError::Floats { input } if input == "app"), "{err}");
 }
 
