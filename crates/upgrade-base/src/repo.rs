@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use git2::{Oid, Repository};
+use git2::{ObjectType, Oid, Repository};
 
 use crate::plan::{Ancestry, BaseKind, BranchTip, Facts, Graph, Override, Tag};
 use crate::version::RecipeVersion;
@@ -110,6 +110,7 @@ impl GitRepo {
                 self.shallow.len()
             ));
         }
+        let odb = self.repo.odb().map_err(self.git("open the object database"))?;
         let mut tags = Vec::new();
         for reference in self.repo.references_glob("refs/tags/*").map_err(self.git("list the tags"))? {
             let reference = reference.map_err(self.git("read a tag"))?;
@@ -124,13 +125,9 @@ impl GitRepo {
                     continue;
                 }
             };
-            match reference.peel_to_commit() {
-                Ok(commit) => tags.push(Tag { version, commit: commit.id().to_string() }),
-                Err(e) => warnings.push(format!(
-                    "tag {name} skipped: it points to no commit in this repository (a shallow clone or a tag of \
-                     something else): {}",
-                    e.message()
-                )),
+            match Self::tag_commit(&reference, &odb) {
+                Ok(commit) => tags.push(Tag { version, commit: commit.to_string() }),
+                Err(why) => warnings.push(format!("tag {name} skipped: {why}")),
             }
         }
         tags.sort_by(|a, b| a.version.cmp(&b.version));
@@ -160,6 +157,31 @@ impl GitRepo {
             shallow: !self.shallow.is_empty(),
             warnings,
         })
+    }
+
+    /// The commit a tag points to, reading as little as possible: thousands
+    /// of tags are common, and parsing every commit they name would cost more
+    /// than the rest of the resolution. `Err` says why there is none.
+    fn tag_commit(reference: &git2::Reference<'_>, odb: &git2::Odb<'_>) -> Result<Oid, String> {
+        let missing = |oid: Oid| {
+            format!("it points to {oid}, which is not in this repository (a shallow clone, or objects not fetched)")
+        };
+        // `packed-refs` records the commit an annotated tag peels to (the
+        // `^<oid>` lines `git pack-refs` writes): an index lookup confirms it
+        // is here, and no object is read.
+        if let Some(peeled) = reference.target_peel() {
+            return if odb.exists(peeled) { Ok(peeled) } else { Err(missing(peeled)) };
+        }
+        let peel = || reference.peel_to_commit().map(|c| c.id()).map_err(|e| e.message().to_owned());
+        let Some(target) = reference.target() else { return peel() };
+        // A lightweight tag names its commit directly: the object header
+        // confirms the type without inflating the commit.
+        match odb.read_header(target) {
+            Ok((_, ObjectType::Commit)) => Ok(target),
+            Ok((_, ObjectType::Tag)) => peel(),
+            Ok((_, other)) => Err(format!("it points to a {other}, not a commit")),
+            Err(_) => Err(missing(target)),
+        }
     }
 
     /// Resolves an override: a version tag (kind version), else any tag or

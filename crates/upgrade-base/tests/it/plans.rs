@@ -313,3 +313,38 @@ fn bad_inputs_name_what_is_wrong() {
     let err = resolve(t.path(), &Inputs::new("no-such-branch")).unwrap_err();
     assert!(err.to_string().starts_with("--head \"no-such-branch\" does not name a commit"), "{err}");
 }
+
+/// As after `git pack-refs` (every clone): tags live in `packed-refs`, and an
+/// annotated tag's commit is recorded on a `^` line, read without opening the tag.
+#[test]
+fn packed_annotated_tags_use_the_recorded_peel() {
+    let t = TestRepo::new();
+    let main = t.chain("refs/heads/main", None, &["a", "b", "c"]);
+    t.annotated("1.0.0+1.0", main[0]);
+    t.lightweight("1.1.0+1.1", main[1]);
+    let tag_object = t.repo.refname_to_id("refs/tags/1.0.0+1.0").unwrap();
+    assert_ne!(tag_object, main[0], "an annotated tag ref names the tag object");
+    let gitdir = t.path().join(".git");
+    std::fs::remove_file(gitdir.join("refs/tags/1.0.0+1.0")).unwrap();
+    std::fs::remove_file(gitdir.join("refs/tags/1.1.0+1.1")).unwrap();
+    let missing = "0123456789abcdef0123456789abcdef01234567";
+    std::fs::write(
+        gitdir.join("packed-refs"),
+        format!(
+            "# pack-refs with: peeled fully-peeled sorted \n{tag_object} refs/tags/1.0.0+1.0\n^{}\n\
+             {} refs/tags/1.1.0+1.1\n{tag_object} refs/tags/1.2.0+gone\n^{missing}\n",
+            main[0], main[1]
+        ),
+    )
+    .unwrap();
+    let plan = resolve(t.path(), &Inputs::new("main")).unwrap();
+    assert_eq!((plan.value.as_deref(), plan.commit), (Some("1.1.0+1.1"), Some(main[1].to_string())));
+    let plan = resolve(t.path(), &Inputs::new(&main[1].to_string())).unwrap();
+    assert_eq!((plan.value.as_deref(), plan.commit), (Some("1.0.0+1.0"), Some(main[0].to_string())));
+    assert_eq!(
+        plan.warnings,
+        [format!(
+            "tag 1.2.0+gone skipped: it points to {missing}, which is not in this repository (a shallow clone, or objects not fetched)"
+        )]
+    );
+}

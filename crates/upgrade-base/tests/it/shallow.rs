@@ -29,7 +29,7 @@ fn missing_history_is_reported_not_guessed() {
     insta::assert_json_snapshot!(plan.warnings, @r#"
         [
           "[TMP] is a shallow clone: history stops at 1 commit(s), so older commits and their tags are missing; fetch with --unshallow for a complete answer",
-          "tag 0.1.0+1 skipped: it points to no commit in this repository (a shallow clone or a tag of something else): the reference 'refs/tags/0.1.0+1' cannot be peeled - Cannot retrieve reference target"
+          "tag 0.1.0+1 skipped: it points to bf6290c30f73e8a56cbfac7544748953d2b0774e, which is not in this repository (a shallow clone, or objects not fetched)"
         ]
     "#);
 }
