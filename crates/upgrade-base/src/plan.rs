@@ -378,7 +378,7 @@ impl<G: Graph> Context<'_, G> {
     }
 
     fn last_green(&self, last_green: Option<&LastGreen>) -> Result<Base, String> {
-        let lg = last_green.ok_or("no last-green version (no --last-green, and no canonical record was read)")?;
+        let lg = last_green.ok_or("no last-green version (neither --last-green nor a canonical record)")?;
         let version = RecipeVersion::parse(&lg.version)
             .map_err(|e| format!("last-green {} from {} is not usable: {e}", lg.version, lg.from))?;
         if let Some(head) = self.head_version {
@@ -506,6 +506,117 @@ impl<G: Graph> Context<'_, G> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A hand-written commit graph: `ancestors[c]` lists every ancestor of `c`;
+    /// commits in `cut` have history beyond the shallow cut.
+    struct FakeGraph {
+        ancestors: Vec<(&'static str, Vec<&'static str>)>,
+        cut: Vec<&'static str>,
+    }
+
+    impl Graph for FakeGraph {
+        fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Ancestry {
+            let Some((_, list)) = self.ancestors.iter().find(|(c, _)| *c == descendant) else {
+                return Ancestry::Unknown(format!("{descendant} is missing"));
+            };
+            if list.contains(&ancestor) {
+                Ancestry::Yes
+            } else if list.iter().chain([&descendant]).any(|c| self.cut.contains(c)) {
+                Ancestry::Unknown("the clone is shallow".to_owned())
+            } else {
+                Ancestry::No
+            }
+        }
+
+        fn find_commit(&self, id: &str) -> Option<String> {
+            self.ancestors.iter().find(|(c, _)| c.starts_with(id)).map(|(c, _)| (*c).to_owned())
+        }
+    }
+
+    fn tag(version: &str, commit: &str) -> Tag {
+        Tag { version: version.parse().unwrap(), commit: commit.to_owned() }
+    }
+
+    /// `a <- b <- tip` on main, and head on `b`.
+    fn facts(tags: Vec<Tag>) -> (Facts, FakeGraph) {
+        let facts = Facts {
+            head_rev: "pr".into(),
+            head_commit: "head".into(),
+            tags,
+            branches_tried: vec!["origin/main".into()],
+            branch: Some(BranchTip { name: "origin/main".into(), commit: "tip".into(), fallback_from: None }),
+            shallow: false,
+            warnings: vec![],
+        };
+        let graph = FakeGraph {
+            ancestors: vec![("a", vec![]), ("b", vec!["a"]), ("tip", vec!["b", "a"]), ("head", vec!["b", "a"])],
+            cut: vec![],
+        };
+        (facts, graph)
+    }
+
+    #[test]
+    fn a_tip_tagged_not_older_than_head_is_passed_over() {
+        let (facts, graph) = facts(vec![tag("1.0.0+1", "a"), tag("2.0.0+1", "tip")]);
+        let request = Request { head_version: Some("1.5.0+1".parse().unwrap()), ..Request::default() };
+        let plan = plan(&facts, &graph, &request);
+        assert_eq!(
+            plan.steps[2].reason,
+            "the tip of origin/main is version 2.0.0+1, not older than the head's 1.5.0+1"
+        );
+        assert_eq!((plan.kind, plan.value.as_deref()), (BaseKind::Version, Some("1.0.0+1")));
+        assert_eq!(plan.head.version_from, Some("--head-version"));
+    }
+
+    #[test]
+    fn ancestry_hidden_by_a_shallow_cut_is_not_guessed() {
+        let (mut facts, mut graph) = facts(vec![]);
+        facts.shallow = true;
+        graph.cut = vec!["a"];
+        let plan = plan(&facts, &graph, &Request::default());
+        assert_eq!(plan.kind, BaseKind::Skip);
+        assert_eq!(
+            plan.steps[2].reason,
+            "cannot tell whether head is behind the tip of origin/main: the clone is shallow"
+        );
+        assert!(plan.steps[3].reason.contains("the clone is shallow"), "{}", plan.steps[3].reason);
+    }
+
+    #[test]
+    fn last_green_without_a_tag_uses_the_canonicals_commit_if_present() {
+        let (facts, graph) = facts(vec![]);
+        let lg = |commit: &str| LastGreen {
+            version: "1.0.0+1".into(),
+            commit: Some(commit.into()),
+            from: "the canonical of gitea".into(),
+        };
+        let request = Request { last_green: Some(lg("b")), ..Request::default() };
+        let plan = plan(&facts, &graph, &request);
+        assert_eq!((plan.kind, plan.commit.as_deref()), (BaseKind::Version, Some("b")));
+        assert!(plan.reason.contains("the commit the canonical recorded"), "{}", plan.reason);
+
+        let request = Request { last_green: Some(lg("zzz")), ..Request::default() };
+        let plan = super::plan(&facts, &graph, &request);
+        assert!(plan.steps[1].reason.contains("is not in this repository; fetch the tags"), "{}", plan.steps[1].reason);
+        // The branch tip is the next step.
+        assert_eq!(plan.value.as_deref(), Some("origin/main"));
+    }
+
+    #[test]
+    fn a_malformed_last_green_and_a_conflicting_head_version_are_reported() {
+        let (facts, graph) = facts(vec![tag("1.1.0+1", "head")]);
+        let request = Request {
+            last_green: Some(LastGreen { version: "latest".into(), commit: None, from: "--last-green".into() }),
+            head_version: Some("1.2.0+1".parse().unwrap()),
+            ..Request::default()
+        };
+        let plan = plan(&facts, &graph, &request);
+        assert!(plan.steps[1].reason.starts_with("last-green latest from --last-green is not usable"));
+        assert_eq!(
+            plan.warnings,
+            ["--head-version 1.2.0+1 differs from the version tag at head, 1.1.0+1; using 1.2.0+1"]
+        );
+    }
 
     #[test]
     fn order_parses_subsets_and_rejects_mistakes() {

@@ -60,7 +60,7 @@ fn main_ahead_of_the_newest_tag_gives_the_branch_tip() {
             {
               "source": "last-green",
               "outcome": "passed",
-              "reason": "no last-green version (no --last-green, and no canonical record was read)"
+              "reason": "no last-green version (neither --last-green nor a canonical record)"
             },
             {
               "source": "target-branch",
@@ -98,7 +98,7 @@ fn a_run_on_the_branch_tip_itself_takes_the_newest_older_tag() {
         head: main (ed9b6528600d), version 0.8.1+3.5.0 (tag)
         steps:
           override       passed  no override given
-          last-green     passed  no last-green version (no --last-green, and no canonical record was read)
+          last-green     passed  no last-green version (neither --last-green nor a canonical record)
           target-branch  passed  head is the tip of origin/main itself; upgrading from it would be a no-op (the older-tag step covers this)
           older-tag      taken   0.7.0+3.3.1: the newest release tag older than the head's version 0.8.1+3.5.0, at 110359214bc4
     "#);
