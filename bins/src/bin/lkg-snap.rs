@@ -73,6 +73,12 @@ enum Command {
         /// The stack to restore into; default: the one recorded in meta.json.
         #[arg(long)]
         stack: Option<String>,
+        /// How to write volumes: auto extracts into the mount point of the
+        /// recreated volume when the engine is local, lkg runs as root and
+        /// the volume is a plain local one; archive always uploads through
+        /// the engine.
+        #[arg(long, value_enum, default_value_t = AccessArg::Auto)]
+        access: AccessArg,
     },
     /// Show an app's snapshot, or list the apps that have one.
     Show {
@@ -87,6 +93,16 @@ enum AccessArg {
     Auto,
     Archive,
     Direct,
+}
+
+impl From<AccessArg> for Access {
+    fn from(access: AccessArg) -> Access {
+        match access {
+            AccessArg::Auto => Access::Auto,
+            AccessArg::Archive => Access::Archive,
+            AccessArg::Direct => Access::Direct,
+        }
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -106,19 +122,15 @@ async fn run(command: Command, store: &LocalStore, out: Output) -> Result<Exit, 
     let progress = TtyProgress(Mutex::new(Progress::stderr()));
     let exit = match command {
         Command::Take { app, stack, version, commit, domain, access } => {
-            let mut request = TakeRequest::new(app_name(&app)?, &stack).map_err(|e| usage(&e))?.access(match access {
-                AccessArg::Auto => Access::Auto,
-                AccessArg::Archive => Access::Archive,
-                AccessArg::Direct => Access::Direct,
-            });
+            let mut request = TakeRequest::new(app_name(&app)?, &stack).map_err(|e| usage(&e))?.access(access.into());
             request.version = version;
             request.commit = commit;
             request.domain = domain;
             take(store, &request, out, &progress).await
         }
         Command::Verify { app } => verify(store, &app_name(&app)?, out, &progress).await,
-        Command::Restore { app, stack } => {
-            let mut request = RestoreRequest::new(app_name(&app)?);
+        Command::Restore { app, stack, access } => {
+            let mut request = RestoreRequest::new(app_name(&app)?).access(access.into());
             if let Some(stack) = stack {
                 request = request.stack(&stack).map_err(|e| usage(&e))?;
             }
@@ -204,7 +216,8 @@ async fn restore(
         header(w, &format!("restored into stack {} the snapshot of", report.stack), &report.snapshot)?;
         for volume in &report.volumes {
             let how = if volume.existed { "replaced" } else { "created (it was missing)" };
-            writeln!(w, "  {:<32} {:>10}  {how}", volume.name, Progress::bytes(volume.bytes))?;
+            let access = if volume.access == Access::Direct { "direct" } else { "archive" };
+            writeln!(w, "  {:<32} {:>10}  {how}  ({access})", volume.name, Progress::bytes(volume.bytes))?;
         }
         for name in &report.untouched {
             writeln!(w, "  {name:<32} {:>10}  left as is (not in the snapshot)", "")?;

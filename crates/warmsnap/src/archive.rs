@@ -211,22 +211,77 @@ pub enum Refusal {
 /// `progress` is set to the number of bytes read so far (a caller on another
 /// thread can show it).
 pub fn inspect(archive: impl Read, progress: &AtomicU64) -> Result<ArchiveSummary, ArchiveError> {
+    read_archive(archive, progress, &mut Drain(vec![0u8; READ_BUFFER])).map_err(|e| match e {
+        WalkError::Archive(e) => e,
+        // Draining only reads, and read failures are `Archive(Read)`.
+        WalkError::Visit(source) => ArchiveError::Read(source),
+    })
+}
+
+/// An entry that passed the rules: what an extractor needs of it.
+#[derive(Debug)]
+pub(crate) struct Admitted<'a> {
+    /// The path without a trailing slash: `data` or `data/...`.
+    pub(crate) path: &'a [u8],
+    pub(crate) kind: Kind,
+    /// A symlink's target, or a hard link's target path in the archive.
+    pub(crate) link: &'a [u8],
+    pub(crate) mode: u32,
+    pub(crate) uid: u64,
+    pub(crate) gid: u64,
+    pub(crate) mtime: u64,
+}
+
+/// Acts on each admitted entry, in archive order.
+pub(crate) trait Visitor {
+    /// For a file, reads `data` to its end and returns how many bytes it read.
+    fn visit(&mut self, entry: &Admitted<'_>, data: &mut dyn Read) -> io::Result<u64>;
+}
+
+struct Drain(Vec<u8>);
+
+impl Visitor for Drain {
+    fn visit(&mut self, _: &Admitted<'_>, data: &mut dyn Read) -> io::Result<u64> {
+        drain(data, &mut self.0)
+    }
+}
+
+/// Why [`read_archive`] stopped.
+#[derive(Debug)]
+pub(crate) enum WalkError {
+    /// The archive is refused or unreadable.
+    Archive(ArchiveError),
+    /// The visitor failed (e.g. writing a file; the error names it).
+    Visit(io::Error),
+}
+
+/// [`inspect`] with a visitor that sees every entry once it passed the rules
+/// (and before the next one is read).
+pub(crate) fn read_archive(
+    archive: impl Read,
+    progress: &AtomicU64,
+    visitor: &mut dyn Visitor,
+) -> Result<ArchiveSummary, WalkError> {
     let hashing = Hashing { inner: archive, hasher: Sha256::new(), progress, bytes: 0, failure: None };
     let mut top = Counting { inner: BufReader::with_capacity(READ_BUFFER, hashing), bytes: 0, eof: false };
     let mut rules = Rules::new();
     let mut summary = ArchiveSummary::default();
 
-    let walked = walk(&mut top, &mut rules, &mut summary);
+    let walked = walk(&mut top, &mut rules, &mut summary, visitor);
     let index = summary.entries + 1;
-    let end = |refusal| ArchiveError::Refused { index, path: "(end of archive)".to_owned(), refusal };
+    let end =
+        |refusal| WalkError::Archive(ArchiveError::Refused { index, path: "(end of archive)".to_owned(), refusal });
+    if let Some(failure) = top.inner.get_mut().failure.take() {
+        return Err(WalkError::Archive(ArchiveError::Read(failure)));
+    }
     match walked {
         Ok(()) => {}
-        Err(Stop::Refused { index, path, refusal }) => return Err(ArchiveError::Refused { index, path, refusal }),
+        Err(Stop::Refused { index, path, refusal }) => {
+            return Err(WalkError::Archive(ArchiveError::Refused { index, path, refusal }));
+        }
+        Err(Stop::Visit(source)) => return Err(WalkError::Visit(source)),
+        // The tar reader's own errors: a cut header, a bad checksum.
         Err(Stop::Io(e)) => {
-            if let Some(failure) = top.inner.get_mut().failure.take() {
-                return Err(ArchiveError::Read(failure));
-            }
-            // The tar reader's own errors: a cut header, a bad checksum.
             return Err(end(if top.eof { Refusal::MissingEnd } else { Refusal::Malformed { detail: e.to_string() } }));
         }
     }
@@ -235,10 +290,10 @@ pub fn inspect(archive: impl Read, progress: &AtomicU64) -> Result<ArchiveSummar
     }
     // The tar reader stopped at one zero block; Go and tar-rs write two.
     let mut rest = Vec::new();
-    top.read_to_end(&mut rest).map_err(|e| match top.inner.get_mut().failure.take() {
-        Some(failure) => ArchiveError::Read(failure),
-        None => ArchiveError::Read(e),
-    })?;
+    if let Err(e) = top.read_to_end(&mut rest) {
+        let failure = top.inner.get_mut().failure.take().unwrap_or(e);
+        return Err(WalkError::Archive(ArchiveError::Read(failure)));
+    }
     if rest.iter().any(|&b| b != 0) {
         return Err(end(Refusal::TrailingData));
     }
@@ -253,6 +308,7 @@ pub fn inspect(archive: impl Read, progress: &AtomicU64) -> Result<ArchiveSummar
 
 enum Stop {
     Refused { index: u64, path: String, refusal: Refusal },
+    Visit(io::Error),
     Io(io::Error),
 }
 
@@ -262,42 +318,58 @@ impl From<io::Error> for Stop {
     }
 }
 
-fn walk<R: Read>(reader: &mut R, rules: &mut Rules, summary: &mut ArchiveSummary) -> Result<(), Stop> {
+fn walk<R: Read>(
+    reader: &mut R,
+    rules: &mut Rules,
+    summary: &mut ArchiveSummary,
+    visitor: &mut dyn Visitor,
+) -> Result<(), Stop> {
     let mut archive = tar::Archive::new(reader);
-    let mut buffer = vec![0u8; READ_BUFFER];
     for entry in archive.entries()? {
         let mut entry = entry?;
         summary.entries += 1;
         let path = entry.path_bytes().into_owned();
-        let refuse = |refusal| Stop::Refused {
-            index: summary.entries,
-            path: String::from_utf8_lossy(&path).into_owned(),
-            refusal,
-        };
+        let lossy = || String::from_utf8_lossy(&path).into_owned();
+        let refuse = |refusal| Stop::Refused { index: summary.entries, path: lossy(), refusal };
         let kind = classify(&mut entry).map_err(|r| match r {
             Classified::Refused(refusal) => refuse(refusal),
             Classified::Io(e) => Stop::Io(e),
         })?;
-        rules.admit(&path, kind, entry.link_name_bytes().as_deref()).map_err(refuse)?;
-        match kind {
-            Kind::File => {
-                let expected = entry.size();
-                let found = drain(&mut entry, &mut buffer)?;
-                if found != expected {
-                    return Err(refuse(Refusal::Truncated { expected, found }));
-                }
-                summary.files += 1;
-                summary.content_bytes += found;
+        let link = entry.link_name_bytes().map(std::borrow::Cow::into_owned).unwrap_or_default();
+        let admitted_path = rules.admit(&path, kind, &link).map_err(refuse)?.to_vec();
+        let header = entry.header();
+        let malformed = |e: io::Error| refuse(Refusal::Malformed { detail: e.to_string() });
+        let admitted = Admitted {
+            path: &admitted_path,
+            kind,
+            link: &link,
+            mode: header.mode().map_err(malformed)?,
+            uid: header.uid().map_err(malformed)?,
+            gid: header.gid().map_err(malformed)?,
+            mtime: header.mtime().map_err(malformed)?,
+        };
+        let visit = Stop::Visit;
+        if kind == Kind::File {
+            let expected = entry.size();
+            let found = visitor.visit(&admitted, &mut entry).map_err(visit)?;
+            if found != expected {
+                return Err(refuse(Refusal::Truncated { expected, found }));
             }
+            summary.files += 1;
+            summary.content_bytes += found;
+            continue;
+        }
+        visitor.visit(&admitted, &mut io::empty()).map_err(visit)?;
+        match kind {
             Kind::Dir => summary.directories += 1,
             Kind::Symlink => summary.symlinks += 1,
-            Kind::HardLink => summary.hard_links += 1,
+            Kind::File | Kind::HardLink => summary.hard_links += 1,
         }
     }
     Ok(())
 }
 
-fn drain(reader: &mut impl Read, buffer: &mut [u8]) -> io::Result<u64> {
+fn drain(reader: &mut (impl Read + ?Sized), buffer: &mut [u8]) -> io::Result<u64> {
     let mut total = 0;
     loop {
         match reader.read(buffer) {
@@ -310,7 +382,7 @@ fn drain(reader: &mut impl Read, buffer: &mut [u8]) -> io::Result<u64> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Dir,
     File,
     Symlink,
@@ -403,7 +475,8 @@ impl Rules {
         Rules { levels: Vec::new(), files: HashSet::new(), hasher: RandomState::new() }
     }
 
-    fn admit(&mut self, raw: &[u8], kind: Kind, link: Option<&[u8]>) -> Result<(), Refusal> {
+    /// Checks one entry; returns its path without a trailing slash.
+    fn admit<'p>(&mut self, raw: &'p [u8], kind: Kind, link: &[u8]) -> Result<&'p [u8], Refusal> {
         let path = match raw.strip_suffix(b"/") {
             Some(_) if kind != Kind::Dir => return Err(Refusal::SlashOnNonDirectory),
             Some(stripped) => stripped,
@@ -416,7 +489,7 @@ impl Rules {
                 self.files.insert(self.hasher.hash_one(path));
             }
             Kind::HardLink => {
-                let target = link.unwrap_or_default();
+                let target = link;
                 let outside = || Refusal::HardLinkOutside { target: String::from_utf8_lossy(target).into_owned() };
                 check_path(target).map_err(|_| outside())?;
                 if target == path || !self.files.contains(&self.hasher.hash_one(target)) {
@@ -424,10 +497,10 @@ impl Rules {
                 }
                 self.files.insert(self.hasher.hash_one(path));
             }
-            Kind::Symlink => check_symlink(path, link.unwrap_or_default())?,
+            Kind::Symlink => check_symlink(path, link)?,
             Kind::Dir => {}
         }
-        Ok(())
+        Ok(path)
     }
 
     /// Checks that `path` comes where a depth-first, sorted walk puts it:
@@ -608,6 +681,9 @@ mod tests {
         h.set_entry_type(tar::EntryType::new(typeflag));
         h.set_size(size);
         h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
         h.set_cksum();
         h
     }

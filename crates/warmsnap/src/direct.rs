@@ -1,5 +1,6 @@
-//! The direct path: archiving a volume by reading its mount point, when the
-//! engine runs on this machine and lkg may read every file.
+//! The direct path: archiving a volume by reading its mount point, and
+//! restoring one by writing into the mount point of the recreated (empty)
+//! volume, when the engine runs on this machine and lkg runs as root.
 //!
 //! The archive is the one the engine's archive endpoint would give: entries
 //! under `data/`, the volume root first, depth first with names sorted
@@ -12,15 +13,17 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::Metadata;
+use std::fs::{FileTimes, Metadata, Permissions};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::Path;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
+use fs_err::os::unix::fs::OpenOptionsExt;
 use tar::{EntryType, Header};
 
-use crate::archive::ROOT;
+use crate::archive::{Admitted, Kind, ROOT, Visitor};
 
 /// Writes the volume archive of the directory `root` to `out`.
 pub(crate) fn archive_directory<W: Write>(root: &Path, out: W) -> io::Result<W> {
@@ -130,6 +133,134 @@ fn device_numbers(rdev: u64) -> (u32, u32) {
     (u32::try_from(major).unwrap_or(u32::MAX), u32::try_from(minor).unwrap_or(u32::MAX))
 }
 
+/// Writes admitted entries into `root`, the mount point of a volume that was
+/// just created empty. Runs as a [`Visitor`] of the archive check, so every
+/// entry has passed the rules (no `..`, no path through a link, hard links
+/// only to earlier files) before anything is written for it.
+///
+/// Directories are created owner-only and get their owner, mode and mtime
+/// when the walk leaves them (creating children changes a directory's
+/// mtime); files are created exclusively, then chowned before they are
+/// chmodded (chown clears set-id bits).
+pub(crate) struct Extractor {
+    root: PathBuf,
+    /// Directories entered and not yet finished, with their metadata.
+    open: Vec<(Vec<u8>, Finish)>,
+    buffer: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Finish {
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: u64,
+}
+
+impl Extractor {
+    pub(crate) fn new(root: &Path) -> Extractor {
+        Extractor { root: root.to_owned(), open: Vec::new(), buffer: vec![0; 256 * 1024] }
+    }
+
+    fn target(&self, path: &[u8]) -> PathBuf {
+        match path.strip_prefix(ROOT.as_bytes()).and_then(|p| p.strip_prefix(b"/")) {
+            Some(rel) => self.root.join(as_path(rel)),
+            None => self.root.clone(),
+        }
+    }
+
+    /// Finishes the directories that `path` is not inside of.
+    fn leave_until(&mut self, path: &[u8]) -> io::Result<()> {
+        while let Some((dir, _)) = self.open.last() {
+            if path.strip_prefix(dir.as_slice()).is_some_and(|rest| rest.starts_with(b"/")) {
+                break;
+            }
+            self.close_last()?;
+        }
+        Ok(())
+    }
+
+    fn close_last(&mut self) -> io::Result<()> {
+        let Some((dir, finish)) = self.open.pop() else { return Ok(()) };
+        let target = self.target(&dir);
+        own(&target, finish)?;
+        fs_err::set_permissions(&target, Permissions::from_mode(finish.mode & 0o7777))?;
+        fs_err::File::open(&target)?.set_times(times(finish.mtime))?;
+        Ok(())
+    }
+
+    /// Finishes every directory, the volume root last.
+    pub(crate) fn finish(mut self) -> io::Result<()> {
+        while !self.open.is_empty() {
+            self.close_last()?;
+        }
+        Ok(())
+    }
+}
+
+impl Visitor for Extractor {
+    fn visit(&mut self, entry: &Admitted<'_>, data: &mut dyn Read) -> io::Result<u64> {
+        self.leave_until(entry.path)?;
+        let target = self.target(entry.path);
+        let finish = Finish { mode: entry.mode, uid: entry.uid, gid: entry.gid, mtime: entry.mtime };
+        match entry.kind {
+            Kind::Dir => {
+                if entry.path != ROOT.as_bytes() {
+                    std::fs::DirBuilder::new()
+                        .mode(0o700)
+                        .create(&target)
+                        .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", target.display())))?;
+                }
+                self.open.push((entry.path.to_vec(), finish));
+                Ok(0)
+            }
+            Kind::File => {
+                let mut file = fs_err::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&target)?;
+                let mut written = 0u64;
+                loop {
+                    let n = match data.read(&mut self.buffer) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(e),
+                    };
+                    file.write_all(&self.buffer[..n])?;
+                    written += n as u64;
+                }
+                own(&target, finish)?;
+                file.set_permissions(Permissions::from_mode(finish.mode & 0o7777))?;
+                file.set_times(times(finish.mtime))?;
+                Ok(written)
+            }
+            Kind::Symlink => {
+                fs_err::os::unix::fs::symlink(as_path(entry.link), &target)?;
+                own(&target, finish)?;
+                let mtime = filetime::FileTime::from_unix_time(i64::try_from(finish.mtime).unwrap_or(0), 0);
+                filetime::set_symlink_file_times(&target, mtime, mtime).map_err(|e| {
+                    io::Error::new(e.kind(), format!("cannot set the times of {}: {e}", target.display()))
+                })?;
+                Ok(0)
+            }
+            Kind::HardLink => {
+                fs_err::hard_link(self.target(entry.link), &target)?;
+                Ok(0)
+            }
+        }
+    }
+}
+
+/// `lchown`: never follows a symlink.
+fn own(path: &Path, finish: Finish) -> io::Result<()> {
+    let id = |v: u64| u32::try_from(v).map_err(|_| io::Error::other(format!("uid/gid {v} is out of range")));
+    std::os::unix::fs::lchown(path, Some(id(finish.uid)?), Some(id(finish.gid)?))
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot change the owner of {}: {e}", path.display())))
+}
+
+fn times(mtime: u64) -> FileTimes {
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(mtime);
+    FileTimes::new().set_modified(at).set_accessed(at)
+}
+
 /// A file read for exactly the size its header declares: a file that shrinks
 /// while being read is an error, not a corrupt archive.
 struct Exact<'p> {
@@ -215,6 +346,46 @@ mod tests {
         );
         assert_eq!(entries[2].2, 0o750);
         assert_eq!(entries[8].1, EntryType::Link);
+    }
+
+    #[test]
+    fn extracting_an_archive_recreates_the_tree_exactly() {
+        use crate::archive::read_archive;
+        let source = tempfile::tempdir().unwrap();
+        let root = source.path();
+        fs_err::create_dir_all(root.join("a/b")).unwrap();
+        fs_err::write(root.join("a/b/f"), b"content").unwrap();
+        fs_err::hard_link(root.join("a/b/f"), root.join("hard")).unwrap();
+        symlink("a/b/f", root.join("link")).unwrap();
+        fs_err::write(root.join("setuid"), b"").unwrap();
+        fs_err::set_permissions(root.join("setuid"), std::fs::Permissions::from_mode(0o4750)).unwrap();
+        fs_err::set_permissions(root.join("a"), std::fs::Permissions::from_mode(0o710)).unwrap();
+        let old = filetime::FileTime::from_unix_time(1_000_000_000, 0);
+        filetime::set_symlink_file_times(root.join("link"), old, old).unwrap();
+        filetime::set_file_mtime(root.join("a/b"), old).unwrap();
+        fs_err::set_permissions(root, std::fs::Permissions::from_mode(0o701)).unwrap();
+        filetime::set_file_mtime(root, old).unwrap();
+        let archive = archive_directory(root, Vec::new()).unwrap();
+
+        let target = tempfile::tempdir().unwrap();
+        let mut extractor = Extractor::new(target.path());
+        let summary = read_archive(archive.as_slice(), &AtomicU64::new(0), &mut extractor).unwrap();
+        extractor.finish().unwrap();
+        assert_eq!((summary.files, summary.hard_links, summary.symlinks), (2, 1, 1));
+
+        let describe = |base: &Path| -> Vec<String> {
+            ["", "a", "a/b", "a/b/f", "hard", "link", "setuid"]
+                .iter()
+                .map(|rel| {
+                    let path = if rel.is_empty() { base.to_owned() } else { base.join(rel) };
+                    let m = fs_err::symlink_metadata(&path).unwrap();
+                    let link = fs_err::read_link(&path).map(|l| l.display().to_string()).unwrap_or_default();
+                    let size = if m.is_dir() { 0 } else { m.len() };
+                    format!("{rel} {:o} {} {} {} {size} {link}", m.mode(), m.uid(), m.nlink(), m.mtime())
+                })
+                .collect()
+        };
+        assert_eq!(describe(target.path()), describe(root));
     }
 
     #[test]

@@ -129,12 +129,13 @@ pub(crate) struct Locality {
     pub(crate) root: bool,
 }
 
-/// Which access to use for `volume`, or why direct access is impossible.
-/// A direct read is only safe for a plain local volume: with driver options
-/// (an NFS or tmpfs mount) the data is mounted at the mount point only while
-/// a container uses it, so reading the directory would snapshot an empty
-/// volume.
-pub(crate) fn choose_access(requested: Access, volume: &Volume, locality: &Locality) -> Result<Access, SnapError> {
+/// Which access to use for a volume, or why direct access is impossible.
+/// A direct read or write is only safe for a plain local volume: with driver
+/// options (an NFS or tmpfs mount) the data is mounted at the mount point
+/// only while a container uses it, so the directory would look empty.
+/// Whether the mount point really is the engine's is checked later, against
+/// a helper container ([`Engine::is_local_mount`]).
+pub(crate) fn choose_access(requested: Access, volume: &VolumeSpec, locality: &Locality) -> Result<Access, SnapError> {
     if requested == Access::Archive {
         return Ok(Access::Archive);
     }
@@ -142,12 +143,10 @@ pub(crate) fn choose_access(requested: Access, volume: &Volume, locality: &Local
         Some(format!("its driver is {:?}, which keeps the data elsewhere", volume.driver))
     } else if !volume.options.is_empty() {
         Some("it is a local volume with mount options, mounted only while a container uses it".to_owned())
-    } else if volume.mountpoint.is_empty() {
-        Some("the engine reports no mount point".to_owned())
     } else if !locality.same_host {
         Some("the engine runs on another host".to_owned())
     } else if !locality.root {
-        Some("lkg does not run as root, so it may not read every file".to_owned())
+        Some("lkg does not run as root, so it may not read or write every file".to_owned())
     } else {
         None
     };
@@ -334,6 +333,33 @@ impl<'d> Engine<'d> {
         Ok((stat.file_mode, stat.modification_time))
     }
 
+    /// Whether the local `mountpoint` is the directory the engine mounts in
+    /// `helper`: same mode and the same mtime to the nanosecond. A directory
+    /// of the same path on another machine (a forwarded socket, a host name
+    /// shared by two hosts) fails this. `Ok(Err(reason))` when it is not.
+    pub(crate) async fn is_local_mount(&self, helper: &str, mountpoint: &str) -> Result<Result<(), String>, SnapError> {
+        use std::os::unix::fs::MetadataExt;
+        let (mode, mtime) = self.root_stat(helper).await?;
+        if mountpoint.is_empty() {
+            return Ok(Err("the engine reports no mount point".to_owned()));
+        }
+        let local = match fs_err::metadata(mountpoint) {
+            Ok(local) => local,
+            Err(e) => return Ok(Err(format!("its mount point is not accessible here: {e}"))),
+        };
+        let engine_mtime = mtime.and_then(|t| t.parse::<jiff::Timestamp>().ok());
+        let nanos = i32::try_from(local.mtime_nsec()).unwrap_or_default();
+        let local_mtime = jiff::Timestamp::new(local.mtime(), nanos).ok();
+        if !local.is_dir()
+            || engine_mtime.is_none()
+            || engine_mtime != local_mtime
+            || mode & 0o777 != local.mode() & 0o777
+        {
+            return Ok(Err(format!("{mountpoint} here is not the directory the engine mounts (mode or mtime differ)")));
+        }
+        Ok(Ok(()))
+    }
+
     /// The volume archive of a helper's `/data`, as a stream of chunks.
     pub(crate) fn download(
         &self,
@@ -371,7 +397,7 @@ impl<'d> Engine<'d> {
             .map_err(engine_error(format!("remove volume {name} (to recreate it empty)")))
     }
 
-    pub(crate) async fn create_volume(&self, spec: &VolumeSpec) -> Result<(), SnapError> {
+    pub(crate) async fn create_volume(&self, spec: &VolumeSpec) -> Result<Volume, SnapError> {
         let request = VolumeCreateRequest {
             name: Some(spec.name.clone()),
             driver: Some(spec.driver.clone()),
@@ -382,7 +408,6 @@ impl<'d> Engine<'d> {
         self.docker
             .create_volume(request)
             .await
-            .map(drop)
             .map_err(engine_error(format!("create volume {} (driver {})", spec.name, spec.driver)))
     }
 }
@@ -420,13 +445,12 @@ mod tests {
         insta::assert_snapshot!(err, @"volume app_data is in use by container app_web.1.x (running): stop it first");
     }
 
-    fn volume(driver: &str, options: &[(&str, &str)]) -> Volume {
-        Volume {
+    fn volume(driver: &str, options: &[(&str, &str)]) -> VolumeSpec {
+        VolumeSpec {
             name: "app_data".to_owned(),
             driver: driver.to_owned(),
-            mountpoint: "/var/lib/docker/volumes/app_data/_data".to_owned(),
             options: options.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
-            ..Volume::default()
+            labels: BTreeMap::new(),
         }
     }
 

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -10,13 +11,16 @@ use lkg_swarm::docker::{STACK_NAMESPACE_LABEL, stack_volumes};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::engine::{Engine, Purpose, VolumeSpec};
+use crate::archive::{WalkError, read_archive};
+use crate::direct::Extractor;
+use crate::engine::{Engine, Locality, Purpose, VolumeSpec, choose_access, locality};
 use crate::error::SnapError;
 use crate::meta::{Meta, VolumeRecord, hex};
 use crate::name::{AppName, NameError, check_object_name};
 use crate::progress::{Phase, Progress};
 use crate::store::{LockMode, SnapshotReader, Store};
-use crate::transfer::Reporter;
+use crate::take::Access;
+use crate::transfer::{Reporter, blocking_with_progress};
 use crate::verify::{check_volume, open_snapshot};
 
 /// Chunks of an upload in flight: 8 × 256 KiB.
@@ -38,12 +42,23 @@ pub struct RestoreRequest {
     pub app: AppName,
     /// The stack to restore into; `None`: the one recorded in `meta.json`.
     pub stack: Option<String>,
+    /// How to write the volumes: [`Access::Direct`] extracts into the mount
+    /// point of the recreated volume; [`Access::Archive`] uploads through the
+    /// engine's archive endpoint. `Auto` picks direct where it is safe.
+    pub access: Access,
 }
 
 impl RestoreRequest {
     /// Restores `app`'s last-known-good into the stack it was taken from.
     pub fn new(app: AppName) -> RestoreRequest {
-        RestoreRequest { app, stack: None }
+        RestoreRequest { app, stack: None, access: Access::Auto }
+    }
+
+    /// Sets how volumes are written.
+    #[must_use]
+    pub fn access(mut self, access: Access) -> RestoreRequest {
+        self.access = access;
+        self
     }
 
     /// Restores into `stack` instead: volume `<old>_<name>` becomes `<stack>_<name>`.
@@ -85,6 +100,8 @@ pub struct RestoredVolume {
     /// `true`: the volume existed and was replaced; `false`: it was missing
     /// and was created.
     pub existed: bool,
+    /// [`Access::Archive`] or [`Access::Direct`]: how it was written.
+    pub access: Access,
 }
 
 /// One volume to restore: from which record, into which volume.
@@ -178,6 +195,14 @@ pub async fn restore<S: Store>(
         }
     }
     let planned = plan(&meta, &stack, &live)?;
+    // Refused here, before anything is touched, if direct access was asked
+    // for and is impossible.
+    let locality = match request.access {
+        Access::Archive => Locality { same_host: false, root: false },
+        Access::Auto | Access::Direct => locality(docker).await,
+    };
+    let accesses =
+        planned.iter().map(|p| choose_access(request.access, &p.spec, &locality)).collect::<Result<Vec<_>, _>>()?;
     engine.check_quiet(&stack, &targets, Purpose::Restore).await?;
     engine.ensure_helper_image().await?;
     let mut untouched: Vec<String> =
@@ -185,48 +210,111 @@ pub async fn restore<S: Store>(
     untouched.sort();
 
     let mut volumes: Vec<RestoredVolume> = Vec::with_capacity(count);
-    for (index, (planned, record)) in planned.iter().zip(&meta.volumes).enumerate() {
+    for (index, ((planned, record), access)) in planned.iter().zip(&meta.volumes).zip(accesses).enumerate() {
         let mut reporter =
             Reporter::new(progress, Phase::Restore, &planned.spec.name, (index, count), Some(record.bytes));
-        let replaced = replace_volume(&engine, &request.app, &reader, planned, record, &mut reporter).await;
-        if let Err(e) = replaced {
-            return Err(SnapError::Incomplete {
-                app: request.app.to_string(),
-                restored: volumes.into_iter().map(|v| v.name).collect(),
-                failed: planned.spec.name.clone(),
-                source: Box::new(e),
-            });
-        }
+        let access = match replace_volume(&engine, &request.app, &reader, planned, record, access, &mut reporter).await
+        {
+            Ok(access) => access,
+            Err(e) => {
+                return Err(SnapError::Incomplete {
+                    app: request.app.to_string(),
+                    restored: volumes.into_iter().map(|v| v.name).collect(),
+                    failed: planned.spec.name.clone(),
+                    source: Box::new(e),
+                });
+            }
+        };
         reporter.done(record.bytes);
         volumes.push(RestoredVolume {
             name: planned.spec.name.clone(),
             from: planned.from.clone(),
             bytes: record.bytes,
             existed: planned.existed,
+            access,
         });
     }
     drop(reader);
     Ok(RestoreReport { app: request.app.clone(), stack, location, snapshot: meta, volumes, untouched })
 }
 
+/// Recreates one volume empty and fills it; returns the access used.
 async fn replace_volume<R: SnapshotReader>(
     engine: &Engine<'_>,
     app: &AppName,
     reader: &R,
     planned: &Planned,
     record: &VolumeRecord,
+    access: Access,
     reporter: &mut Reporter<'_>,
-) -> Result<(), SnapError> {
+) -> Result<Access, SnapError> {
     let archive = reader.open_volume(&planned.from)?;
     if planned.existed {
         engine.remove_volume(&planned.spec.name).await?;
     }
-    engine.create_volume(&planned.spec).await?;
+    let volume = engine.create_volume(&planned.spec).await?;
     let helper = engine.create_helper(app, &planned.spec.name, true).await?;
-    let uploaded = upload(engine, &helper, archive, record, reporter).await;
+    let filled: Result<Access, SnapError> = async {
+        // The volume is already empty: if its mount point turns out not to be
+        // the engine's, the archive endpoint is the way to go on.
+        let access = match access {
+            Access::Direct if engine.is_local_mount(&helper, &volume.mountpoint).await?.is_ok() => Access::Direct,
+            _ => Access::Archive,
+        };
+        match access {
+            Access::Direct => extract(PathBuf::from(&volume.mountpoint), archive, record, reporter).await?,
+            _ => upload(engine, &helper, archive, record, reporter).await?,
+        }
+        Ok(access)
+    }
+    .await;
     let removed = engine.remove_container(&helper).await;
-    uploaded?;
-    removed
+    let access = filled?;
+    removed?;
+    Ok(access)
+}
+
+/// Extracts the archive into the mount point, checking every entry again on
+/// the way (the bytes written must be the bytes verified).
+async fn extract(
+    mountpoint: PathBuf,
+    archive: Box<dyn Read + Send>,
+    record: &VolumeRecord,
+    reporter: &mut Reporter<'_>,
+) -> Result<(), SnapError> {
+    let volume = record.name.clone();
+    let extracted = blocking_with_progress(
+        move |counter| -> Result<(u64, String), SnapError> {
+            let mut extractor = Extractor::new(&mountpoint);
+            let summary = read_archive(archive, counter, &mut extractor).map_err(|e| match e {
+                WalkError::Archive(source) => SnapError::Refused {
+                    volume: volume.clone(),
+                    location: "the snapshot (changed between verify and restore)".to_owned(),
+                    source,
+                },
+                WalkError::Visit(source) => SnapError::Io { action: "write into", volume: volume.clone(), source },
+            })?;
+            extractor.finish().map_err(|source| SnapError::Io { action: "write into", volume, source })?;
+            Ok((summary.bytes, summary.sha256))
+        },
+        reporter,
+    )
+    .await??;
+    check_restored(record, extracted)
+}
+
+fn check_restored(record: &VolumeRecord, (bytes, sha256): (u64, String)) -> Result<(), SnapError> {
+    if bytes != record.bytes || sha256 != record.sha256 {
+        return Err(SnapError::Mismatch {
+            volume: record.name.clone(),
+            location: "the snapshot (changed between verify and restore)".to_owned(),
+            expected_bytes: record.bytes,
+            expected_sha256: record.sha256.clone(),
+            actual_bytes: bytes,
+            actual_sha256: sha256,
+        });
+    }
+    Ok(())
 }
 
 /// Streams the archive from the store into the helper, hashing it again on
@@ -277,23 +365,13 @@ async fn upload(
         }
     };
     let read = reading.await?;
-    let (bytes, sha256) =
+    let read =
         read.map_err(|source| SnapError::Io { action: "read the archive of", volume: record.name.clone(), source })?;
     uploaded.map_err(|source| SnapError::Engine {
         what: format!("upload the archive of volume {} into its helper container", record.name),
         source,
     })?;
-    if bytes != record.bytes || sha256 != record.sha256 {
-        return Err(SnapError::Mismatch {
-            volume: record.name.clone(),
-            location: "the snapshot (changed between verify and upload)".to_owned(),
-            expected_bytes: record.bytes,
-            expected_sha256: record.sha256.clone(),
-            actual_bytes: bytes,
-            actual_sha256: sha256,
-        });
-    }
-    Ok(())
+    check_restored(record, read)
 }
 
 #[cfg(test)]

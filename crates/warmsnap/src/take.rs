@@ -1,7 +1,6 @@
 //! Taking a snapshot of a stack's volumes while the stack is undeployed.
 
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use bollard::Docker;
@@ -12,7 +11,7 @@ use lkg_swarm::docker::stack_volumes;
 use serde::Serialize;
 
 use crate::archive::{ArchiveSummary, inspect};
-use crate::engine::{Engine, Locality, Purpose, choose_access, locality};
+use crate::engine::{Engine, Locality, Purpose, VolumeSpec, choose_access, locality};
 use crate::error::SnapError;
 use crate::meta::{Meta, VolumeRecord};
 use crate::name::{AppName, NameError, check_object_name};
@@ -171,7 +170,7 @@ pub async fn take<S: Store>(
     let count = volumes.len();
     let mut copied = Vec::with_capacity(count);
     for (index, volume) in volumes.iter().enumerate() {
-        let access = choose_access(request.access, volume, &locality)?;
+        let access = choose_access(request.access, &VolumeSpec::from(volume), &locality)?;
         let sink = staging.create_volume(&volume.name)?;
         let mut reporter = Reporter::new(progress, Phase::Take, &volume.name, (index, count), None);
         let (access, bytes, sha256) = copy_volume(&engine, request, volume, access, sink, &mut reporter).await?;
@@ -243,7 +242,7 @@ async fn copy_volume(
     let helper = engine.create_helper(&request.app, &volume.name, false).await?;
     let copied = async {
         let access = match access {
-            Access::Direct => match same_directory(engine, &helper, &volume.mountpoint).await? {
+            Access::Direct => match engine.is_local_mount(&helper, &volume.mountpoint).await? {
                 Ok(()) => Access::Direct,
                 Err(_) if request.access == Access::Auto => Access::Archive,
                 Err(reason) => return Err(SnapError::DirectUnavailable { volume: volume.name.clone(), reason }),
@@ -261,26 +260,6 @@ async fn copy_volume(
     let copied = copied?;
     removed?;
     Ok(copied)
-}
-
-/// Whether the local `mountpoint` is the directory the engine mounts in the
-/// helper: same mode and the same mtime to the nanosecond. A directory of the
-/// same path on another machine (a forwarded socket, a host name shared by
-/// two hosts) fails this.
-async fn same_directory(engine: &Engine<'_>, helper: &str, mountpoint: &str) -> Result<Result<(), String>, SnapError> {
-    let (mode, mtime) = engine.root_stat(helper).await?;
-    let local = match fs_err::metadata(mountpoint) {
-        Ok(local) => local,
-        Err(e) => return Ok(Err(format!("its mount point is not readable here: {e}"))),
-    };
-    let engine_mtime = mtime.and_then(|t| t.parse::<Timestamp>().ok());
-    let nanos = i32::try_from(local.mtime_nsec()).unwrap_or_default();
-    let local_mtime = Timestamp::new(local.mtime(), nanos).ok();
-    if !local.is_dir() || engine_mtime.is_none() || engine_mtime != local_mtime || mode & 0o777 != local.mode() & 0o777
-    {
-        return Ok(Err(format!("{mountpoint} here is not the directory the engine mounts (mode or mtime differ)")));
-    }
-    Ok(Ok(()))
 }
 
 async fn copy_direct(

@@ -33,11 +33,11 @@ async fn round_trip(access: Access) {
     env().docker(&["volume", "rm", &gone]);
     assert_ne!(listing(&data), before[0]);
 
-    let report =
-        restore(&docker, &store, &RestoreRequest::new(volumes.app.clone()), &NoProgress).await.expect("restore");
+    let request = RestoreRequest::new(volumes.app.clone()).access(access);
+    let report = restore(&docker, &store, &request, &NoProgress).await.expect("restore");
     assert_eq!(
-        report.volumes.iter().map(|v| (v.name.as_str(), v.existed)).collect::<Vec<_>>(),
-        [(data.as_str(), true), (empty.as_str(), true), (gone.as_str(), false)]
+        report.volumes.iter().map(|v| (v.name.as_str(), v.existed, v.access)).collect::<Vec<_>>(),
+        [(data.as_str(), true, access), (empty.as_str(), true, access), (gone.as_str(), false, access)]
     );
     assert_eq!(listings(&[&data, &empty, &gone]), before);
     let labels = env().docker(&["volume", "inspect", &gone, "--format", "{{json .Labels}}"]);
@@ -55,7 +55,8 @@ async fn round_trip_through_the_archive_endpoint() {
 
 #[tokio::test]
 async fn round_trip_through_the_mount_point() {
-    // The test environment's engine runs here and the tests run as root.
+    // The test environment's engine runs here and the tests run as root:
+    // take reads the mount point, restore extracts into it.
     round_trip(Access::Direct).await;
 }
 
