@@ -50,7 +50,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! With the `docker` feature, [`EngineVolumes`] looks volumes up in a Docker
+//! With the `docker` feature, `EngineVolumes` looks volumes up in a Docker
 //! engine for `has_canonical`.
 //!
 //! # Limitations

@@ -14,8 +14,8 @@ use crate::app::AppName;
 use crate::record::Record;
 use crate::store::{Canonicals, StoreError};
 
-/// Asks whether a volume exists. `lkg-canonical`'s `docker` feature provides
-/// [`EngineVolumes`](crate::EngineVolumes), over the Docker engine; tests of
+/// Asks whether a volume exists. The `docker` feature provides
+/// `EngineVolumes`, over the Docker engine; tests of
 /// pure logic can use a set.
 pub trait VolumeLookup {
     /// Why the lookup failed (not "the volume is absent", which is `Ok(false)`).

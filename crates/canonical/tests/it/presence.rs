@@ -1,4 +1,4 @@
-//! has_canonical against the real Docker engine of the test environment.
+//! `has_canonical` against the real Docker engine of the test environment.
 
 use std::time::Duration;
 
