@@ -24,6 +24,7 @@ const COLD: Run = Run { kind: RunKind::Cold, stages: Stages::Full, target: Targe
 /// Seed 001: gitea's canonical is 3.5.3; a green cold run on 3.6.0 advances it,
 /// a quick run does not.
 #[test]
+#[allow(clippy::too_many_lines)] // one lifecycle told in order; its length is the snapshots
 fn the_lifecycle_of_a_canonical_in_json_and_words() {
     let _guard = lkg_testkit::settings().bind_to_scope();
     let state = tempfile::tempdir().unwrap();
