@@ -15,7 +15,8 @@
 //! - [`restore`] verifies every archive and refuses unsafe entries *before*
 //!   touching any live volume ([`archive`] lists the rules), then recreates
 //!   each volume (same name, driver, options, labels) and uploads the archive
-//!   into it: the content, owners and modes come back exactly.
+//!   into it (or extracts it into the mount point, see [`Access`]): the
+//!   content, owners and modes come back exactly.
 //! - [`show`] and [`list`] read what is stored.
 //!
 //! Everything is async, reports progress through a [`Progress`] and never
@@ -88,3 +89,8 @@ pub use store::{
 };
 pub use take::{Access, TakeReport, TakeRequest, TakenVolume, take};
 pub use verify::{Snapshot, Verdict, VerifyReport, VolumeCheck, list, show, verify};
+
+// The README's examples are compiled (and the first one run) with the doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExample;
