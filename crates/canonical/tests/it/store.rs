@@ -35,7 +35,7 @@ fn a_writer_killed_between_write_and_rename_leaves_the_old_record() {
     let leftovers: Vec<_> = std::fs::read_dir(canonicals.app_dir(&app))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".tmp"))
+        .filter(|n| std::path::Path::new(n).extension().is_some_and(|e| e == "tmp"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
