@@ -226,13 +226,25 @@ pub fn check_file(path: &Path, expectations: &[Expectation]) -> Result<CheckRepo
             problems: check(&doc, expectations),
         }),
         Err(e @ DocumentError::Read { .. }) => Err(e),
-        Err(e) => Ok(CheckReport {
-            file,
-            profile: None,
-            kind: None,
-            inputs: 0,
-            problems: vec![Problem::new("(file)", Issue::Unreadable { reason: e.to_string() })],
-        }),
+        Err(e) => {
+            let reason = match e {
+                // The pipeline's "Replay lock file not found", with the usual cause.
+                DocumentError::NotFound { path } => {
+                    format!(
+                        "{} does not exist: a replay needs the lock committed on the branch it runs",
+                        path.display()
+                    )
+                }
+                other => other.to_string(),
+            };
+            Ok(CheckReport {
+                file,
+                profile: None,
+                kind: None,
+                inputs: 0,
+                problems: vec![Problem::new("(file)", Issue::Unreadable { reason })],
+            })
+        }
     }
 }
 

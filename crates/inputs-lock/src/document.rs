@@ -63,7 +63,7 @@ impl Kind {
 #[non_exhaustive]
 pub enum DocumentError {
     /// The file does not exist.
-    #[error("{} does not exist: check the path (a replay needs the lock file committed on the branch it runs)", path.display())]
+    #[error("{} does not exist", path.display())]
     NotFound {
         /// The path.
         path: PathBuf,
