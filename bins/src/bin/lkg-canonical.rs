@@ -74,6 +74,24 @@ enum Command {
         /// The app.
         app: String,
     },
+    #[allow(clippy::doc_markdown)] // --help text, where backticks would show
+    /// Run a command while holding the app's lock: one run per app at a time.
+    ///
+    /// The command inherits the lock, so the app stays locked until it ends
+    /// even if lkg-canonical is killed. lkg-canonical commands it runs on the
+    /// same app join the lock (through LKG_CANONICAL_LOCKS) instead of
+    /// waiting for it. Exits with the command's exit code (128+N if a signal
+    /// N ended it).
+    #[command(arg_required_else_help = true)]
+    Lock {
+        /// The app.
+        app: String,
+        #[command(flatten)]
+        wait: WaitArg,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<std::ffi::OsString>,
+    },
     /// Print the canonical domain the scheme derives for an app, or the
     /// collision that forbids it (exit 2).
     Domain {
@@ -195,9 +213,18 @@ impl From<StatusArg> for Status {
     }
 }
 
+/// Lock ids of enclosing `lkg-canonical lock` runs, `app=id,app=id`.
+const LOCKS_VAR: &str = "LKG_CANONICAL_LOCKS";
+
 fn main() -> std::process::ExitCode {
-    lkg_cli::run(|| {
+    let mut command_exit = None;
+    let exit = lkg_cli::run(|| {
         let cli = Cli::parse();
+        if let Command::Lock { app, wait, command } = &cli.command {
+            let canonicals = Canonicals::new(&cli.common.state_dir()?);
+            command_exit = Some(run_locked(&canonicals, &app_name(app)?, wait, command)?);
+            return Ok(Exit::Ok);
+        }
         let out = Output::new(cli.common.json);
         let state = cli.common.state_dir()?;
         let canonicals = Canonicals::new(&state);
@@ -241,7 +268,39 @@ fn main() -> std::process::ExitCode {
                 out.emit(&json!({"app": app, "domain": domain, "scheme": scheme}), |w| writeln!(w, "{domain}"))?;
                 Ok(Exit::Ok)
             }
+            Command::Lock { .. } => unreachable!("handled above"),
         }
+    });
+    command_exit.map_or(exit, std::process::ExitCode::from)
+}
+
+/// Runs `command` under the app's lock; returns its exit code.
+fn run_locked(
+    canonicals: &Canonicals,
+    app: &AppName,
+    wait: &WaitArg,
+    command: &[std::ffi::OsString],
+) -> Result<u8, Failure> {
+    let shown = command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");
+    let lock = lock(canonicals, app, &format!("lkg-canonical lock -- {shown}"), wait)?;
+    lock.share_with_children().map_err(|e| Failure::from_error(Exit::Environment, &e))?;
+    let mine = format!("{app}={}", lock.id());
+    let locks = match std::env::var(LOCKS_VAR) {
+        Ok(outer) if !outer.is_empty() => format!("{outer},{mine}"),
+        _ => mine,
+    };
+    let status = std::process::Command::new(&command[0])
+        .args(&command[1..])
+        .env(LOCKS_VAR, locks)
+        .status()
+        .map_err(|e| Failure::new(Exit::Environment, format!("cannot run {shown}: {e}")));
+    // Released only once the command is done: unlocking would free it for the command too.
+    release(lock)?;
+    let status = status?;
+    Ok(match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
+        (Some(code), _) => u8::try_from(code).unwrap_or(u8::MAX),
+        (None, Some(signal)) => u8::try_from(128 + signal).unwrap_or(u8::MAX),
+        (None, None) => u8::MAX,
     })
 }
 
@@ -310,6 +369,15 @@ fn check(canonicals: &Canonicals, app: &AppName, out: Output) -> Result<Exit, Fa
 }
 
 fn lock(canonicals: &Canonicals, app: &AppName, purpose: &str, wait: &WaitArg) -> Result<AppLock, Failure> {
+    // Started by `lkg-canonical lock APP -- ...`: that run holds the lock for us.
+    let inherited = std::env::var(LOCKS_VAR).ok().and_then(|locks| {
+        locks
+            .split(',')
+            .find_map(|entry| entry.split_once('=').filter(|(a, _)| *a == app.as_str()).map(|(_, id)| id.to_owned()))
+    });
+    if let Some(id) = inherited {
+        return canonicals.join_lock(app, &id).map_err(|e| Failure::from_error(Exit::Environment, &e));
+    }
     let wait = Duration::try_from_secs_f64(wait.wait)
         .map_err(|_| Failure::new(Exit::Usage, format!("--wait {} is not a number of seconds", wait.wait)))?;
     let mut progress = Progress::stderr();

@@ -108,6 +108,20 @@ pub enum LockError {
         /// How long this run waited.
         waited: Duration,
     },
+    /// An enclosing run's lock was to be joined, but it does not hold it.
+    #[error(
+        "app {app} should be locked by an enclosing `lkg-canonical lock` (lock id {id}), but {}; \
+         was the enclosing run stopped?",
+        match holder { Some(h) => format!("it is held by {h}"), None => "nothing holds it".to_owned() }
+    )]
+    NotJoinable {
+        /// The app.
+        app: AppName,
+        /// The lock id the caller was given.
+        id: String,
+        /// Who holds the lock instead, if anyone.
+        holder: Option<Box<Holder>>,
+    },
     /// The lock file could not be created, read or written.
     #[error("cannot use the lock file {path}: {source}")]
     Io {
@@ -200,6 +214,58 @@ impl AppLock {
         self.took_over.as_ref()
     }
 
+    /// This holding's id (also in [`AppLock::owner`]), which a process this
+    /// run starts can [`join`](crate::Canonicals::join_lock) with.
+    pub fn id(&self) -> &str {
+        &self.owner.id
+    }
+
+    /// Whether this is a joined lock (held by an enclosing process, not by
+    /// this value): dropping it releases nothing.
+    pub fn is_joined(&self) -> bool {
+        self.file.is_none()
+    }
+
+    /// Lets the processes this run spawns from now on hold the lock too: the
+    /// lock file stays open in them (its close-on-exec flag is cleared), and
+    /// an `flock` lasts while any process holds its file open. So if this
+    /// process is killed while a child still works, the app stays locked
+    /// until the child is done too. The lock must not be released while the
+    /// children run: unlocking releases it for all of them.
+    pub fn share_with_children(&self) -> Result<(), LockError> {
+        let Some(file) = &self.file else { return Ok(()) };
+        rustix::io::fcntl_setfd(file, rustix::io::FdFlags::empty())
+            .map_err(|e| LockError::Io { path: self.path.clone(), source: e.into() })
+    }
+
+    /// Joins the lock an enclosing process holds with holding id `id`, for
+    /// a process that it started (`lkg-canonical lock APP -- CMD` tells CMD
+    /// the id). The result changes records like a held lock, but releases
+    /// nothing when dropped.
+    pub(crate) fn join(path: PathBuf, app: &AppName, id: &str) -> Result<AppLock, LockError> {
+        let not_joinable = |holder: Option<Holder>| LockError::NotJoinable {
+            app: app.clone(),
+            id: id.to_owned(),
+            holder: holder.map(Box::new),
+        };
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_joinable(None)),
+            Err(source) => return Err(LockError::Io { path, source }),
+        };
+        match file.try_lock_shared() {
+            // Nobody holds it: the enclosing run is gone.
+            Ok(()) => return Err(not_joinable(None)),
+            Err(TryLockError::WouldBlock) => {}
+            Err(TryLockError::Error(source)) => return Err(LockError::Io { path, source }),
+        }
+        let holder = read_holder(&path);
+        match holder.owner.clone() {
+            Some(owner) if owner.id == id => Ok(AppLock { app: app.clone(), path, file: None, owner, took_over: None }),
+            _ => Err(not_joinable(Some(holder))),
+        }
+    }
+
     /// Releases the lock: clears the holder's details, then unlocks.
     pub fn release(mut self) -> Result<(), LockError> {
         self.clear()
@@ -265,7 +331,8 @@ fn this_process(purpose: &str) -> Owner {
         id: random_id(),
         pid,
         host: hostname(),
-        started: Timestamp::now(),
+        // Whole seconds, as written to the lock file, so the holder's copy equals what others read.
+        started: Timestamp::from_second(Timestamp::now().as_second()).expect("now is a valid timestamp"),
         purpose: purpose.to_owned(),
         boot_id: boot_id(),
         process_start: process_start(pid),

@@ -285,6 +285,13 @@ impl Canonicals {
         AppLock::acquire(self.lock_path(app), app, purpose, wait, on_wait)
     }
 
+    /// Joins the app's lock held by an enclosing process under holding id
+    /// `id` (see [`AppLock::share_with_children`]); fails unless that
+    /// holding is the current one.
+    pub fn join_lock(&self, app: &AppName, id: &str) -> Result<AppLock, LockError> {
+        AppLock::join(self.lock_path(app), app, id)
+    }
+
     /// Who holds the app's lock, if anyone does; does not take it.
     pub fn lock_holder(&self, app: &AppName) -> Result<Option<Holder>, LockError> {
         let path = self.lock_path(app);

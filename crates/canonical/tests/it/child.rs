@@ -122,6 +122,17 @@ fn plays_its_part() {
             wait_for_parent();
             lock.release().unwrap();
         }
+        "share" => {
+            // Like `lkg-canonical lock APP -- CMD`: the command inherits the lock.
+            lock.share_with_children().unwrap();
+            let mut command = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+            say(&format!("SHARED {}", command.id()));
+            say(&format!("OWNER {}", serde_json::to_string(lock.owner()).unwrap()));
+            wait_for_parent();
+            let _ = command.kill();
+            let _ = command.wait();
+            lock.release().unwrap();
+        }
         "stage" => {
             let mut record = canonicals.get(&app).unwrap().expect("the parent wrote a record first");
             record.version = "9.9.9+crash".to_owned();

@@ -83,3 +83,58 @@ fn a_dead_owners_lock_is_taken_over_and_reported() {
     let again = canonicals.lock(&app, "promote", Duration::ZERO, |_| {}).unwrap();
     assert_eq!(again.took_over_from(), None, "a released lock is not a takeover");
 }
+
+/// Kills a process by pid when dropped, even if an assertion fails first.
+struct Reap(u32);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").args(["-9", &self.0.to_string()]).status();
+    }
+}
+
+/// A run killed while a command it started still works: the command keeps
+/// the app locked, and the refusal says the owner is gone but its child holds on.
+#[test]
+fn a_command_started_under_the_lock_keeps_it_after_its_owner_dies() {
+    let (state, canonicals, app) = setup();
+    let owner_part = Part::start("share", state.path(), app.as_str());
+    let command_pid: u32 = owner_part.expect("SHARED").parse().unwrap();
+    let owner: Owner = serde_json::from_str(&owner_part.expect("OWNER")).unwrap();
+    let command = Reap(command_pid);
+    owner_part.kill();
+
+    let err = canonicals.lock(&app, "promote", Duration::ZERO, |_| {}).unwrap_err();
+    let LockError::Held { holder, .. } = &err else { panic!("{err:?}") };
+    assert_eq!(holder.owner.as_ref(), Some(&owner));
+    assert_eq!(holder.liveness, Liveness::Exited);
+    assert!(err.to_string().contains("a process it started inherited the lock file"), "{err}");
+
+    drop(command);
+    let lock = lkg_testkit::wait_until(
+        "the command's end to free the lock",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || canonicals.lock(&app, "promote", Duration::ZERO, |_| {}).ok(),
+    );
+    assert_eq!(lock.took_over_from(), Some(&owner));
+}
+
+#[test]
+fn a_started_process_joins_its_parents_lock_and_only_that() {
+    let (_state, canonicals, app) = setup();
+    let lock = canonicals.lock(&app, "lkg-canonical lock -- ./run.sh", Duration::ZERO, |_| {}).unwrap();
+    let joined = canonicals.join_lock(&app, lock.id()).unwrap();
+    assert!(joined.is_joined());
+    assert_eq!(joined.owner(), lock.owner());
+    canonicals.put(&joined, &crate::child::record("gitea", "1.0.0+1", &["v"])).unwrap();
+    drop(joined);
+    // Dropping the joined lock released nothing.
+    assert!(canonicals.lock(&app, "other", Duration::ZERO, |_| {}).is_err());
+
+    let err = canonicals.join_lock(&app, "0000000000000000").unwrap_err();
+    assert!(matches!(&err, LockError::NotJoinable { holder: Some(_), .. }), "{err:?}");
+    lock.release().unwrap();
+    let err = canonicals.join_lock(&app, "0000000000000000").unwrap_err();
+    assert!(err.to_string().contains("nothing holds it; was the enclosing run stopped?"), "{err}");
+}
