@@ -334,3 +334,33 @@ fn kernels(out: Output, layers: &[PathBuf]) -> Result<Exit, Failure> {
     out.emit(&summary, |w| releases.iter().try_for_each(|r| writeln!(w, "{r}")))?;
     Ok(if releases.is_empty() { Exit::Failed } else { Exit::Ok })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+        let cli =
+            Cli::try_parse_from(["lkg-inputs", "check-lock", "lock.json", "--expect", "build_container=x@y", "--json"])
+                .unwrap();
+        assert!(cli.common.json);
+        assert!(matches!(cli.command, Command::CheckLock { ref expect, .. } if expect[0].name == "build_container"));
+        let bad = Cli::try_parse_from(["lkg-inputs", "check-lock", "lock.json", "--expect", "novalue"]).err().unwrap();
+        assert_eq!(bad.exit_code(), 2);
+    }
+
+    #[test]
+    fn layouts_are_repository_equals_an_existing_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = oci_layouts(&["ghcr.io/x".into()], "linux/amd64").unwrap_err();
+        assert!(err.message().contains("is not REPOSITORY=DIR"), "{err}");
+        let err = oci_layouts(&[format!("ghcr.io/x={}", dir.path().display())], "linux/amd64").unwrap_err();
+        assert!(err.message().contains("no index.json"), "{err}");
+        std::fs::write(dir.path().join("index.json"), "{}").unwrap();
+        assert!(oci_layouts(&[format!("ghcr.io/x={}", dir.path().display())], "linux/amd64").is_ok());
+        assert_eq!(oci_layouts(&[], "amd64").unwrap_err().exit(), Exit::Usage);
+    }
+}
