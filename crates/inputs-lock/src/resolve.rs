@@ -209,7 +209,10 @@ impl Spec {
         Ok(spec)
     }
 
-    fn validate(&self) -> Result<(), SpecError> {
+    /// Checks that references parse, derived inputs name image inputs of
+    /// the spec, and git inputs have a full commit. [`Spec::parse`] does
+    /// this; [`resolve`] does it again for specs built in code.
+    pub fn validate(&self) -> Result<(), SpecError> {
         let images: Vec<&str> =
             self.inputs.iter().filter(|(_, i)| matches!(i, SpecInput::Image { .. })).map(|(n, _)| n.as_str()).collect();
         for (name, input) in &self.inputs {
@@ -421,6 +424,9 @@ pub struct Resolution {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ResolveError {
+    /// The spec is inconsistent (see [`Spec::validate`]).
+    #[error(transparent)]
+    Spec(SpecError),
     /// The lock fails `check`: replaying it would not be exact.
     #[error("the lock is not fit for replay ({}):\n{}", crate::plural(problems.len(), "problem"), problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
     LockInvalid {
@@ -565,6 +571,7 @@ pub async fn resolve<R: Resolver>(
     context: &RunContext,
     progress: &mut (dyn FnMut(Event<'_>) + Send),
 ) -> Result<Resolution, ResolveError> {
+    spec.validate().map_err(ResolveError::Spec)?;
     let lock_inputs = match lock {
         Some(lock) => {
             let problems = check(lock, &[]);
@@ -631,7 +638,7 @@ fn assemble(
         let kernels_of = |image: &str| images.get(image).and_then(|r| r.kernels.clone()).unwrap_or_default();
         let value = match input {
             SpecInput::Image { record, .. } => {
-                let r = &images[name];
+                let r = resolved(images, name)?;
                 let mut image = ImageInput::default();
                 let pinned = r.reference.with_digest(&r.image.digest).to_string();
                 for part in record {
@@ -646,7 +653,7 @@ fn assemble(
                 Input::Image(image)
             }
             SpecInput::Label { image, key } => {
-                let r = &images[image];
+                let r = resolved(images, image)?;
                 match r.image.labels.get(key) {
                     Some(v) => Input::Value(Value::from(v.as_str())),
                     None => {
@@ -691,6 +698,17 @@ fn assemble(
         inputs.insert(name.clone(), value);
     }
     Ok(inputs)
+}
+
+/// The resolved image input `name`; every image input is resolved before
+/// inputs are assembled, and `Spec::validate` checked the names.
+fn resolved<'a>(images: &'a HashMap<String, Resolved>, name: &str) -> Result<&'a Resolved, ResolveError> {
+    images.get(name).ok_or_else(|| {
+        ResolveError::Spec(SpecError::Invalid {
+            field: format!("inputs.{name}"),
+            reason: "is not an image input".into(),
+        })
+    })
 }
 
 fn resolver_error<E: std::error::Error + Send + Sync + 'static>(
