@@ -95,8 +95,9 @@ impl fmt::Display for Holder {
 pub enum LockError {
     /// Another run holds the lock.
     #[error(
-        "app {app} is locked by another run: held by {holder} (lock file {path}, waited {waited:?}); \
-         wait for it with --wait SECS, or stop that run"
+        "app {app} is locked by another run: held by {holder} (lock file {path}, waited {secs:.1} s); \
+         wait for it with --wait SECS, or stop that run",
+        secs = .waited.as_secs_f64()
     )]
     Held {
         /// The app.

@@ -417,6 +417,14 @@ impl<G: Graph> Context<'_, G> {
         if self.is_head(&commit) {
             return Err(format!("last-green {version} is at head's own commit; upgrading from it would be a no-op"));
         }
+        // Without a head version, history tells a downgrade: head behind last-green.
+        if self.head_version.is_none() && self.graph.is_ancestor(&self.facts.head_commit, &commit) == Ancestry::Yes {
+            return Err(format!(
+                "last-green {version} (from {}) already contains head ({} is behind it); that would be a downgrade",
+                lg.from,
+                short(&self.facts.head_commit)
+            ));
+        }
         Ok(Base {
             kind: BaseKind::Version,
             value: version.to_string(),
@@ -537,7 +545,7 @@ mod tests {
         Tag { version: version.parse().unwrap(), commit: commit.to_owned() }
     }
 
-    /// `a <- b <- tip` on main, and head on `b`.
+    /// `a <- b <- tip` on main, head on `b`, and `later` on head.
     fn facts(tags: Vec<Tag>) -> (Facts, FakeGraph) {
         let facts = Facts {
             head_rev: "pr".into(),
@@ -549,7 +557,13 @@ mod tests {
             warnings: vec![],
         };
         let graph = FakeGraph {
-            ancestors: vec![("a", vec![]), ("b", vec!["a"]), ("tip", vec!["b", "a"]), ("head", vec!["b", "a"])],
+            ancestors: vec![
+                ("a", vec![]),
+                ("b", vec!["a"]),
+                ("tip", vec!["b", "a"]),
+                ("head", vec!["b", "a"]),
+                ("later", vec!["head", "b", "a"]),
+            ],
             cut: vec![],
         };
         (facts, graph)
@@ -593,6 +607,11 @@ mod tests {
         let request = Request { last_green: Some(lg("b")), ..Request::default() };
         let plan = plan(&facts, &graph, &request);
         assert_eq!((plan.kind, plan.commit.as_deref()), (BaseKind::Version, Some("b")));
+
+        // The canonical's commit descends from head: a downgrade, passed over.
+        let request = Request { last_green: Some(lg("later")), ..Request::default() };
+        let behind = super::plan(&facts, &graph, &request);
+        assert!(behind.steps[1].reason.ends_with("that would be a downgrade"), "{}", behind.steps[1].reason);
         assert!(plan.reason.contains("the commit the canonical recorded"), "{}", plan.reason);
 
         let request = Request { last_green: Some(lg("zzz")), ..Request::default() };
