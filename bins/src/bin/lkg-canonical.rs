@@ -22,7 +22,8 @@ use serde_json::json;
 ///
 /// Exit codes: 0 ok; 1 promotion refused, app has no canonical (show, check);
 /// 2 bad input (app name, domain collision, malformed record); 5 lock held by
-/// another run, Docker engine or file system unavailable.
+/// another run, Docker engine or file system unavailable. `lock` exits with
+/// its command's code.
 #[derive(Debug, Parser)]
 #[command(name = "lkg-canonical", version)]
 struct Cli {
