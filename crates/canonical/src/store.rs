@@ -130,10 +130,11 @@ pub enum PromoteError {
         /// The app.
         app: AppName,
     },
-    /// Seeding a canonical needs its volumes.
+    /// A canonical needs its volumes: seeding without them, or advancing a
+    /// record that lists none (the harness's records did not).
     #[error(
-        "app {app} has no canonical yet: name the volumes that hold its data (--volume), since has_canonical \
-         checks that they still exist"
+        "the canonical of {app} would list no volumes: name the volumes that hold its data (--volume), since \
+         has_canonical checks that they still exist"
     )]
     NoVolumes {
         /// The app.
@@ -417,6 +418,9 @@ impl Canonicals {
         record.status_since = None;
         if !request.volumes.is_empty() {
             record.volumes.clone_from(&request.volumes);
+        }
+        if record.volumes.is_empty() {
+            return Err(PromoteError::NoVolumes { app: app.clone() });
         }
         self.put(lock, &record)?;
         Ok(PromotionOutcome::Advanced { previous, record })

@@ -141,6 +141,21 @@ fn seeding_needs_a_scheme_and_volumes() {
     request.volumes.clear();
     assert!(matches!(canonicals.promote(&lock, &request), Err(PromoteError::NoVolumes { .. })));
     assert!(canonicals.get(&app).unwrap().is_none());
+
+    // A harness record lists no volumes: advancing it must name them.
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/canonical/harness-canonical.json"),
+        canonicals.record_path(&app),
+    )
+    .unwrap();
+    let mut legacy: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(canonicals.record_path(&app)).unwrap()).unwrap();
+    legacy["recipe"] = "gitea".into();
+    legacy["domain"] = "warm-canon-gitea.ci.example.net".into();
+    std::fs::write(canonicals.record_path(&app), legacy.to_string()).unwrap();
+    assert!(matches!(canonicals.promote(&lock, &request), Err(PromoteError::NoVolumes { .. })));
+    request.volumes = vec!["warm-canon-gitea_data".into()];
+    assert!(matches!(canonicals.promote(&lock, &request), Ok(PromotionOutcome::Advanced { .. })));
 }
 
 #[test]
