@@ -291,19 +291,16 @@ pub fn plan(facts: &Facts, graph: &impl Graph, request: &Request) -> BasePlan {
     let ctx = Context { facts, graph, head_version: head_version.as_ref() };
     let mut steps = Vec::new();
 
-    let mut candidates: Vec<(Source, Option<Result<Base, String>>)> = vec![(
-        Source::Override,
-        Some(request.override_base.as_ref().map_or_else(|| Err("no override given".to_owned()), |o| Ok(overridden(o)))),
-    )];
-    candidates.extend(request.order.steps().iter().map(|s| (*s, None)));
-
-    for (source, precomputed) in candidates {
-        let attempt = precomputed.unwrap_or_else(|| match source {
+    // The override always comes first; each step runs only if all before it passed.
+    for source in std::iter::once(Source::Override).chain(request.order.steps().iter().copied()) {
+        let attempt = match source {
+            Source::Override => {
+                request.override_base.as_ref().map(overridden).ok_or_else(|| "no override given".to_owned())
+            }
             Source::LastGreen => ctx.last_green(request.last_green.as_ref()),
             Source::TargetBranch => ctx.target_branch(),
             Source::OlderTag => ctx.older_tag(),
-            Source::Override => unreachable!("the override is precomputed"),
-        });
+        };
         match attempt {
             Ok(base) => {
                 steps.push(Step { source, outcome: Outcome::Taken, reason: base.reason.clone() });
