@@ -269,8 +269,9 @@ pub struct Request {
 /// Decides the base. Pure: everything it knows is in `facts`, `graph` and `request`.
 ///
 /// Order: override → the middle steps of `request.order` (default
-/// last-green → target-branch → older-tag) → skip. A candidate whose commit
-/// *is* head's is always passed over: upgrading from it is a no-op.
+/// last-green → target-branch → older-tag) → skip. Apart from an explicit
+/// override, a candidate whose commit *is* head's is always passed over:
+/// upgrading from it is a no-op.
 pub fn plan(facts: &Facts, graph: &impl Graph, request: &Request) -> BasePlan {
     let (head_version, version_from) = head_version(facts, request);
     let head = HeadInfo {
