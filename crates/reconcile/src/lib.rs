@@ -1,16 +1,136 @@
-//! Health-gated updates of long-lived apps.
+//! Health-gated updates of long-lived apps on Docker Swarm, behind a safety
+//! gate, with data-safe rollback, crash recovery and a quick mode.
 //!
-//! `lkg-reconcile` updates an app behind two gates: a safety gate that holds
-//! major bumps and manual migrations before anything is touched, and a health
-//! gate after the deploy. A stateful app is snapshotted while undeployed; when
-//! the new version is bad, the snapshot is restored and the last-good version
-//! redeployed, with an alert. Every step is journalled so a killed reconcile
-//! resumes or recovers.
+//! Watchtower never added rollback; Flux and Argo remediate on Kubernetes
+//! only. `lkg-reconcile` updates a swarm stack the way the swarm CI harness
+//! of seed 002 does (WC1.1, WC1.2, WC4), without its races:
 //!
-//! # Status
+//! 1. **Safety gate** ([`Gate`], a pure function): a major bump of either side
+//!    of `<recipe-semver>+<app-version>` relative to last-good, or release
+//!    notes (`releaseNotes/<target>.md`) that mark a manual migration, hold
+//!    the update. A hold touches nothing and raises a `held-major` or
+//!    `held-manual-migration` [`Alert`] carrying the notes.
+//! 2. **Health-gated update** ([`Reconciler::update`]): record last-good →
+//!    (stateful) undeploy, snapshot → deploy the target, wait for swarm's
+//!    verdict → probe it ([`HealthSpec`]: HTTP, commands, swarm task health;
+//!    N consecutive passes within a deadline) → last-good := target. On any
+//!    failure (deploy error, `rolled_back`, `paused`, deadline, unhealthy):
+//!    (stateful) undeploy and restore the snapshot → redeploy last-good →
+//!    probe it → `rollback` alert. A rollback that fails raises
+//!    `rollback-failed`. last-good never advances on failure.
+//! 3. **Quick mode** ([`Reconciler::quick`]): reattach the app's canonical,
+//!    upgrade it to a candidate, check; pass → undeploy keeping volumes;
+//!    fail → restore the known-good snapshot, undeploy. Never promotes.
+//! 4. **Journal**: every step ([`Step`]) is written to
+//!    `<state-dir>/apps/<app>/reconcile/journal.json` before it starts. A run
+//!    killed at any step is finished or rolled back by the next `update`,
+//!    `quick` or [`Reconciler::recover`] ([`flow::resume`]). One run per app:
+//!    lkg-canonical's [`AppLock`](lkg_canonical::AppLock).
 //!
-//! This crate is a placeholder in the workspace: it has no public API yet.
-//! Its work is tracked in issue 9; nothing here pretends to work before
-//! that lands.
+//! The steps and their order are pure functions ([`flow`]); the Docker
+//! engine, the snapshot store and the probes sit behind [`Platform`], whose
+//! real implementation is [`SwarmPlatform`].
+//!
+//! ```no_run
+//! use lkg_reconcile::{AppConfig, HttpCheck, Outcome, Quiet, Reconciler, SwarmPlatform, UpdateRequest};
+//!
+//! # async fn demo() -> Result<(), lkg_reconcile::ReconcileError> {
+//! let state = std::path::Path::new("/var/lib/lkg");
+//! let mut config = AppConfig {
+//!     app: Some("shop".into()),
+//!     compose: vec!["/srv/shop/compose.yml".into()], // image: shop/app:${LKG_VERSION_TAG}
+//!     ..AppConfig::default()
+//! };
+//! config.health.http.push(HttpCheck::new("http://127.0.0.1:8080/health"));
+//! let spec = config.into_spec()?;
+//! let platform = SwarmPlatform::connect(state).await?;
+//! let request = UpdateRequest { target: "1.4.0".into(), ..UpdateRequest::default() };
+//! let report = Reconciler::new(&platform, state, &Quiet).update(&spec, &request).await?;
+//! match report.outcome {
+//!     Outcome::Upgraded => println!("now on {}", report.target),
+//!     Outcome::Held => println!("held: {}", report.detail.unwrap_or_default()),
+//!     Outcome::RolledBack => println!("rolled back to {:?}", report.last_good),
+//!     other => println!("{other}"),
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Limitations
+//!
+//! - A stateful update has downtime: the stack is undeployed while its
+//!   volumes are snapshotted (a consistent copy needs a quiet app).
+//! - The version reaches the stack only through compose interpolation
+//!   (`${LKG_VERSION}`, `${LKG_VERSION_TAG}`); a recipe whose files differ
+//!   per version must be checked out by the caller (or by a deploy command).
+//! - Quick mode leaves the canonical's volumes as the candidate left them
+//!   after a pass (as the harness did); its known-good snapshot is untouched
+//!   and is what a failed run restores.
+//! - A first install (no last-good) has nothing to roll back to: a failed
+//!   install undeploys the stack and keeps whatever its volumes hold.
+//! - Health checks run where lkg runs: URLs must be reachable from there.
+//! - The manual-migration markers are phrases, not a parser of release
+//!   notes: a negation right before a marker ("no breaking changes") cancels
+//!   it, any other wording counts (a false hold is the safe mistake).
+//! - One engine: the stack, its volumes and the snapshot helpers are reached
+//!   through the same `DOCKER_HOST`, so a stateful app's volumes must live on
+//!   the node lkg talks to.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+mod alert;
+mod error;
+mod event;
+mod files;
+pub mod flow;
+mod gate;
+mod health;
+mod platform;
+mod probe;
+mod report;
+mod run;
+mod spec;
+mod state;
+mod version;
+
+pub use alert::{Alert, AlertFacts, AlertKind, Alerts, Delivery, ListedAlert, Webhook};
+pub use error::{ErrorKind, ReconcileError};
+pub use event::{Event, Observe, Quiet};
+pub use flow::{FailureNote, Flow, Outcome, Reason, Step};
+pub use gate::{DEFAULT_MARKERS, Gate, GateDecision, HoldKind, ReleaseNotes};
+pub use health::{CheckResult, HealthGate, HealthSpec, HealthState, HttpCheck, ProbeRound};
+pub use lkg_canonical::AppName;
+pub use platform::{DeployOutcome, Platform, SwarmPlatform, version_label};
+pub use report::{AlertRecord, Command, Report, Resumed, StepTiming, Timeline, Waits};
+pub use run::{QuickRequest, Reconciler, UpdateRequest};
+pub use spec::{AppConfig, AppSpec, DeploySpec, ResolveImage, SnapshotAccess};
+pub use state::{
+    AppState, AppStatus, JOURNAL_FORMAT, Journal, JournalSummary, LastGood, SnapshotRef, app_status, reconciled_apps,
+};
+pub use version::{check_version, version_tag};
+
+/// abra's stack name for a domain: its dots become `_`
+/// (`warm-canon-gitea.ci.example.net` → `warm-canon-gitea_ci_example_net`).
+pub fn stack_for_domain(domain: &str) -> String {
+    domain.replace('.', "_")
+}
+
+/// Now, in whole seconds: what state files record, so a value read back
+/// equals the one written.
+pub(crate) fn now() -> jiff::Timestamp {
+    let now = jiff::Timestamp::now();
+    jiff::Timestamp::from_second(now.as_second()).unwrap_or(now)
+}
+
+/// 64 random bits for ids: `RandomState` is seeded from the OS per instance.
+pub(crate) fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_i128(jiff::Timestamp::now().as_nanosecond());
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
+// The README's example is compiled with the doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExample;

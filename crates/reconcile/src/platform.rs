@@ -1,0 +1,412 @@
+//! The I/O a reconcile needs, behind one small trait: deploy a version,
+//! undeploy, snapshot, restore, probe. [`SwarmPlatform`] is the real one
+//! (lkg-swarm and lkg-warmsnap over the Docker engine); tests of the flow
+//! use a hand-written fake.
+//!
+//! How a version reaches the stack: the compose files are the app's recipe,
+//! and the version is passed to `docker stack deploy` through compose
+//! variable interpolation: `LKG_VERSION` (as given, `1.0.0+2.0.0`) and
+//! `LKG_VERSION_TAG` (usable as an image tag, `1.0.0_2.0.0`), plus `LKG_APP`
+//! and `LKG_STACK`. lkg also stamps every service with the coop-cloud
+//! identity label `coop-cloud.<stack>.version` (as abra does), so "which
+//! version is deployed" has one answer, read back by `lkg-swarm identity`.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use lkg_swarm::{
+    CommandDeployer, ComposeFiles, DeployError, DeployInvocation, DeployRequest, Deployer, DeployerError,
+    IdentityError, StackDeployer, Swarm, Verdict,
+};
+use lkg_warmsnap::{Access, LocalStore, NoProgress, RestoreRequest, TakeRequest};
+use serde_yaml_ng::{Mapping, Value};
+
+use crate::error::{ReconcileError, chain};
+use crate::event::{Event, Observe};
+use crate::flow::Reason;
+use crate::health::{CheckResult, ProbeRound};
+use crate::spec::{AppSpec, DeploySpec, ResolveImage, SnapshotAccess};
+use crate::state::SnapshotRef;
+
+/// How a deploy ended, as reconcile sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeployOutcome {
+    /// swarm converged (or nothing changed).
+    Converged {
+        /// swarm's words.
+        detail: String,
+    },
+    /// The deploy did not converge.
+    Failed {
+        /// Why, as a code.
+        reason: Reason,
+        /// What happened.
+        detail: String,
+    },
+}
+
+/// What a reconcile does to the world. Every method is idempotent: a run
+/// killed in the middle of one runs it again.
+pub trait Platform {
+    /// The version the stack is stamped with (`coop-cloud.<stack>.version`),
+    /// `None` when the stack is not deployed or carries no label.
+    fn deployed_version(&self, spec: &AppSpec) -> impl Future<Output = Result<Option<String>, ReconcileError>>;
+
+    /// Whether the stack has any service.
+    fn is_deployed(&self, spec: &AppSpec) -> impl Future<Output = Result<bool, ReconcileError>>;
+
+    /// Whether the stack has volumes.
+    fn has_volumes(&self, spec: &AppSpec) -> impl Future<Output = Result<bool, ReconcileError>>;
+
+    /// Which of `names` exist as volumes.
+    fn existing_volumes(&self, names: &[String]) -> impl Future<Output = Result<BTreeSet<String>, ReconcileError>>;
+
+    /// Deploys `version` and waits for swarm's verdict.
+    fn deploy(
+        &self,
+        spec: &AppSpec,
+        version: &str,
+        observer: &dyn Observe,
+    ) -> impl Future<Output = Result<DeployOutcome, ReconcileError>>;
+
+    /// Undeploys the stack, keeping its volumes, and waits until it is gone.
+    fn undeploy(&self, spec: &AppSpec) -> impl Future<Output = Result<(), ReconcileError>>;
+
+    /// Snapshots the (undeployed) stack's volumes as the app's last-known-good.
+    fn snapshot(&self, spec: &AppSpec, version: &str) -> impl Future<Output = Result<SnapshotRef, ReconcileError>>;
+
+    /// The app's last-known-good snapshot, if any.
+    fn current_snapshot(&self, spec: &AppSpec) -> impl Future<Output = Result<Option<SnapshotRef>, ReconcileError>>;
+
+    /// Restores the last-known-good snapshot into the (undeployed) stack's volumes.
+    fn restore(&self, spec: &AppSpec) -> impl Future<Output = Result<(), ReconcileError>>;
+
+    /// One round of the spec's health checks against `version`.
+    fn probe(&self, spec: &AppSpec, version: &str) -> impl Future<Output = ProbeRound>;
+
+    /// Runs a one-off check command (quick mode's `--check`).
+    fn check(&self, spec: &AppSpec, command: &str, version: &str) -> impl Future<Output = CheckResult>;
+}
+
+/// The real platform: a swarm reached through one engine connection, and
+/// the local snapshot store under the state directory.
+#[derive(Debug)]
+pub struct SwarmPlatform {
+    swarm: Swarm,
+    store: LocalStore,
+    http: reqwest::Client,
+    deployer: Mutex<Option<(DeploySpec, Arc<AppDeployer>)>>,
+}
+
+impl SwarmPlatform {
+    /// Uses `swarm` and the snapshot store under `state_dir`.
+    pub fn new(swarm: Swarm, state_dir: &std::path::Path) -> Result<SwarmPlatform, ReconcileError> {
+        Ok(SwarmPlatform {
+            swarm,
+            store: LocalStore::new(state_dir),
+            http: crate::probe::http_client()?,
+            deployer: Mutex::new(None),
+        })
+    }
+
+    /// Connects to `DOCKER_HOST` (API version negotiated).
+    pub async fn connect(state_dir: &std::path::Path) -> Result<SwarmPlatform, ReconcileError> {
+        SwarmPlatform::new(Swarm::connect().await?, state_dir)
+    }
+
+    /// The swarm.
+    pub fn swarm(&self) -> &Swarm {
+        &self.swarm
+    }
+
+    /// The deployer for `spec`, built once per deploy settings (the stack
+    /// deployer remembers whether its CLI knows `--detach`).
+    fn deployer(&self, spec: &DeploySpec) -> Arc<AppDeployer> {
+        let mut cached = self.deployer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((settings, deployer)) = cached.as_ref()
+            && settings == spec
+        {
+            return Arc::clone(deployer);
+        }
+        let deployer = Arc::new(AppDeployer::for_spec(spec));
+        *cached = Some((spec.clone(), Arc::clone(&deployer)));
+        deployer
+    }
+
+    fn snap_app(spec: &AppSpec) -> Result<lkg_warmsnap::AppName, ReconcileError> {
+        // The same DNS-label rule as lkg-canonical's app names.
+        lkg_warmsnap::AppName::new(spec.app.as_str()).map_err(|e| lkg_warmsnap::SnapError::from(e).into())
+    }
+}
+
+fn access(access: SnapshotAccess) -> Access {
+    match access {
+        SnapshotAccess::Auto => Access::Auto,
+        SnapshotAccess::Archive => Access::Archive,
+        SnapshotAccess::Direct => Access::Direct,
+    }
+}
+
+/// The variables every compose file and check command sees.
+pub(crate) fn variables(spec: &AppSpec, version: &str) -> Vec<(String, String)> {
+    let mut vars: Vec<(String, String)> = spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    vars.extend([
+        ("LKG_APP".to_owned(), spec.app.as_str().to_owned()),
+        ("LKG_STACK".to_owned(), spec.stack.clone()),
+        ("LKG_VERSION".to_owned(), version.to_owned()),
+        ("LKG_VERSION_TAG".to_owned(), crate::version_tag(version)),
+    ]);
+    vars
+}
+
+/// The identity label lkg stamps, the one `lkg-swarm identity` and abra read.
+pub fn version_label(stack: &str) -> String {
+    format!("coop-cloud.{stack}.version")
+}
+
+/// A compose overlay that stamps `version` on every service the files
+/// declare. `deploy.labels` maps merge across `-c` files, so it adds the
+/// label and changes nothing else; it repeats the files' `version:` because
+/// docker/cli refuses to merge files whose versions differ.
+pub(crate) fn identity_overlay(compose: &ComposeFiles, stack: &str, version: &str) -> String {
+    let mut services = Mapping::new();
+    for name in compose.services() {
+        let mut labels = Mapping::new();
+        labels.insert(version_label(stack).into(), version.into());
+        let mut deploy = Mapping::new();
+        deploy.insert("labels".into(), Value::Mapping(labels));
+        let mut service = Mapping::new();
+        service.insert("deploy".into(), Value::Mapping(deploy));
+        services.insert(name.as_str().into(), Value::Mapping(service));
+    }
+    let mut root = Mapping::new();
+    if let Some(v) = compose.version() {
+        root.insert("version".into(), v.into());
+    }
+    root.insert("services".into(), Value::Mapping(services));
+    let yaml = serde_yaml_ng::to_string(&Value::Mapping(root)).unwrap_or_default();
+    format!("# Generated by lkg-reconcile: stamps version {version} on every service.\n{yaml}")
+}
+
+fn verdict_reason(verdict: Verdict) -> Reason {
+    match verdict {
+        Verdict::RolledBack => Reason::RolledBack,
+        Verdict::Paused => Reason::Paused,
+        Verdict::RollbackPaused => Reason::RollbackPaused,
+        Verdict::DeadlineExceeded => Reason::DeadlineExceeded,
+        Verdict::Failed => Reason::TaskFailed,
+        Verdict::Superseded => Reason::Superseded,
+        _ => Reason::Error,
+    }
+}
+
+impl Platform for SwarmPlatform {
+    async fn deployed_version(&self, spec: &AppSpec) -> Result<Option<String>, ReconcileError> {
+        match self.swarm.identity(&spec.stack, None).await {
+            Ok(identity) => Ok(identity.version),
+            Err(IdentityError::NoService { .. } | IdentityError::Unlabelled { .. }) => Ok(None),
+            Err(IdentityError::Query(e)) => Err(e.into()),
+            Err(e) => Err(ReconcileError::Invalid(e.to_string())),
+        }
+    }
+
+    async fn is_deployed(&self, spec: &AppSpec) -> Result<bool, ReconcileError> {
+        Ok(!lkg_swarm::docker::stack_services(self.swarm.docker(), &spec.stack).await?.is_empty())
+    }
+
+    async fn has_volumes(&self, spec: &AppSpec) -> Result<bool, ReconcileError> {
+        Ok(!self.swarm.volumes(&spec.stack).await?.is_empty())
+    }
+
+    async fn existing_volumes(&self, names: &[String]) -> Result<BTreeSet<String>, ReconcileError> {
+        let mut found = BTreeSet::new();
+        for name in names {
+            match self.swarm.docker().inspect_volume(name).await {
+                Ok(_) => {
+                    found.insert(name.clone());
+                }
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+                Err(source) => {
+                    return Err(lkg_swarm::docker::QueryError::Engine {
+                        what: format!("inspect volume {name}"),
+                        source,
+                    }
+                    .into());
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn deploy(
+        &self,
+        spec: &AppSpec,
+        version: &str,
+        observer: &dyn Observe,
+    ) -> Result<DeployOutcome, ReconcileError> {
+        let compose = ComposeFiles::load(&spec.compose)?;
+        let dir = tempfile::Builder::new()
+            .prefix("lkg-reconcile-")
+            .tempdir()
+            .map_err(|source| crate::files::state_io("create a temp dir in", &std::env::temp_dir(), source))?;
+        let overlay = dir.path().join("identity.yml");
+        fs_err::write(&overlay, identity_overlay(&compose, &spec.stack, version))
+            .map_err(|source| crate::files::state_io("write", &overlay, source))?;
+        let mut files: Vec<PathBuf> = spec.compose.clone();
+        files.push(overlay);
+        let mut request = DeployRequest::new(&spec.stack, files).timeout(spec.deploy.timeout);
+        for (key, value) in variables(spec, version) {
+            request = request.env(key, value);
+        }
+        let mut progress = |event: lkg_swarm::ProgressEvent<'_>| observer.event(&Event::Deploy(event));
+        let deployer = self.deployer(&spec.deploy);
+        match self.swarm.deploy(&*deployer, &request, &mut progress).await {
+            Ok(report) if report.verdict.is_success() => {
+                let detail: Vec<String> =
+                    report.verdict.services.iter().map(|s| format!("{}: {}", s.service, s.reason)).collect();
+                Ok(DeployOutcome::Converged { detail: join(&detail) })
+            }
+            Ok(report) => {
+                let detail: Vec<String> = report
+                    .verdict
+                    .services
+                    .iter()
+                    .filter(|s| !s.verdict.is_success())
+                    .map(|s| {
+                        let task = s.task_errors.first().map(|e| format!(" (task: {e})")).unwrap_or_default();
+                        format!("{} {}: {}{task}", s.service, s.verdict, s.reason)
+                    })
+                    .collect();
+                Ok(DeployOutcome::Failed { reason: verdict_reason(report.verdict.verdict), detail: join(&detail) })
+            }
+            Err(e @ DeployError::Deployer { .. }) => {
+                Ok(DeployOutcome::Failed { reason: Reason::DeployError, detail: chain(&e) })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn undeploy(&self, spec: &AppSpec) -> Result<(), ReconcileError> {
+        self.swarm.undeploy(&spec.stack, Some(spec.deploy.timeout)).await?;
+        Ok(())
+    }
+
+    async fn snapshot(&self, spec: &AppSpec, version: &str) -> Result<SnapshotRef, ReconcileError> {
+        let request = TakeRequest::new(Self::snap_app(spec)?, &spec.stack)
+            .map_err(lkg_warmsnap::SnapError::from)?
+            .version(version)
+            .access(access(spec.deploy.snapshot_access));
+        let taken = lkg_warmsnap::take(self.swarm.docker(), &self.store, &request, &NoProgress).await?;
+        Ok(SnapshotRef { version: taken.meta.version.clone(), ts: taken.meta.ts, location: taken.location })
+    }
+
+    async fn current_snapshot(&self, spec: &AppSpec) -> Result<Option<SnapshotRef>, ReconcileError> {
+        let shown = lkg_warmsnap::show(&self.store, &Self::snap_app(spec)?).await?;
+        Ok(shown.map(|s| SnapshotRef { version: s.meta.version.clone(), ts: s.meta.ts, location: s.location }))
+    }
+
+    async fn restore(&self, spec: &AppSpec) -> Result<(), ReconcileError> {
+        let request = RestoreRequest::new(Self::snap_app(spec)?)
+            .stack(&spec.stack)
+            .map_err(lkg_warmsnap::SnapError::from)?
+            .access(access(spec.deploy.snapshot_access));
+        lkg_warmsnap::restore(self.swarm.docker(), &self.store, &request, &NoProgress).await?;
+        Ok(())
+    }
+
+    async fn probe(&self, spec: &AppSpec, version: &str) -> ProbeRound {
+        let health = &spec.health;
+        let mut checks = Vec::new();
+        for check in &health.http {
+            checks.push(crate::probe::http(&self.http, check, version, health.probe_timeout).await);
+        }
+        let vars = variables(spec, version);
+        for command in &health.commands {
+            checks.push(crate::probe::command(command, &vars, version, health.probe_timeout).await);
+        }
+        if health.tasks {
+            checks.push(crate::probe::tasks(&self.swarm, &spec.stack).await);
+        }
+        ProbeRound { checks }
+    }
+
+    async fn check(&self, spec: &AppSpec, command: &str, version: &str) -> CheckResult {
+        // A user check may exercise the app at length: give it the deploy timeout.
+        crate::probe::command(command, &variables(spec, version), version, spec.deploy.timeout).await
+    }
+}
+
+fn join(lines: &[String]) -> String {
+    lines.join("; ")
+}
+
+/// `docker stack deploy`, or a command in its place.
+#[derive(Debug)]
+enum AppDeployer {
+    Stack(StackDeployer),
+    Command(CommandDeployer),
+}
+
+impl AppDeployer {
+    fn for_spec(spec: &DeploySpec) -> AppDeployer {
+        if let Some(deployer) = spec.command.as_deref().and_then(CommandDeployer::parse) {
+            return AppDeployer::Command(deployer);
+        }
+        let mut deployer = StackDeployer::new()
+            .resolve_image(match spec.resolve_image {
+                ResolveImage::Always => lkg_swarm::ResolveImage::Always,
+                ResolveImage::Changed => lkg_swarm::ResolveImage::Changed,
+                ResolveImage::Never => lkg_swarm::ResolveImage::Never,
+            })
+            .with_registry_auth(spec.registry_auth);
+        if let Some(docker) = &spec.docker {
+            deployer = deployer.program(docker);
+        }
+        AppDeployer::Stack(deployer)
+    }
+}
+
+impl Deployer for AppDeployer {
+    async fn deploy(&self, invocation: &DeployInvocation<'_>) -> Result<(), DeployerError> {
+        match self {
+            AppDeployer::Stack(d) => d.deploy(invocation).await,
+            AppDeployer::Command(d) => d.deploy(invocation).await,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            AppDeployer::Stack(d) => d.describe(),
+            AppDeployer::Command(d) => d.describe(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_identity_overlay_stamps_every_service_and_keeps_the_version() {
+        let compose = ComposeFiles::parse(&[(
+            PathBuf::from("c.yml"),
+            "version: '3.8'\nservices:\n  app: {image: x}\n  db: {image: y}\n".to_owned(),
+        )])
+        .unwrap();
+        insta::assert_snapshot!(identity_overlay(&compose, "shop_example_org", "1.0.0+2.0.0"), @r"
+        # Generated by lkg-reconcile: stamps version 1.0.0+2.0.0 on every service.
+        version: '3.8'
+        services:
+          app:
+            deploy:
+              labels:
+                coop-cloud.shop_example_org.version: 1.0.0+2.0.0
+          db:
+            deploy:
+              labels:
+                coop-cloud.shop_example_org.version: 1.0.0+2.0.0
+        ");
+    }
+}

@@ -1,0 +1,804 @@
+//! The executor: takes the app's lock, finishes a killed run, applies the
+//! safety gate, then walks the steps of [`crate::flow`], journalling each one
+//! before it starts.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lkg_canonical::{AppLock, AppName, Canonicals, Presence, Status};
+use tokio::time::Instant;
+
+use crate::alert::{Alert, AlertFacts, AlertKind, Alerts, Webhook};
+use crate::error::ReconcileError;
+use crate::event::{Event, Observe};
+use crate::flow::{self, FailureNote, Flow, Outcome, Reason, Step, Transition};
+use crate::gate::{Gate, GateDecision, ReleaseNotes};
+use crate::health::{HealthGate, HealthState, ProbeRound};
+use crate::platform::{DeployOutcome, Platform};
+use crate::report::{AlertRecord, Command, Report, Resumed, StepTiming, Timeline, Waits, millis};
+use crate::spec::AppSpec;
+use crate::state::{AppState, JOURNAL_FORMAT, Journal, LastGood};
+use crate::version::check_version;
+
+/// What `update` is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateRequest {
+    /// The version to update to.
+    pub target: String,
+    /// Release notes to use instead of `releaseNotes/<target>.md`.
+    pub notes: Option<ReleaseNotes>,
+    /// The version running now, when lkg cannot know it (an unlabelled stack
+    /// and no last-good record).
+    pub last_good: Option<String>,
+}
+
+/// What `quick` is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct QuickRequest {
+    /// The version to test on the canonical.
+    pub candidate: String,
+    /// A command run once after the health gate passed (`sh -c`); the
+    /// candidate passes only if it exits 0.
+    pub check: Option<String>,
+}
+
+/// Runs reconciles for apps on one platform, with state under one directory.
+///
+/// ```no_run
+/// use lkg_reconcile::{AppConfig, Quiet, Reconciler, SwarmPlatform, UpdateRequest};
+///
+/// # async fn demo() -> Result<(), lkg_reconcile::ReconcileError> {
+/// let state = std::path::Path::new("/var/lib/lkg");
+/// let spec = AppConfig::load("keycloak.yml".as_ref())?.into_spec()?;
+/// let platform = SwarmPlatform::connect(state).await?;
+/// let report = Reconciler::new(&platform, state, &Quiet)
+///     .update(&spec, &UpdateRequest { target: "10.7.9+26.6.2".into(), ..UpdateRequest::default() })
+///     .await?;
+/// println!("{}: {}", report.app, report.outcome);
+/// # Ok(()) }
+/// ```
+pub struct Reconciler<'a, P> {
+    platform: &'a P,
+    state_dir: PathBuf,
+    observer: &'a dyn Observe,
+    lock_wait: Duration,
+}
+
+impl<P> std::fmt::Debug for Reconciler<'_, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reconciler")
+            .field("state_dir", &self.state_dir)
+            .field("lock_wait", &self.lock_wait)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One run in progress: its clock, its waits and its lock.
+struct Run<'r> {
+    state: AppState,
+    alerts: Alerts,
+    lock: &'r AppLock,
+    started: Instant,
+    waits: Waits,
+    data_restored: bool,
+    last_probe: Option<ProbeRound>,
+    alert: Option<AlertRecord>,
+}
+
+impl<'a, P: Platform> Reconciler<'a, P> {
+    /// A reconciler over `platform`, keeping state under `state_dir` and
+    /// reporting progress to `observer`.
+    pub fn new(platform: &'a P, state_dir: &Path, observer: &'a dyn Observe) -> Reconciler<'a, P> {
+        Reconciler { platform, state_dir: state_dir.to_owned(), observer, lock_wait: Duration::ZERO }
+    }
+
+    /// Waits up to `wait` for another run on the same app (default: fail at once).
+    #[must_use]
+    pub fn lock_wait(mut self, wait: Duration) -> Reconciler<'a, P> {
+        self.lock_wait = wait;
+        self
+    }
+
+    fn note(&self, text: &str) {
+        self.observer.event(&Event::Note(text));
+    }
+
+    fn lock(&self, app: &AppName, purpose: &str) -> Result<AppLock, ReconcileError> {
+        let canonicals = Canonicals::new(&self.state_dir);
+        let lock = canonicals.lock(app, purpose, self.lock_wait, |holder| {
+            self.note(&format!("waiting for the lock of app {app}: held by {holder}"));
+        })?;
+        if let Some(previous) = lock.took_over_from() {
+            self.note(&format!(
+                "took over the lock of app {app} from pid {} ({}), which ended without releasing it",
+                previous.pid, previous.purpose
+            ));
+        }
+        Ok(lock)
+    }
+
+    /// Updates `spec.app` to `request.target`: finishes a killed run first,
+    /// applies the safety gate, then deploys behind the health gate and
+    /// rolls back on failure. See the crate docs for the steps.
+    pub async fn update(&self, spec: &AppSpec, request: &UpdateRequest) -> Result<Report, ReconcileError> {
+        let started = Instant::now();
+        let target = request.target.as_str();
+        check_version(target)?;
+        if let Some(declared) = &request.last_good {
+            check_version(declared)?;
+        }
+        let lock = self.lock(&spec.app, &format!("lkg-reconcile update to {target}"))?;
+        let mut run = Run::new(&self.state_dir, spec.app.as_str(), &lock, started);
+        let mut notes = Vec::new();
+
+        let interrupted = match run.state.journal()? {
+            Some(journal) => Some(Box::new(self.resume(journal, &lock).await?)),
+            None => None,
+        };
+        if let Some(previous) = interrupted.as_ref().filter(|r| r.outcome.keeps_journal()) {
+            let mut report = bare_report(Command::Update, spec, target, previous.outcome);
+            report.detail = Some(format!(
+                "a killed run could not be rolled back ({}); the update to {target} was not attempted",
+                previous.detail.as_deref().unwrap_or("see interrupted_run")
+            ));
+            report.recovered = Some(false);
+            report.interrupted_run = interrupted;
+            return finish(&run, report, Vec::new());
+        }
+
+        let recorded = run.state.last_good()?;
+        let deployed = run.docker(self.platform.deployed_version(spec)).await?;
+        let (last_good, source) =
+            self.choose_last_good(spec, request, recorded.as_ref(), deployed.as_deref(), &mut run, &mut notes).await?;
+
+        let notes_text = match &request.notes {
+            Some(given) => Some(given.clone()),
+            None => ReleaseNotes::read(&spec.release_notes, target).map_err(|source| {
+                crate::files::state_io("read", &spec.release_notes.join(format!("{target}.md")), source)
+            })?,
+        };
+        let gate = Gate::new(&spec.markers).decide(last_good.as_deref(), target, notes_text.as_ref());
+        let mut report = bare_report(Command::Update, spec, target, Outcome::Held);
+        report.previous_last_good.clone_from(&last_good);
+        report.last_good.clone_from(&last_good);
+        report.interrupted_run = interrupted;
+        report.notes = notes;
+        if let GateDecision::Hold { kind, reason, notes, .. } = &gate {
+            let facts = AlertFacts {
+                kind: kind.alert_kind(),
+                app: spec.app.to_string(),
+                stack: spec.stack.clone(),
+                attempted: target.to_owned(),
+                last_good: last_good.clone(),
+                recovered: None,
+                reason: match kind {
+                    crate::gate::HoldKind::Major => "major".to_owned(),
+                    crate::gate::HoldKind::ManualMigration => "manual_migration".to_owned(),
+                },
+                detail: format!(
+                    "held by the safety gate: {reason}. Nothing was changed: {} still runs {}. Upgrade by hand \
+                     (see the release notes), then run `lkg-reconcile status --app {}`",
+                    spec.stack,
+                    last_good.as_deref().unwrap_or("what it ran"),
+                    spec.app
+                ),
+                notes: notes.as_ref().map(|n| n.text.clone()),
+            };
+            run.alert = Some(self.raise(&run.alerts, Alert::new(facts), spec).await?);
+            report.detail = Some(reason.clone());
+            report.gate = Some(gate);
+            return finish(&run, report, Vec::new());
+        }
+        report.gate = Some(gate);
+
+        if last_good.as_deref() == Some(target) && deployed.as_deref() == Some(target) {
+            report.outcome = Outcome::Current;
+            report.detail = Some(format!("{} already runs {target}", spec.stack));
+            return finish(&run, report, Vec::new());
+        }
+        let install = last_good.is_none();
+        if spec.stateful && !install && !run.docker(self.platform.has_volumes(spec)).await? {
+            return Err(ReconcileError::NoVolumes { stack: spec.stack.clone() });
+        }
+
+        let flow = Flow::Update { stateful: spec.stateful, install };
+        let mut journal = Journal {
+            format: JOURNAL_FORMAT,
+            run: new_run_id(),
+            flow,
+            spec: spec.clone(),
+            target: target.to_owned(),
+            last_good: last_good.clone(),
+            notes: notes_text.map(|n| n.text),
+            started: crate::now(),
+            pid: std::process::id(),
+            step: flow::first(flow),
+            step_started: crate::now(),
+            failure: None,
+            rollback_failure: None,
+            snapshot: None,
+            check: None,
+            alert: None,
+            timeline: Vec::new(),
+        };
+        let outcome = self.drive(&mut run, &mut journal, source).await?;
+        complete(&run, report, &journal, outcome)
+    }
+
+    /// Picks last-good: the version the stack runs when it matches the
+    /// record (or there is no record), the record otherwise unless the
+    /// running version is healthy (an operator upgraded by hand after a
+    /// hold: adopt it), or the version given.
+    async fn choose_last_good(
+        &self,
+        spec: &AppSpec,
+        request: &UpdateRequest,
+        recorded: Option<&LastGood>,
+        deployed: Option<&str>,
+        run: &mut Run<'_>,
+        notes: &mut Vec<String>,
+    ) -> Result<(Option<String>, &'static str), ReconcileError> {
+        let recorded_version = recorded.map(|r| r.version.as_str());
+        Ok(match (request.last_good.as_deref(), recorded_version, deployed) {
+            (Some(given), _, _) => (Some(given.to_owned()), "given"),
+            (None, Some(r), Some(d)) if r == d => (Some(r.to_owned()), "recorded"),
+            (None, Some(r), Some(d)) => {
+                let (healthy, _) = self.health(run, spec, d).await;
+                if healthy.is_ok() {
+                    notes.push(format!(
+                        "adopted {d} as last-good: the stack runs it and it is healthy, though the record said {r} \
+                         (upgraded by hand?)"
+                    ));
+                    (Some(d.to_owned()), "adopted")
+                } else {
+                    notes.push(format!("the stack runs {d}, which is not healthy; last-good stays the recorded {r}"));
+                    (Some(r.to_owned()), "recorded")
+                }
+            }
+            (None, Some(r), None) => (Some(r.to_owned()), "recorded"),
+            (None, None, Some(d)) => (Some(d.to_owned()), "deployed"),
+            (None, None, None) => {
+                if run.docker(self.platform.is_deployed(spec)).await? {
+                    return Err(ReconcileError::UnknownLastGood {
+                        app: spec.app.to_string(),
+                        stack: spec.stack.clone(),
+                    });
+                }
+                (None, "none")
+            }
+        })
+    }
+
+    /// Finishes or undoes the killed run of `app`, if there is one. With
+    /// `abandon`, drops its journal instead and touches nothing (after an
+    /// operator repaired the app by hand).
+    pub async fn recover(&self, app: &AppName, abandon: bool) -> Result<Option<Report>, ReconcileError> {
+        let lock = self.lock(app, "lkg-reconcile recover")?;
+        let state = AppState::new(&self.state_dir, app.as_str());
+        let Some(journal) = state.journal()? else {
+            lock.release()?;
+            return Ok(None);
+        };
+        if abandon {
+            let run = Run::new(&self.state_dir, app.as_str(), &lock, Instant::now());
+            let mut report = bare_report(Command::Recover, &journal.spec, &journal.target, Outcome::Abandoned);
+            report.last_good = run.state.last_good()?.map(|l| l.version);
+            report.previous_last_good.clone_from(&journal.last_good);
+            report.resumed = Some(Resumed { run: journal.run.clone(), step: journal.step, pid: journal.pid });
+            report.detail = Some(format!(
+                "dropped the journal of run {} (at step {}) without touching the app",
+                journal.run, journal.step
+            ));
+            state.clear_journal()?;
+            return finish(&run, report, Vec::new()).map(Some);
+        }
+        let report = self.resume(journal, &lock).await?;
+        lock.release()?;
+        Ok(Some(report))
+    }
+
+    /// Resumes a killed run from its journal, under `lock`.
+    async fn resume(&self, mut journal: Journal, lock: &AppLock) -> Result<Report, ReconcileError> {
+        let started = Instant::now();
+        let mut run = Run::new(&self.state_dir, journal.spec.app.as_str(), lock, started);
+        let killed = Resumed { run: journal.run.clone(), step: journal.step, pid: journal.pid };
+        let rollback_failed = journal.rollback_failure.is_some();
+        let resume = flow::resume(journal.flow, journal.step, journal.failure.as_ref(), rollback_failed);
+        self.note(&format!(
+            "run {} of app {} was interrupted at step {}{}; {}",
+            journal.run,
+            journal.spec.app,
+            journal.step,
+            if rollback_failed { " (its rollback had failed)" } else { "" },
+            if resume.abandon { "it had changed nothing".to_owned() } else { format!("resuming at {}", resume.step) }
+        ));
+        let spec = journal.spec.clone();
+        let mut report = bare_report(Command::Recover, &spec, &journal.target, Outcome::Abandoned);
+        report.previous_last_good.clone_from(&journal.last_good);
+        report.resumed = Some(killed);
+        if resume.abandon {
+            report.last_good = run.state.last_good()?.map(|l| l.version);
+            report.detail = Some(format!("run {} was killed before it changed anything; dropped it", journal.run));
+            run.state.clear_journal()?;
+            return finish(&run, report, Vec::new());
+        }
+        if let Some(failure) = resume.failure {
+            journal.failure = Some(failure);
+        }
+        journal.rollback_failure = None;
+        journal.step = resume.step;
+        // The killed run's timings are relative to its own start.
+        journal.timeline.clear();
+        let outcome = self.drive(&mut run, &mut journal, "recorded").await?;
+        complete(&run, report, &journal, outcome)
+    }
+
+    /// Tests `request.candidate` on the app's canonical: reattach it, upgrade
+    /// it to the candidate, check; pass: undeploy keeping the volumes; fail:
+    /// restore the known-good snapshot, undeploy. Never promotes.
+    pub async fn quick(&self, spec: &AppSpec, request: &QuickRequest) -> Result<Report, ReconcileError> {
+        let started = Instant::now();
+        let candidate = request.candidate.as_str();
+        check_version(candidate)?;
+        let lock = self.lock(&spec.app, &format!("lkg-reconcile quick {candidate}"))?;
+        let mut run = Run::new(&self.state_dir, spec.app.as_str(), &lock, started);
+
+        let interrupted = match run.state.journal()? {
+            Some(journal) => Some(Box::new(self.resume(journal, &lock).await?)),
+            None => None,
+        };
+        if let Some(previous) = interrupted.as_ref().filter(|r| r.outcome.keeps_journal()) {
+            let mut report = bare_report(Command::Quick, spec, candidate, previous.outcome);
+            report.detail = Some(format!("a killed run could not be undone; {candidate} was not tested"));
+            report.interrupted_run = interrupted;
+            return finish(&run, report, Vec::new());
+        }
+
+        let canonicals = Canonicals::new(&self.state_dir);
+        let record = canonicals.get(&spec.app)?;
+        let listed = record.as_ref().map(|r| r.volumes.clone()).unwrap_or_default();
+        let existing = run.docker(self.platform.existing_volumes(&listed)).await?;
+        let presence = Presence::of(record.as_ref(), |v| existing.contains(v));
+        let Some(record) = record.filter(|_| presence.is_present()) else {
+            return Err(ReconcileError::NoCanonical { app: spec.app.to_string(), why: presence.describe() });
+        };
+        let Some(snapshot) = run.docker(self.platform.current_snapshot(spec)).await? else {
+            return Err(ReconcileError::NoSnapshot { app: spec.app.to_string() });
+        };
+
+        let mut report = bare_report(Command::Quick, spec, candidate, Outcome::Failed);
+        report.previous_last_good = Some(record.version.clone());
+        report.last_good = Some(record.version.clone());
+        report.interrupted_run = interrupted;
+        let mut journal = Journal {
+            format: JOURNAL_FORMAT,
+            run: new_run_id(),
+            flow: Flow::Quick,
+            spec: spec.clone(),
+            target: candidate.to_owned(),
+            last_good: Some(record.version.clone()),
+            notes: None,
+            started: crate::now(),
+            pid: std::process::id(),
+            step: flow::first(Flow::Quick),
+            step_started: crate::now(),
+            failure: None,
+            rollback_failure: None,
+            snapshot: Some(snapshot),
+            check: request.check.clone(),
+            alert: None,
+            timeline: Vec::new(),
+        };
+        let outcome = self.drive(&mut run, &mut journal, "canonical").await?;
+        complete(&run, report, &journal, outcome)
+    }
+
+    /// Walks the steps from `journal.step` until the run finishes.
+    async fn drive(
+        &self,
+        run: &mut Run<'_>,
+        journal: &mut Journal,
+        source: &'static str,
+    ) -> Result<Outcome, ReconcileError> {
+        loop {
+            let step = journal.step;
+            journal.step_started = crate::now();
+            if step == Step::Alert && journal.alert.is_none() {
+                journal.alert = Some(Alert::new(alert_facts(journal)).id);
+            }
+            run.state.write_journal(journal)?;
+            let version = step_version(journal, step).to_owned();
+            self.observer.event(&Event::Step { step, version: &version });
+            let at = run.started.elapsed();
+            let before = run.waits;
+            let began = Instant::now();
+            let result = self.execute(run, journal, step, source).await?;
+            journal.timeline.push(StepTiming {
+                step,
+                ok: result.is_ok(),
+                at_ms: millis(at),
+                ms: millis(began.elapsed()),
+                docker_ms: millis(run.waits.docker.saturating_sub(before.docker)),
+                data_ms: millis(run.waits.data.saturating_sub(before.data)),
+                health_ms: millis(run.waits.health.saturating_sub(before.health)),
+            });
+            let ok = match result {
+                Ok(()) => true,
+                Err(note) => {
+                    self.note(&format!("step {step} failed ({}): {}", note.reason, note.detail));
+                    if flow::undoes(journal.flow, step) {
+                        journal.rollback_failure = Some(note);
+                    } else if journal.failure.is_none() {
+                        journal.failure = Some(note);
+                    }
+                    false
+                }
+            };
+            let progress = flow::Progress {
+                failure: journal.failure.as_ref(),
+                rollback_failed: journal.rollback_failure.is_some(),
+            };
+            match flow::next(journal.flow, step, ok, progress) {
+                Transition::Next(next) => journal.step = next,
+                Transition::Finish(outcome) => {
+                    if outcome.keeps_journal() {
+                        run.state.write_journal(journal)?;
+                    } else {
+                        run.state.clear_journal()?;
+                    }
+                    return Ok(outcome);
+                }
+            }
+        }
+    }
+
+    /// Runs one step. `Ok(Err(note))` is a failed step (the flow decides
+    /// what follows); `Err` means the state directory failed, and the run
+    /// stops with its journal in place.
+    async fn execute(
+        &self,
+        run: &mut Run<'_>,
+        journal: &mut Journal,
+        step: Step,
+        source: &'static str,
+    ) -> Result<Result<(), FailureNote>, ReconcileError> {
+        let spec = journal.spec.clone();
+        let target = journal.target.clone();
+        let last_good = journal.last_good.clone().unwrap_or_default();
+        let fail = |reason: Reason, detail: String| Ok(Err(FailureNote { step, reason, detail }));
+        let error = |e: &ReconcileError| Ok(Err(FailureNote { step, reason: Reason::Error, detail: e.to_string() }));
+        match step {
+            Step::RecordLastGood => {
+                let current = run.state.last_good()?;
+                if current.as_ref().is_none_or(|c| c.version != last_good) {
+                    run.state.set_last_good(&LastGood::new(spec.app.as_str(), &spec.stack, &last_good, source))?;
+                }
+                Ok(Ok(()))
+            }
+            Step::Undeploy | Step::UndeployFailed | Step::UndeployPassed => {
+                let undeployed = run.docker(self.platform.undeploy(&spec)).await;
+                if let Err(e) = undeployed {
+                    return error(&e);
+                }
+                if journal.flow == Flow::Quick && step == Step::UndeployPassed {
+                    Canonicals::new(&self.state_dir).set_status(run.lock, Status::Idle, crate::now())?;
+                }
+                Ok(Ok(()))
+            }
+            Step::Snapshot => match run.data(self.platform.snapshot(&spec, &last_good)).await {
+                Ok(taken) => {
+                    journal.snapshot = Some(taken);
+                    Ok(Ok(()))
+                }
+                Err(e) => error(&e),
+            },
+            Step::RestoreSnapshot => self.restore(run, journal).await,
+            Step::DeployTarget | Step::DeployLastGood | Step::DeployCandidate | Step::Reattach => {
+                let version = if matches!(step, Step::DeployLastGood | Step::Reattach) { &last_good } else { &target };
+                if step == Step::Reattach {
+                    Canonicals::new(&self.state_dir).set_status(run.lock, Status::Warm, crate::now())?;
+                }
+                match run.docker(self.platform.deploy(&spec, version, self.observer)).await {
+                    Ok(DeployOutcome::Converged { .. }) if step == Step::Reattach => {
+                        // The canonical must be healthy before it can tell
+                        // anything about the candidate.
+                        match self.health(run, &spec, version).await {
+                            (Ok(()), _) => Ok(Ok(())),
+                            (Err(reason), _) => fail(Reason::Unhealthy, format!("the canonical {version}: {reason}")),
+                        }
+                    }
+                    Ok(DeployOutcome::Converged { .. }) => Ok(Ok(())),
+                    Ok(DeployOutcome::Failed { reason, detail }) => fail(reason, detail),
+                    Err(e) => error(&e),
+                }
+            }
+            Step::CheckHealth | Step::VerifyLastGood | Step::CheckCandidate => {
+                let version = if step == Step::VerifyLastGood { &last_good } else { &target };
+                if let (Err(reason), _) = self.health(run, &spec, version).await {
+                    return fail(Reason::Unhealthy, reason);
+                }
+                if step == Step::CheckCandidate
+                    && let Some(check) = &journal.check
+                {
+                    let started = Instant::now();
+                    let result = self.platform.check(&spec, check, version).await;
+                    run.waits.health += started.elapsed();
+                    if !result.pass {
+                        return fail(Reason::CheckFailed, format!("{}: {}", result.check, result.detail));
+                    }
+                }
+                Ok(Ok(()))
+            }
+            Step::Commit => {
+                run.state.set_last_good(&LastGood::new(spec.app.as_str(), &spec.stack, &target, "health-gate"))?;
+                Ok(Ok(()))
+            }
+            Step::Alert => {
+                let mut alert = Alert::new(alert_facts(journal));
+                if let Some(id) = &journal.alert {
+                    alert.id.clone_from(id);
+                }
+                run.alert = Some(self.raise(&run.alerts, alert, &spec).await?);
+                Ok(Ok(()))
+            }
+        }
+    }
+
+    /// Restores the snapshot this run relies on, after checking the store
+    /// still holds that one (and not a newer take of other data).
+    async fn restore(&self, run: &mut Run<'_>, journal: &Journal) -> Result<Result<(), FailureNote>, ReconcileError> {
+        let spec = &journal.spec;
+        let error =
+            |detail: String| Ok(Err(FailureNote { step: Step::RestoreSnapshot, reason: Reason::Error, detail }));
+        let Some(expected) = journal.snapshot.clone() else {
+            return error("this run took no snapshot, so there is nothing to restore".into());
+        };
+        let current = match run.docker(self.platform.current_snapshot(spec)).await {
+            Ok(current) => current,
+            Err(e) => return error(e.to_string()),
+        };
+        if current.as_ref().is_none_or(|c| c.ts != expected.ts || c.version != expected.version) {
+            let found = current.map_or_else(
+                || "no snapshot".to_owned(),
+                |c| format!("version {} taken at {}", c.version.as_deref().unwrap_or("-"), c.ts),
+            );
+            let mismatch = ReconcileError::SnapshotMismatch {
+                app: spec.app.to_string(),
+                expected: expected.version.clone().unwrap_or_else(|| "-".into()),
+                expected_ts: expected.ts.to_string(),
+                found,
+            };
+            return error(mismatch.to_string());
+        }
+        if let Err(e) = run.data(self.platform.restore(spec)).await {
+            return error(e.to_string());
+        }
+        run.data_restored = true;
+        if journal.flow == Flow::Quick {
+            Canonicals::new(&self.state_dir).set_status(run.lock, Status::Idle, crate::now())?;
+        }
+        Ok(Ok(()))
+    }
+
+    /// Probes `version` until the health gate decides: `Ok` healthy, `Err` why not.
+    async fn health(&self, run: &mut Run<'_>, spec: &AppSpec, version: &str) -> (Result<(), String>, ProbeRound) {
+        let started = Instant::now();
+        let mut gate = HealthGate::new(spec.health.passes, spec.health.deadline);
+        let mut round = 0;
+        let result = loop {
+            round += 1;
+            let probe = self.platform.probe(spec, version).await;
+            let state = gate.observe(&probe, started.elapsed());
+            let streak = match state {
+                HealthState::Pending { streak } => streak,
+                HealthState::Healthy { .. } => spec.health.passes,
+                HealthState::Unhealthy { .. } => 0,
+            };
+            self.observer.event(&Event::Health { version, round, streak, probe: &probe });
+            run.last_probe = Some(probe);
+            match state {
+                HealthState::Healthy { .. } => break Ok(()),
+                HealthState::Unhealthy { reason } => break Err(reason),
+                HealthState::Pending { .. } => tokio::time::sleep(spec.health.interval).await,
+            }
+        };
+        run.waits.health += started.elapsed();
+        (result, run.last_probe.clone().unwrap_or_default())
+    }
+
+    /// Writes the alert file, then tries the webhook and records how that went.
+    async fn raise(&self, alerts: &Alerts, mut alert: Alert, spec: &AppSpec) -> Result<AlertRecord, ReconcileError> {
+        let path = alerts.write(&alert)?;
+        self.note(&format!("alert {} written to {}", alert.id, path.display()));
+        if let Some(url) = &spec.webhook {
+            let delivery = Webhook::new(url)?.deliver(&alert).await;
+            if !delivery.delivered {
+                self.note(&format!(
+                    "the webhook {url} did not take alert {} ({}); the alert file stays in {}",
+                    alert.id,
+                    delivery.error.as_deref().unwrap_or("no answer"),
+                    alerts.dir().display()
+                ));
+            }
+            alert.delivery = Some(delivery);
+            alerts.write(&alert)?;
+        }
+        Ok(AlertRecord {
+            id: alert.id.clone(),
+            kind: alert.kind,
+            path: path.display().to_string(),
+            delivery: alert.delivery,
+        })
+    }
+}
+
+fn alert_facts(journal: &Journal) -> AlertFacts {
+    let spec = &journal.spec;
+    let install = matches!(journal.flow, Flow::Update { install: true, .. });
+    let rollback_failed = journal.rollback_failure.is_some();
+    let kind = if rollback_failed {
+        AlertKind::RollbackFailed
+    } else if install {
+        AlertKind::InstallFailed
+    } else {
+        AlertKind::Rollback
+    };
+    let failure = journal.failure.as_ref();
+    let reason = failure.map_or(Reason::Error, |f| f.reason);
+    let why =
+        failure.map_or_else(|| "unknown".to_owned(), |f| format!("{} at step {}: {}", f.reason, f.step, f.detail));
+    let last_good = journal.last_good.as_deref().unwrap_or("-");
+    let detail = match kind {
+        AlertKind::RollbackFailed => format!(
+            "ROLLBACK FAILED: {} tried {} ({why}), then could not get {last_good} running healthy again: {}. \
+             The app may be down. See `lkg-reconcile status --app {}`; after fixing the cause run \
+             `lkg-reconcile recover --app {}` (or repair by hand and drop the run with `--abandon`)",
+            spec.app,
+            journal.target,
+            journal
+                .rollback_failure
+                .as_ref()
+                .map_or_else(String::new, |f| format!("{} at step {}: {}", f.reason, f.step, f.detail)),
+            spec.app,
+            spec.app
+        ),
+        AlertKind::InstallFailed => format!(
+            "the first install of {} {} failed ({why}); its stack was undeployed, volumes kept",
+            spec.app, journal.target
+        ),
+        _ if journal.flow == Flow::Quick => format!("quick run of {} failed ({why})", journal.target),
+        _ => format!(
+            "{} {} failed ({why}); rolled back to {last_good}{}, which passed its health checks. last-good stays {last_good}",
+            spec.app,
+            journal.target,
+            if spec.stateful { " with the data snapshotted before the update" } else { "" }
+        ),
+    };
+    AlertFacts {
+        kind,
+        app: spec.app.to_string(),
+        stack: spec.stack.clone(),
+        attempted: journal.target.clone(),
+        last_good: journal.last_good.clone(),
+        recovered: if install { None } else { Some(!rollback_failed) },
+        reason: reason.as_str().to_owned(),
+        detail,
+        notes: journal.notes.clone(),
+    }
+}
+
+fn bare_report(command: Command, spec: &AppSpec, target: &str, outcome: Outcome) -> Report {
+    Report {
+        command,
+        app: spec.app.to_string(),
+        stack: spec.stack.clone(),
+        outcome,
+        target: target.to_owned(),
+        last_good: None,
+        previous_last_good: None,
+        reason: None,
+        detail: None,
+        recovered: None,
+        data_restored: false,
+        gate: None,
+        alert: None,
+        resumed: None,
+        interrupted_run: None,
+        last_probe: None,
+        notes: Vec::new(),
+        timeline: Timeline::default(),
+    }
+}
+
+/// Fills the report of a run that walked its steps.
+fn complete(run: &Run<'_>, mut report: Report, journal: &Journal, outcome: Outcome) -> Result<Report, ReconcileError> {
+    report.outcome = outcome;
+    report.last_good = match journal.flow {
+        Flow::Quick => journal.last_good.clone(),
+        Flow::Update { .. } => run.state.last_good()?.map(|l| l.version),
+    };
+    if report.previous_last_good.is_none() {
+        report.previous_last_good.clone_from(&journal.last_good);
+    }
+    if let Some(failure) = &journal.failure {
+        report.reason = Some(failure.reason);
+        report.detail = Some(format!("{} at step {}: {}", failure.reason, failure.step, failure.detail));
+    }
+    if let Some(rollback) = &journal.rollback_failure {
+        let text =
+            format!("then the rollback failed: {} at step {}: {}", rollback.reason, rollback.step, rollback.detail);
+        report.detail = Some(match report.detail.take() {
+            Some(first) => format!("{first}; {text}"),
+            None => text,
+        });
+    }
+    report.recovered = match outcome {
+        Outcome::RolledBack => Some(true),
+        Outcome::RollbackFailed | Outcome::RestoreFailed => Some(false),
+        _ => None,
+    };
+    if outcome == Outcome::Upgraded || outcome == Outcome::Installed {
+        report.detail = Some(format!("{} runs {} and passed its health gate", report.stack, journal.target));
+    }
+    finish(run, report, journal.timeline.clone())
+}
+
+fn finish(run: &Run<'_>, mut report: Report, steps: Vec<StepTiming>) -> Result<Report, ReconcileError> {
+    report.data_restored |= run.data_restored;
+    if report.alert.is_none() {
+        report.alert.clone_from(&run.alert);
+    }
+    if report.last_probe.is_none() {
+        report.last_probe.clone_from(&run.last_probe);
+    }
+    report.timeline = Timeline::close(steps, run.started.elapsed(), run.waits);
+    run.state.set_last_run(&report)?;
+    Ok(report)
+}
+
+fn step_version(journal: &Journal, step: Step) -> &str {
+    match step {
+        Step::RecordLastGood
+        | Step::Undeploy
+        | Step::Snapshot
+        | Step::DeployLastGood
+        | Step::VerifyLastGood
+        | Step::Reattach => journal.last_good.as_deref().unwrap_or("-"),
+        _ => &journal.target,
+    }
+}
+
+fn new_run_id() -> String {
+    format!("run-{}-{:08x}", crate::alert::compact(crate::now()), crate::random_u64() & 0xffff_ffff)
+}
+
+impl<'r> Run<'r> {
+    fn new(state_dir: &Path, app: &str, lock: &'r AppLock, started: Instant) -> Run<'r> {
+        Run {
+            state: AppState::new(state_dir, app),
+            alerts: Alerts::new(state_dir),
+            lock,
+            started,
+            waits: Waits::default(),
+            data_restored: false,
+            last_probe: None,
+            alert: None,
+        }
+    }
+
+    /// Awaits an engine call, counting the time as waiting on Docker.
+    async fn docker<T>(&mut self, call: impl std::future::Future<Output = T>) -> T {
+        let started = Instant::now();
+        let out = call.await;
+        self.waits.docker += started.elapsed();
+        out
+    }
+
+    /// Awaits a snapshot or restore, counting the time as a data copy.
+    async fn data<T>(&mut self, call: impl std::future::Future<Output = T>) -> T {
+        let started = Instant::now();
+        let out = call.await;
+        self.waits.data += started.elapsed();
+        out
+    }
+}

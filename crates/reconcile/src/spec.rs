@@ -1,0 +1,285 @@
+//! How an app is deployed and checked: [`AppSpec`], from command-line flags
+//! or a per-app config file ([`AppConfig`], YAML).
+//!
+//! ```yaml
+//! # keycloak.yml: lkg-reconcile update --config keycloak.yml --target 10.7.9+26.6.2
+//! app: keycloak
+//! stack: warm-keycloak_ci_example_net
+//! compose: [compose.yml]            # relative to this file; the version reaches
+//!                                   # it as ${LKG_VERSION} / ${LKG_VERSION_TAG}
+//! stateful: true
+//! health:
+//!   http:
+//!     - url: https://warm-keycloak.ci.example.net/realms/master
+//!       status: 200
+//!   passes: 3
+//!   interval: 2
+//!   deadline: 180
+//! deploy:
+//!   timeout: 300
+//! release_notes: releaseNotes       # default: releaseNotes/ beside the first compose file
+//! webhook: https://alerts.example.net/hook
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lkg_canonical::AppName;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ReconcileError;
+use crate::health::{HealthSpec, secs};
+
+/// Everything a run needs to deploy and check an app, validated. It is
+/// stored in the journal, so `recover` needs no flags.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct AppSpec {
+    /// The app (its state lives under `<state-dir>/apps/<app>/`).
+    pub app: AppName,
+    /// Its swarm stack.
+    pub stack: String,
+    /// The compose files, absolute, in `-c` order.
+    pub compose: Vec<PathBuf>,
+    /// Extra variables for compose interpolation.
+    pub env: BTreeMap<String, String>,
+    /// Snapshot before the update, restore on failure.
+    pub stateful: bool,
+    /// The health gate.
+    pub health: HealthSpec,
+    /// How to deploy.
+    pub deploy: DeploySpec,
+    /// Where `releaseNotes/<target>.md` is looked for.
+    pub release_notes: PathBuf,
+    /// Manual-migration markers (the defaults unless configured).
+    pub markers: Vec<String>,
+    /// Where alerts are also sent (a JSON `POST`).
+    pub webhook: Option<String>,
+}
+
+/// How to deploy and undeploy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploySpec {
+    /// Deadline for swarm's verdict on a deploy (and for an undeploy).
+    #[serde(default = "default_timeout", with = "secs")]
+    pub timeout: Duration,
+    /// A command in place of `docker stack deploy` (see `lkg-swarm deploy
+    /// --deploy-command`): placeholders `{stack}`, `{compose}`, `{overlay}`,
+    /// `{deploy_id}`; it must apply every compose file it is given.
+    #[serde(default)]
+    pub command: Option<String>,
+    /// The docker CLI to run `docker stack deploy` with.
+    #[serde(default)]
+    pub docker: Option<PathBuf>,
+    /// `--resolve-image`: `always` (docker's default), `changed` or `never`.
+    #[serde(default)]
+    pub resolve_image: ResolveImage,
+    /// `--with-registry-auth`.
+    #[serde(default)]
+    pub registry_auth: bool,
+    /// How snapshots read and write volumes: `auto`, `archive` or `direct`.
+    #[serde(default)]
+    pub snapshot_access: SnapshotAccess,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+
+impl Default for DeploySpec {
+    fn default() -> DeploySpec {
+        DeploySpec {
+            timeout: default_timeout(),
+            command: None,
+            docker: None,
+            resolve_image: ResolveImage::default(),
+            registry_auth: false,
+            snapshot_access: SnapshotAccess::default(),
+        }
+    }
+}
+
+/// `docker stack deploy --resolve-image`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResolveImage {
+    /// Ask the registry for every image's digest.
+    #[default]
+    Always,
+    /// Only for changed images.
+    Changed,
+    /// Use references as written (images present only on the node).
+    Never,
+}
+
+/// How snapshots reach volume data (see lkg-warmsnap's `Access`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotAccess {
+    /// Direct where safe, else the engine's archive endpoint.
+    #[default]
+    Auto,
+    /// Always the archive endpoint.
+    Archive,
+    /// Always the mount point.
+    Direct,
+}
+
+/// A per-app config file, or the flags given instead; every field optional
+/// until [`AppConfig::into_spec`] checks the whole.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// The app.
+    pub app: Option<String>,
+    /// Its stack.
+    pub stack: Option<String>,
+    /// Compose files (relative to the config file).
+    #[serde(default)]
+    pub compose: Vec<PathBuf>,
+    /// Extra interpolation variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Stateful (default) or not.
+    pub stateful: Option<bool>,
+    /// The health gate.
+    #[serde(default)]
+    pub health: HealthSpec,
+    /// How to deploy.
+    #[serde(default)]
+    pub deploy: DeploySpec,
+    /// The release notes directory (relative to the config file).
+    pub release_notes: Option<PathBuf>,
+    /// Manual-migration markers, replacing the defaults.
+    pub markers: Option<Vec<String>>,
+    /// Alert webhook.
+    pub webhook: Option<String>,
+}
+
+impl AppConfig {
+    /// Reads a YAML config file; relative paths in it are relative to its directory.
+    pub fn load(path: &Path) -> Result<AppConfig, ReconcileError> {
+        let config_error = |reason: String| ReconcileError::Config { path: path.to_owned(), reason };
+        let text = fs_err::read_to_string(path).map_err(|e| config_error(e.to_string()))?;
+        let mut config: AppConfig = serde_yaml_ng::from_str(&text).map_err(|e| config_error(e.to_string()))?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        for file in &mut config.compose {
+            *file = base.join(&*file);
+        }
+        if let Some(dir) = &mut config.release_notes {
+            *dir = base.join(&*dir);
+        }
+        Ok(config)
+    }
+
+    /// Checks the whole and makes paths absolute.
+    pub fn into_spec(self) -> Result<AppSpec, ReconcileError> {
+        let missing = |what: &str, flag: &str| {
+            ReconcileError::Invalid(format!("no {what}: pass {flag}, or set it in the config file (--config)"))
+        };
+        let app = AppName::new(&self.app.ok_or_else(|| missing("app", "--app"))?)?;
+        let stack = self.stack.unwrap_or_else(|| app.as_str().to_owned());
+        check_stack(&stack)?;
+        if self.compose.is_empty() {
+            return Err(missing("compose file", "-c FILE"));
+        }
+        let compose: Vec<PathBuf> = self.compose.iter().map(|p| absolute(p)).collect::<Result<_, _>>()?;
+        lkg_swarm::ComposeFiles::load(&compose)?;
+        for key in self.env.keys() {
+            let valid = !key.is_empty()
+                && !key.starts_with(|c: char| c.is_ascii_digit())
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(ReconcileError::Invalid(format!("{key:?} is not an environment variable name")));
+            }
+        }
+        for check in &self.health.http {
+            if !(check.url.starts_with("http://") || check.url.starts_with("https://")) {
+                return Err(ReconcileError::Invalid(format!(
+                    "health check URL {:?} is not http:// or https://",
+                    check.url
+                )));
+            }
+        }
+        if self.health.deadline.is_zero() || self.deploy.timeout.is_zero() {
+            return Err(ReconcileError::Invalid(
+                "the health deadline and the deploy timeout must be more than 0".into(),
+            ));
+        }
+        if let Some(url) = &self.webhook {
+            crate::alert::Webhook::new(url)?;
+        }
+        let release_notes = match self.release_notes {
+            Some(dir) => absolute(&dir)?,
+            None => compose[0].parent().unwrap_or_else(|| Path::new("/")).join("releaseNotes"),
+        };
+        let markers = match self.markers {
+            Some(markers) => markers,
+            None => crate::gate::DEFAULT_MARKERS.iter().map(|m| (*m).to_owned()).collect(),
+        };
+        Ok(AppSpec {
+            app,
+            stack,
+            compose,
+            env: self.env,
+            stateful: self.stateful.unwrap_or(true),
+            health: self.health,
+            deploy: self.deploy,
+            release_notes,
+            markers,
+            webhook: self.webhook,
+        })
+    }
+}
+
+/// A stack name swarm accepts.
+pub(crate) fn check_stack(stack: &str) -> Result<(), ReconcileError> {
+    let valid = !stack.is_empty() && stack.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    if valid { Ok(()) } else { Err(ReconcileError::Stack { stack: stack.to_owned() }) }
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, ReconcileError> {
+    std::path::absolute(path).map_err(|source| crate::files::state_io("resolve", path, source))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_file_resolves_paths_beside_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("compose.yml"), "services:\n  app:\n    image: x:${LKG_VERSION_TAG}\n").unwrap();
+        let path = dir.path().join("shop.yml");
+        std::fs::write(
+            &path,
+            "app: shop\nstack: shop_example_org\ncompose: [compose.yml]\nstateful: false\n\
+             health:\n  http: [{url: 'http://127.0.0.1:8080/health', body: ok}]\n  passes: 2\n  interval: 0.5\n\
+             deploy:\n  timeout: 60\n  resolve_image: never\n",
+        )
+        .unwrap();
+        let spec = AppConfig::load(&path).unwrap().into_spec().unwrap();
+        assert_eq!(spec.app.as_str(), "shop");
+        assert_eq!(spec.compose, [dir.path().join("compose.yml")]);
+        assert_eq!(spec.release_notes, dir.path().join("releaseNotes"));
+        assert!(!spec.stateful);
+        assert_eq!((spec.health.passes, spec.health.interval), (2, Duration::from_millis(500)));
+        assert_eq!((spec.deploy.timeout, spec.deploy.resolve_image), (Duration::from_secs(60), ResolveImage::Never));
+        assert_eq!(spec.markers.len(), crate::gate::DEFAULT_MARKERS.len());
+    }
+
+    #[test]
+    fn bad_configs_name_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.yml");
+        std::fs::write(&path, "app: shop\nhealth:\n  pases: 2\n").unwrap();
+        let err = AppConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("bad.yml") && err.contains("pases"), "{err}");
+        let err = AppConfig { app: Some("shop".into()), ..AppConfig::default() }.into_spec().unwrap_err();
+        assert_eq!(err.to_string(), "no compose file: pass -c FILE, or set it in the config file (--config)");
+        let err = AppConfig { app: Some("Shop".into()), ..AppConfig::default() }.into_spec().unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Usage);
+    }
+}
