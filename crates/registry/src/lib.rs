@@ -7,10 +7,59 @@
 //! journalled so that a failure between tag moves can never leave the caller
 //! believing stable is consistent. Signatures follow cosign's key-based format.
 //!
-//! # Status
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use lkg_registry::{Client, ClientOptions, Reference, inspect};
+//! let client = Client::new(ClientOptions::default())?;
+//! let stable: Reference = "ghcr.io/danathar/kinoite-zfs:latest".parse()?;
+//! let info = inspect::inspect(&client, &stable).await?;
+//! println!("{} {:?}", info.digest, info.labels.as_ref().and_then(|l| l.get("ostree.linux")));
+//! # Ok(()) }
+//! ```
 //!
-//! This crate is a placeholder in the workspace: it has no public API yet.
-//! Its work is tracked in issue 3; nothing here pretends to work before
-//! that lands.
+//! The pieces:
+//! - [`Client`]: resolve (`HEAD`), manifests, configs, blobs (streamed and
+//!   verified), tags (paged), mounts and uploads, with Basic and Bearer auth,
+//!   retries and redirects handled;
+//! - [`inspect`], [`copy`]: the read and copy jobs;
+//! - [`promote`]: journalled multi-artifact promotion, resumable and revertible;
+//! - [`sign`]: cosign-compatible key-based signatures.
+//!
+//! # Limitations
+//!
+//! - HTTP/1.1 only; registries speak it everywhere.
+//! - Plain HTTP is used for loopback hosts and hosts listed in
+//!   [`ClientOptions::insecure_registries`], never as a fallback from HTTPS.
+//! - Signatures: ECDSA P-256 keys only (cosign's default); no keyless
+//!   (Fulcio/Rekor) signing or verification.
+//! - Reverting a promotion cannot delete a tag on registries that do not
+//!   support tag deletion (Distribution 2.x): a stable tag that did not exist
+//!   before is reported, not removed.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod auth;
+mod client;
+pub mod copy;
+mod digest;
+mod error;
+pub mod inspect;
+mod manifest;
+pub mod promote;
+mod reference;
+pub mod sign;
+
+pub use auth::{Anonymous, Credential, CredentialSource, DockerConfig, StaticCredentials};
+pub use client::{BlobReader, BlobStream, Client, ClientOptions, ManifestHead, Mount, RetryPolicy, Scope};
+pub use digest::{Algorithm, Digest, DigestWriter};
+pub use error::RegistryError;
+pub use manifest::{
+    Descriptor, ImageConfig, ImageIndex, ImageManifest, Manifest, ManifestKind, Platform, RuntimeConfig, media,
+};
+pub use reference::{Reference, is_loopback};
+
+/// A tokio runtime for callers that are not async themselves (the
+/// `lkg-registry` binary, a resolver called from synchronous code).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
+}

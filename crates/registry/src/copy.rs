@@ -1,0 +1,250 @@
+//! `copy`: an image (every platform by default) from one repository to
+//! another, by digest, mounting instead of uploading where the registry
+//! allows it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use serde::Serialize;
+
+use crate::client::Mount;
+use crate::manifest::{Descriptor, ManifestKind, Platform};
+use crate::{Client, Digest, Manifest, Reference, RegistryError};
+
+/// What to copy.
+#[derive(Debug, Clone, Default)]
+pub struct CopyOptions {
+    /// Only these platforms of an index. One platform copies that image's
+    /// manifest alone (its digest is the platform's); several build a new,
+    /// smaller index (with a new digest). Empty: every platform, digest kept.
+    pub platforms: Vec<Platform>,
+}
+
+/// What a copy did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CopyReport {
+    /// The digest of what the destination now holds.
+    pub digest: Option<Digest>,
+    /// Its media type.
+    pub media_type: String,
+    /// Manifests written (children and index).
+    pub manifests_pushed: u64,
+    /// Manifests the destination already had (nothing under them was sent).
+    pub manifests_existing: u64,
+    /// Blobs linked by a cross-repository mount: no bytes sent.
+    pub blobs_mounted: u64,
+    /// Blobs the destination already had.
+    pub blobs_existing: u64,
+    /// Blobs uploaded.
+    pub blobs_uploaded: u64,
+    /// Bytes of blob content uploaded.
+    pub bytes_uploaded: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    manifests_pushed: AtomicU64,
+    manifests_existing: AtomicU64,
+    blobs_mounted: AtomicU64,
+    blobs_existing: AtomicU64,
+    blobs_uploaded: AtomicU64,
+    bytes_uploaded: AtomicU64,
+}
+
+impl Counters {
+    fn report(&self, manifest: &Manifest) -> CopyReport {
+        CopyReport {
+            digest: Some(manifest.digest.clone()),
+            media_type: manifest.media_type.clone(),
+            manifests_pushed: self.manifests_pushed.load(Ordering::Relaxed),
+            manifests_existing: self.manifests_existing.load(Ordering::Relaxed),
+            blobs_mounted: self.blobs_mounted.load(Ordering::Relaxed),
+            blobs_existing: self.blobs_existing.load(Ordering::Relaxed),
+            blobs_uploaded: self.blobs_uploaded.load(Ordering::Relaxed),
+            bytes_uploaded: self.bytes_uploaded.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Copies `src` to `dst` by digest. Children are written before the index,
+/// and a tag on `dst` is written last, so a reader of the tag never sees a
+/// manifest whose parts are missing.
+pub async fn copy(
+    client: &Client,
+    src: &Reference,
+    dst: &Reference,
+    options: &CopyOptions,
+) -> Result<CopyReport, RegistryError> {
+    let manifest = client.get_manifest(src).await?;
+    let manifest = select_platforms(client, src, manifest, &options.platforms).await?;
+    if let Some(wanted) = dst.digest()
+        && *wanted != manifest.digest
+    {
+        return Err(RegistryError::DigestMismatch {
+            what: format!("copy of {src} to {dst}"),
+            expected: wanted.clone(),
+            actual: manifest.digest.clone(),
+        });
+    }
+    let counters = Counters::default();
+    copy_manifest(client, src, dst, &manifest, &counters).await?;
+    if let Some(tag) = dst.tag() {
+        client.put_manifest(dst, tag, &manifest).await?;
+    }
+    Ok(counters.report(&manifest))
+}
+
+/// Copies a manifest (and everything under it) to `dst` by digest, without
+/// touching tags. Returns the blob bytes uploaded.
+pub async fn copy_by_digest(
+    client: &Client,
+    src: &Reference,
+    dst: &Reference,
+    manifest: &Manifest,
+) -> Result<CopyReport, RegistryError> {
+    let counters = Counters::default();
+    copy_manifest(client, src, dst, manifest, &counters).await?;
+    Ok(counters.report(manifest))
+}
+
+async fn select_platforms(
+    client: &Client,
+    src: &Reference,
+    manifest: Manifest,
+    platforms: &[Platform],
+) -> Result<Manifest, RegistryError> {
+    if platforms.is_empty() || !manifest.is_index() {
+        return Ok(manifest);
+    }
+    let ManifestKind::Index(index) = manifest.parse()? else { return Ok(manifest) };
+    let chosen: Vec<&Descriptor> = index
+        .manifests
+        .iter()
+        .filter(|d| d.platform.as_ref().is_some_and(|p| platforms.iter().any(|w| p.matches(w))))
+        .collect();
+    match chosen.as_slice() {
+        [] => Err(RegistryError::NotFound {
+            what: format!(
+                "platform {} in {src}",
+                platforms.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            ),
+        }),
+        [one] => client.get_manifest(&src.at_digest(&one.digest)).await,
+        _ => {
+            // A new index with the chosen entries; everything else in the
+            // document is kept as it was.
+            let mut doc: serde_json::Value = serde_json::from_slice(&manifest.bytes)
+                .map_err(|e| RegistryError::Malformed { what: format!("index {src}"), reason: e.to_string() })?;
+            let keep: HashSet<&str> = chosen.iter().map(|d| d.digest.as_str()).collect();
+            if let Some(list) = doc.get_mut("manifests").and_then(|m| m.as_array_mut()) {
+                list.retain(|d| d.get("digest").and_then(|x| x.as_str()).is_some_and(|x| keep.contains(x)));
+            }
+            let bytes = serde_json::to_vec(&doc).expect("a JSON value serialises");
+            Manifest::from_bytes(bytes, Some(&manifest.media_type))
+        }
+    }
+}
+
+fn copy_manifest<'a>(
+    client: &'a Client,
+    src: &'a Reference,
+    dst: &'a Reference,
+    manifest: &'a Manifest,
+    counters: &'a Counters,
+) -> futures_util::future::BoxFuture<'a, Result<(), RegistryError>> {
+    Box::pin(async move {
+        // A manifest the destination has implies its parts: the registry
+        // checked them when it was written. Within one repository the
+        // source manifest is that manifest.
+        if src.same_repository(dst) || client.head_manifest(&dst.at_digest(&manifest.digest)).await?.is_some() {
+            counters.manifests_existing.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        match manifest.parse()? {
+            ManifestKind::Image(image) => {
+                let mut blobs = vec![image.config.clone()];
+                blobs.extend(image.layers.iter().cloned());
+                let mut seen = HashSet::new();
+                blobs.retain(|b| seen.insert(b.digest.clone()));
+                let concurrency = client.options().concurrency.max(1);
+                futures_util::stream::iter(blobs.into_iter().map(|blob| copy_blob(client, src, dst, blob, counters)))
+                    .buffer_unordered(concurrency)
+                    .try_collect::<Vec<()>>()
+                    .await?;
+            }
+            ManifestKind::Index(index) => {
+                for child in &index.manifests {
+                    let child_manifest = client.get_manifest(&src.at_digest(&child.digest)).await?;
+                    copy_manifest(client, src, dst, &child_manifest, counters).await?;
+                }
+            }
+        }
+        client.put_manifest(dst, manifest.digest.as_str(), manifest).await?;
+        counters.manifests_pushed.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    })
+}
+
+async fn copy_blob(
+    client: &Client,
+    src: &Reference,
+    dst: &Reference,
+    blob: Descriptor,
+    counters: &Counters,
+) -> Result<(), RegistryError> {
+    if src.same_repository(dst) {
+        counters.blobs_existing.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    }
+    let mut session = None;
+    if src.same_registry(dst) {
+        // One request: a mount of a blob the target already has also answers 201.
+        match client.mount_blob(dst, &blob.digest, src).await? {
+            Mount::Mounted => {
+                counters.blobs_mounted.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            Mount::Refused(s) => session = s,
+        }
+    } else if client.blob_exists(dst, &blob.digest).await?.is_some() {
+        counters.blobs_existing.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    }
+    // A stream cannot be replayed: a failed upload is restarted whole.
+    let attempts = client.options().retry.attempts.max(1);
+    let mut last = None;
+    for attempt in 0..attempts {
+        if attempt > 0 {
+            tokio::time::sleep(client.options().retry.initial_backoff * attempt).await;
+        }
+        let stream = match client.blob_stream(src, &blob.digest).await {
+            Ok(s) => s,
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
+        let uploaded = Arc::new(AtomicU64::new(0));
+        let counted = {
+            let uploaded = Arc::clone(&uploaded);
+            stream.inspect_ok(move |chunk| {
+                uploaded.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            })
+        };
+        match client.push_blob_stream(dst, &blob.digest, blob.size, counted.boxed(), session.take()).await {
+            Ok(()) => {
+                counters.blobs_uploaded.fetch_add(1, Ordering::Relaxed);
+                counters.bytes_uploaded.fetch_add(uploaded.load(Ordering::Relaxed), Ordering::Relaxed);
+                return Ok(());
+            }
+            Err(e @ (RegistryError::DigestMismatch { .. } | RegistryError::Unauthorized { .. })) => return Err(e),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| RegistryError::Unreachable {
+        registry: dst.api_host().to_owned(),
+        reason: "upload failed".into(),
+    }))
+}

@@ -1,0 +1,142 @@
+use std::path::PathBuf;
+
+use crate::Digest;
+
+/// What went wrong talking to a registry or handling its content.
+///
+/// Messages never contain a credential or a token.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The reference does not parse.
+    #[error("invalid image reference {input:?}: {reason}")]
+    InvalidReference {
+        /// What was given.
+        input: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// The digest does not parse.
+    #[error("invalid digest {input:?}: {reason}")]
+    InvalidDigest {
+        /// What was given.
+        input: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// The platform does not parse.
+    #[error("invalid platform {input:?}: expected os/arch[/variant], e.g. linux/amd64")]
+    InvalidPlatform {
+        /// What was given.
+        input: String,
+    },
+    /// The registry could not be reached, or kept failing after every retry.
+    #[error("cannot reach the registry {registry}: {reason}")]
+    Unreachable {
+        /// The registry host.
+        registry: String,
+        /// The last failure.
+        reason: String,
+    },
+    /// The registry refused the credentials (or has none for us).
+    #[error(
+        "{registry} refused access ({scope}): {reason}\n  check the credentials in REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json or ~/.docker/config.json"
+    )]
+    Unauthorized {
+        /// The registry host.
+        registry: String,
+        /// What was asked for (`repository:x:pull,push`).
+        scope: String,
+        /// The registry's answer.
+        reason: String,
+    },
+    /// A manifest or blob does not exist.
+    #[error("{what} not found")]
+    NotFound {
+        /// What was looked for (`manifest 127.0.0.1:5000/app:candidate`).
+        what: String,
+    },
+    /// Content does not hash to the digest it was fetched or declared by.
+    #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// What was checked.
+        what: String,
+        /// The digest it should have.
+        expected: Digest,
+        /// The digest it has.
+        actual: Digest,
+    },
+    /// The registry answered with an unexpected status.
+    #[error("{method} {url} answered HTTP {status}: {body}")]
+    Status {
+        /// The request method.
+        method: String,
+        /// The URL, without query.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The start of the body (registry error JSON).
+        body: String,
+    },
+    /// A document from the registry (or a file) is malformed.
+    #[error("malformed {what}: {reason}")]
+    Malformed {
+        /// What was parsed.
+        what: String,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// A registry would need plain HTTP but is not allowed to use it.
+    #[error("refusing plain HTTP to {registry}: pass --insecure-registry {registry} if that is intended")]
+    InsecureRefused {
+        /// The registry host.
+        registry: String,
+    },
+    /// A credential store or helper failed.
+    #[error("cannot read credentials for {registry}: {reason}")]
+    Credentials {
+        /// The registry host.
+        registry: String,
+        /// What failed (never the secret).
+        reason: String,
+    },
+    /// The HTTP client could not be built.
+    #[error("cannot set up the HTTP client: {0}")]
+    Setup(String),
+    /// A local file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+impl RegistryError {
+    /// Whether this error means "lkg could not ask" (exit code 5) rather
+    /// than a bad answer: unreachable registries and refused credentials.
+    pub fn is_environment(&self) -> bool {
+        matches!(
+            self,
+            RegistryError::Unreachable { .. }
+                | RegistryError::Unauthorized { .. }
+                | RegistryError::Credentials { .. }
+                | RegistryError::Setup(_)
+                | RegistryError::Io { .. }
+        )
+    }
+
+    /// Whether this error is bad input (exit code 2): a malformed reference,
+    /// digest or platform, or something that does not exist.
+    pub fn is_input(&self) -> bool {
+        matches!(
+            self,
+            RegistryError::InvalidReference { .. }
+                | RegistryError::InvalidDigest { .. }
+                | RegistryError::InvalidPlatform { .. }
+                | RegistryError::NotFound { .. }
+                | RegistryError::InsecureRefused { .. }
+        )
+    }
+}

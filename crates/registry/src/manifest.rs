@@ -1,0 +1,288 @@
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Digest, RegistryError};
+
+/// Media types lkg reads and writes.
+pub mod media {
+    /// OCI image manifest.
+    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    /// OCI image index (multi-platform).
+    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    /// Docker image manifest, schema 2.
+    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    /// Docker manifest list (multi-platform).
+    pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+    /// OCI image config.
+    pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+    /// cosign's simple-signing payload layer.
+    pub const COSIGN_SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+    /// Every manifest type, for `Accept`: a registry answers with the stored
+    /// bytes only when their type is accepted (otherwise it may convert them,
+    /// and the digest changes).
+    pub const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, \
+        application/vnd.docker.distribution.manifest.list.v2+json, \
+        application/vnd.oci.image.manifest.v1+json, \
+        application/vnd.docker.distribution.manifest.v2+json";
+
+    /// Whether `media_type` is an index or a Docker manifest list.
+    pub fn is_index(media_type: &str) -> bool {
+        media_type == OCI_INDEX || media_type == DOCKER_LIST
+    }
+}
+
+/// A manifest exactly as the registry stores it: raw bytes, their digest and
+/// media type. lkg never re-serialises a manifest it copies, so digests are
+/// preserved.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// The raw bytes.
+    pub bytes: Vec<u8>,
+    /// The digest of `bytes`.
+    pub digest: Digest,
+    /// The media type (from `Content-Type`, else the document's `mediaType`).
+    pub media_type: String,
+}
+
+impl fmt::Debug for Manifest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Manifest")
+            .field("digest", &self.digest)
+            .field("media_type", &self.media_type)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+impl Manifest {
+    /// A manifest from bytes; the digest is computed and the media type is
+    /// taken from `media_type`, else from the document.
+    pub fn from_bytes(bytes: Vec<u8>, media_type: Option<&str>) -> Result<Manifest, RegistryError> {
+        let digest = Digest::sha256(&bytes);
+        let declared: Probe = serde_json::from_slice(&bytes)
+            .map_err(|e| RegistryError::Malformed { what: format!("manifest {digest}"), reason: e.to_string() })?;
+        let media_type = media_type
+            .filter(|m| !m.is_empty() && *m != "application/json" && *m != "text/plain")
+            .map(str::to_owned)
+            .or(declared.media_type)
+            .unwrap_or_else(|| {
+                if declared.manifests.is_some() { media::OCI_INDEX.to_owned() } else { media::OCI_MANIFEST.to_owned() }
+            });
+        Ok(Manifest { bytes, digest, media_type })
+    }
+
+    /// Whether this is an index (or Docker manifest list).
+    pub fn is_index(&self) -> bool {
+        media::is_index(&self.media_type)
+    }
+
+    /// Parses the document.
+    pub fn parse(&self) -> Result<ManifestKind, RegistryError> {
+        let malformed = |e: serde_json::Error| RegistryError::Malformed {
+            what: format!("manifest {} ({})", self.digest, self.media_type),
+            reason: e.to_string(),
+        };
+        if self.is_index() {
+            serde_json::from_slice(&self.bytes).map(ManifestKind::Index).map_err(malformed)
+        } else {
+            serde_json::from_slice(&self.bytes).map(ManifestKind::Image).map_err(malformed)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(rename = "mediaType")]
+    media_type: Option<String>,
+    manifests: Option<serde_json::Value>,
+}
+
+/// A parsed manifest.
+#[derive(Debug, Clone)]
+pub enum ManifestKind {
+    /// One image: a config and layers.
+    Image(ImageManifest),
+    /// An index of per-platform manifests.
+    Index(ImageIndex),
+}
+
+/// An image manifest (OCI or Docker schema 2).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageManifest {
+    /// Always 2.
+    pub schema_version: u32,
+    /// The declared media type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    /// The config blob.
+    pub config: Descriptor,
+    /// The layer blobs, in order.
+    #[serde(default)]
+    pub layers: Vec<Descriptor>,
+    /// Manifest annotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// An image index or Docker manifest list.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageIndex {
+    /// Always 2.
+    pub schema_version: u32,
+    /// The declared media type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    /// The per-platform manifests.
+    pub manifests: Vec<Descriptor>,
+    /// Index annotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// A content descriptor: what a manifest says about a blob or child manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    /// The media type of the content.
+    pub media_type: String,
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Annotations (cosign puts its signature here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    /// The platform, for an index entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+}
+
+/// An OS/architecture pair (and variant), as in an index.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
+pub struct Platform {
+    /// `amd64`, `arm64`, ...
+    pub architecture: String,
+    /// `linux`, ...
+    pub os: String,
+    /// `v8`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Platform {
+    type Err = RegistryError;
+
+    /// `os/arch[/variant]`, e.g. `linux/arm64/v8`.
+    fn from_str(s: &str) -> Result<Platform, RegistryError> {
+        let parts: Vec<&str> = s.split('/').collect();
+        match parts.as_slice() {
+            [os, arch] | [os, arch, _] if !os.is_empty() && !arch.is_empty() => Ok(Platform {
+                os: (*os).to_owned(),
+                architecture: (*arch).to_owned(),
+                variant: parts.get(2).map(|v| (*v).to_owned()),
+            }),
+            _ => Err(RegistryError::InvalidPlatform { input: s.to_owned() }),
+        }
+    }
+}
+
+impl Platform {
+    /// Whether an index entry for `self` satisfies a request for `wanted`
+    /// (a request without a variant matches any variant).
+    pub fn matches(&self, wanted: &Platform) -> bool {
+        self.os == wanted.os
+            && self.architecture == wanted.architecture
+            && (wanted.variant.is_none() || self.variant == wanted.variant)
+    }
+
+    /// The platform this program runs on, in OCI words.
+    pub fn host() -> Platform {
+        let architecture = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            other => other,
+        };
+        Platform { architecture: architecture.to_owned(), os: std::env::consts::OS.to_owned(), variant: None }
+    }
+}
+
+/// The parts of an image config lkg reads: labels, creation time, platform.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct ImageConfig {
+    /// When the image was built (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// CPU architecture.
+    #[serde(default)]
+    pub architecture: String,
+    /// Operating system.
+    #[serde(default)]
+    pub os: String,
+    /// Architecture variant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// The runtime config, where labels live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<RuntimeConfig>,
+}
+
+/// The `config` object of an image config.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct RuntimeConfig {
+    /// Image labels (`ostree.linux`, `org.opencontainers.image.version`, ...).
+    #[serde(rename = "Labels", default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+impl ImageConfig {
+    /// The labels (empty when the image has none).
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        self.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default()
+    }
+
+    /// The platform this config declares.
+    pub fn platform(&self) -> Platform {
+        Platform { architecture: self.architecture.clone(), os: self.os.clone(), variant: self.variant.clone() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_type_from_header_else_document() {
+        let body = br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"x","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":1},"layers":[]}"#;
+        let m = Manifest::from_bytes(body.to_vec(), None).unwrap();
+        assert_eq!(m.media_type, media::DOCKER_MANIFEST);
+        assert_eq!(m.digest, Digest::sha256(body));
+        assert!(matches!(m.parse().unwrap(), ManifestKind::Image(_)));
+        let idx = br#"{"schemaVersion":2,"manifests":[]}"#;
+        let m = Manifest::from_bytes(idx.to_vec(), Some("application/json")).unwrap();
+        assert_eq!(m.media_type, media::OCI_INDEX);
+    }
+
+    #[test]
+    fn platforms() {
+        let p: Platform = "linux/arm64/v8".parse().unwrap();
+        assert_eq!(p.to_string(), "linux/arm64/v8");
+        assert!(p.matches(&"linux/arm64".parse().unwrap()));
+        assert!(!p.matches(&"linux/arm64/v7".parse().unwrap()));
+        assert!("linux".parse::<Platform>().is_err());
+    }
+}

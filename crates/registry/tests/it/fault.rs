@@ -1,0 +1,103 @@
+//! Fault injection: a proxy in front of the registry fails the k-th request
+//! of a promotion, for every k. Whatever happens, one re-run leaves every
+//! stable tag on its candidate digest, and no run says `complete` while a
+//! tag is wrong.
+
+use futures_util::StreamExt as _;
+use lkg_registry::promote::{Outcome, PromoteOptions, PromotionState, promote};
+use lkg_registry::sign::verify;
+
+use crate::common::{client, env};
+use crate::promote::{Scenario, scenario_via, test_key};
+use crate::servers::{Fault, FaultProxy};
+
+async fn check_stable(client: &lkg_registry::Client, s: &Scenario, what: &str) {
+    assert_eq!(s.tags(client).await, s.promoted(), "{what}: a stable tag is not on its candidate");
+    for (stable, digest) in s.stables.iter().zip(&s.candidates) {
+        verify(client, &stable.at_digest(digest), &test_key().public_key())
+            .await
+            .unwrap_or_else(|e| panic!("{what}: stable {stable} is not signed: {e}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_at_every_request_of_a_promotion_is_healed_by_one_rerun() {
+    let env = env();
+    let proxy = FaultProxy::start(&env.registry_a);
+    let client = client();
+    let options =
+        |dir: &tempfile::TempDir| PromoteOptions { state_dir: dir.path().to_owned(), sign_key: Some(test_key()) };
+
+    // The request sequence of a clean promotion (resolve, record, mount,
+    // move tags, verify, sign) through the proxy.
+    let s = scenario_via(&client, &env.registry_a, &proxy.addr, 9000).await;
+    let dir = tempfile::tempdir().unwrap();
+    proxy.set(Fault::None);
+    let clean = promote(&client, &s.plan, &options(&dir)).await.unwrap();
+    let sequence = proxy.log();
+    let n = proxy.count();
+    assert_eq!(clean.state, PromotionState::Complete, "{clean:#?}");
+    eprintln!("a clean promotion is {n} requests:\n{}", sequence.join("\n"));
+    assert!(n >= 20, "a promotion of two artifacts with signing took only {n} requests: {sequence:#?}");
+    check_stable(&client, &s, "clean run").await;
+
+    // Every (k, fault) pair, several at once, each through its own proxy so
+    // the request count is that run's alone.
+    let cases: Vec<(u64, Fault)> =
+        (1..=n).flat_map(|k| [(k, Fault::FailFrom(k)), (k, Fault::DropAfterForward(k))]).collect();
+    let labels: Vec<String> = futures_util::stream::iter(cases.into_iter().map(|(k, fault)| {
+        let client = client.clone();
+        let sequence = &sequence;
+        async move {
+            let proxy = FaultProxy::start(&env.registry_a);
+            let seed = 10_000 + k * 10 + u64::from(matches!(fault, Fault::DropAfterForward(_))) * 5;
+            let s = scenario_via(&client, &env.registry_a, &proxy.addr, seed).await;
+            let dir = tempfile::tempdir().unwrap();
+            proxy.set(fault.clone());
+            let first = promote(&client, &s.plan, &options(&dir)).await;
+            proxy.set(Fault::None);
+            let what =
+                format!("{fault:?} ({})", sequence.get(usize::try_from(k - 1).unwrap()).map_or("", String::as_str));
+            let untouched = vec![Some(s.previous[0].clone()), None, Some(s.previous[1].clone())];
+            match &first {
+                Ok(r) if r.state == PromotionState::Complete => {
+                    assert_eq!(r.outcome, Outcome::Ok, "{what}: {r:#?}");
+                    check_stable(&client, &s, &format!("{what}, reported complete")).await;
+                }
+                Ok(r) => {
+                    assert_ne!(r.outcome, Outcome::Ok, "{what}: an unfinished run reported ok: {r:#?}");
+                    if r.state == PromotionState::Unchanged {
+                        assert_eq!(s.tags(&client).await, untouched, "{what}: reported unchanged but stable moved");
+                    }
+                }
+                // Nothing may have been touched.
+                Err(e) => assert_eq!(s.tags(&client).await, untouched, "{what}: failed with {e} but stable moved"),
+            }
+            let second = promote(&client, &s.plan, &options(&dir))
+                .await
+                .unwrap_or_else(|e| panic!("{what}: the re-run failed: {e}"));
+            assert_eq!(second.outcome, Outcome::Ok, "{what}: the re-run did not finish: {second:#?}");
+            assert!(
+                matches!(second.state, PromotionState::Complete | PromotionState::Unchanged),
+                "{what}: {second:#?}"
+            );
+            check_stable(&client, &s, &format!("{what}, after the re-run")).await;
+            match &first {
+                Ok(r) => format!("{:?}/{:?}", r.state, r.outcome),
+                Err(_) => "error".to_owned(),
+            }
+        }
+    }))
+    .buffer_unordered(6)
+    .collect()
+    .await;
+    let mut outcomes = std::collections::BTreeMap::new();
+    for l in labels {
+        *outcomes.entry(l).or_insert(0) += 1;
+    }
+    eprintln!("first-run outcomes over {} faults: {outcomes:?}", 2 * n);
+    // Both kinds of runs happened: some faults were absorbed by retries,
+    // some left a partial promotion that the re-run finished.
+    assert!(outcomes.keys().any(|k| k.starts_with("Complete")), "{outcomes:?}");
+    assert!(outcomes.keys().any(|k| k.starts_with("Partial")), "{outcomes:?}");
+}

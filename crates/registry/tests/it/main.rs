@@ -1,0 +1,14 @@
+//! Integration tests of lkg-registry against real registries (the test
+//! environment's `docker-registry` instances), with skopeo and openssl as
+//! independent peers.
+#![allow(unreachable_pub)] // helpers shared between the test modules
+
+mod auth;
+mod common;
+mod copy;
+mod fault;
+mod inspect;
+mod promote;
+mod random;
+mod servers;
+mod sign;
