@@ -108,6 +108,15 @@ pub use state::{
 };
 pub use version::{check_version, version_tag};
 
+/// The progress of a swarm deploy, as lkg-swarm reports it.
+pub use lkg_swarm::ProgressEvent as DeployProgress;
+
+/// The stack of `app`'s canonical, from its recorded domain (abra's naming,
+/// [`stack_for_domain`]); `None` when the app has no canonical record.
+pub fn canonical_stack(state_dir: &std::path::Path, app: &AppName) -> Result<Option<String>, ReconcileError> {
+    Ok(lkg_canonical::Canonicals::new(state_dir).get(app)?.map(|record| stack_for_domain(&record.domain)))
+}
+
 /// abra's stack name for a domain: its dots become `_`
 /// (`warm-canon-gitea.ci.example.net` → `warm-canon-gitea_ci_example_net`).
 pub fn stack_for_domain(domain: &str) -> String {
