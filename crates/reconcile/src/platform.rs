@@ -95,16 +95,20 @@ pub trait Platform {
 #[derive(Debug)]
 pub struct SwarmPlatform {
     swarm: Swarm,
+    host: Option<String>,
     store: LocalStore,
     http: reqwest::Client,
     deployer: Mutex<Option<(DeploySpec, Arc<AppDeployer>)>>,
 }
 
 impl SwarmPlatform {
-    /// Uses `swarm` and the snapshot store under `state_dir`.
+    /// Uses `swarm` and the snapshot store under `state_dir`. The docker CLI
+    /// (and a deploy command) talk to the inherited `DOCKER_HOST`: connect
+    /// with [`SwarmPlatform::connect_to`] to name the engine for both.
     pub fn new(swarm: Swarm, state_dir: &std::path::Path) -> Result<SwarmPlatform, ReconcileError> {
         Ok(SwarmPlatform {
             swarm,
+            host: None,
             store: LocalStore::new(state_dir),
             http: crate::probe::http_client()?,
             deployer: Mutex::new(None),
@@ -114,6 +118,23 @@ impl SwarmPlatform {
     /// Connects to `DOCKER_HOST` (API version negotiated).
     pub async fn connect(state_dir: &std::path::Path) -> Result<SwarmPlatform, ReconcileError> {
         SwarmPlatform::new(Swarm::connect().await?, state_dir)
+    }
+
+    /// Connects to the engine at `host` (`unix:///...` or `tcp://...`); the
+    /// docker CLI, deploy commands and health commands get `DOCKER_HOST=host`.
+    pub async fn connect_to(host: &str, state_dir: &std::path::Path) -> Result<SwarmPlatform, ReconcileError> {
+        let docker = lkg_swarm::docker::connect_to(host).await?;
+        Ok(SwarmPlatform { host: Some(host.to_owned()), ..SwarmPlatform::new(Swarm::new(docker), state_dir)? })
+    }
+
+    /// The variables for compose, deploy commands and checks, with the
+    /// engine's `DOCKER_HOST` when one was named.
+    fn variables(&self, spec: &AppSpec, version: &str) -> Vec<(String, String)> {
+        let mut vars = variables(spec, version);
+        if let Some(host) = &self.host {
+            vars.push(("DOCKER_HOST".to_owned(), host.clone()));
+        }
+        vars
     }
 
     /// The swarm.
@@ -130,7 +151,7 @@ impl SwarmPlatform {
         {
             return Arc::clone(deployer);
         }
-        let deployer = Arc::new(AppDeployer::for_spec(spec));
+        let deployer = Arc::new(AppDeployer::for_spec(spec, self.host.as_deref()));
         *cached = Some((spec.clone(), Arc::clone(&deployer)));
         deployer
     }
@@ -257,7 +278,7 @@ impl Platform for SwarmPlatform {
         let mut files: Vec<PathBuf> = spec.compose.clone();
         files.push(overlay);
         let mut request = DeployRequest::new(&spec.stack, files).timeout(spec.deploy.timeout);
-        for (key, value) in variables(spec, version) {
+        for (key, value) in self.variables(spec, version) {
             request = request.env(key, value);
         }
         let mut progress = |event: lkg_swarm::ProgressEvent<'_>| observer.event(&Event::Deploy(event));
@@ -322,7 +343,7 @@ impl Platform for SwarmPlatform {
         for check in &health.http {
             checks.push(crate::probe::http(&self.http, check, version, health.probe_timeout).await);
         }
-        let vars = variables(spec, version);
+        let vars = self.variables(spec, version);
         for command in &health.commands {
             checks.push(crate::probe::command(command, &vars, version, health.probe_timeout).await);
         }
@@ -334,7 +355,7 @@ impl Platform for SwarmPlatform {
 
     async fn check(&self, spec: &AppSpec, command: &str, version: &str) -> CheckResult {
         // A user check may exercise the app at length: give it the deploy timeout.
-        crate::probe::command(command, &variables(spec, version), version, spec.deploy.timeout).await
+        crate::probe::command(command, &self.variables(spec, version), version, spec.deploy.timeout).await
     }
 }
 
@@ -350,7 +371,7 @@ enum AppDeployer {
 }
 
 impl AppDeployer {
-    fn for_spec(spec: &DeploySpec) -> AppDeployer {
+    fn for_spec(spec: &DeploySpec, host: Option<&str>) -> AppDeployer {
         if let Some(deployer) = spec.command.as_deref().and_then(CommandDeployer::parse) {
             return AppDeployer::Command(deployer);
         }
@@ -363,6 +384,9 @@ impl AppDeployer {
             .with_registry_auth(spec.registry_auth);
         if let Some(docker) = &spec.docker {
             deployer = deployer.program(docker);
+        }
+        if let Some(host) = host {
+            deployer = deployer.host(host);
         }
         AppDeployer::Stack(deployer)
     }

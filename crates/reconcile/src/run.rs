@@ -325,6 +325,10 @@ impl<'a, P: Platform> Reconciler<'a, P> {
         if let Some(failure) = resume.failure {
             journal.failure = Some(failure);
         }
+        if rollback_failed {
+            // The rollback-failed alert stays; a new attempt raises its own.
+            journal.alert = None;
+        }
         journal.rollback_failure = None;
         journal.step = resume.step;
         // The killed run's timings are relative to its own start.
