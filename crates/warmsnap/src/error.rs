@@ -76,10 +76,11 @@ pub enum SnapError {
     /// The snapshot store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Reading a volume or writing its archive failed.
+    /// Reading a volume, or writing its archive or its restored content, failed.
     #[error("cannot {action} volume {volume}: {source}")]
     Io {
-        /// `read` or `write the archive of`.
+        /// What lkg was doing: `archive`, `download the archive of`, `write
+        /// the archive of`, `read the archive of`, `write into`.
         action: &'static str,
         /// The volume.
         volume: String,

@@ -161,7 +161,8 @@ pub(crate) fn plan(meta: &Meta, target: &str, live: &BTreeMap<String, VolumeSpec
 /// removed and recreated empty with the same name, driver, options and
 /// labels (the archive endpoint can add files but not delete them, so this
 /// is how files absent from the snapshot disappear), and the archive is
-/// uploaded into it; owners, modes, links and mtimes come back as archived.
+/// uploaded into it (or extracted into its mount point: [`Access`]); owners,
+/// modes, links and mtimes come back as archived.
 /// A volume that was removed is created. If a failure stops the restore
 /// after it started replacing volumes, the error is [`SnapError::Incomplete`]:
 /// the snapshot is intact and running the restore again completes it.

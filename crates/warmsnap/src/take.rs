@@ -268,12 +268,13 @@ async fn copy_direct(
     sink: Box<dyn VolumeSink>,
     reporter: &mut Reporter<'_>,
 ) -> Result<(u64, String), SnapError> {
-    let written = blocking_with_progress(
+    let volume = volume.to_owned();
+    blocking_with_progress(
         move |counter| -> Result<(u64, String), SnapError> {
             let out = HashingWriter::new(sink, Some(counter));
             let out = crate::direct::archive_directory(&mountpoint, out).map_err(|source| SnapError::Io {
-                action: "read",
-                volume: String::new(),
+                action: "archive",
+                volume,
                 source,
             })?;
             let (sink, bytes, sha256) = out.finish();
@@ -282,11 +283,7 @@ async fn copy_direct(
         },
         reporter,
     )
-    .await?;
-    written.map_err(|e| match e {
-        SnapError::Io { action, source, .. } => SnapError::Io { action, volume: volume.to_owned(), source },
-        other => other,
-    })
+    .await?
 }
 
 async fn copy_archive(
@@ -298,13 +295,13 @@ async fn copy_archive(
 ) -> Result<(u64, String), SnapError> {
     // A few chunks in flight: the network and the disk overlap, memory stays small.
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let name = volume.to_owned();
     let writer = tokio::task::spawn_blocking(move || -> Result<(u64, String), SnapError> {
         let mut out = HashingWriter::new(sink, None);
         while let Some(chunk) = rx.blocking_recv() {
-            let chunk: &[u8] = <_ as AsRef<[u8]>>::as_ref(&chunk);
-            out.write_all(chunk).map_err(|source| SnapError::Io {
+            out.write_all(AsRef::<[u8]>::as_ref(&chunk)).map_err(|source| SnapError::Io {
                 action: "write the archive of",
-                volume: String::new(),
+                volume: name.clone(),
                 source,
             })?;
         }
@@ -331,13 +328,10 @@ async fn copy_archive(
         }
     }
     drop(tx);
-    let written = writer.await?.map_err(|e| match e {
-        SnapError::Io { action, source, .. } => SnapError::Io { action, volume: volume.to_owned(), source },
-        other => other,
-    });
+    let written = writer.await?;
     if let Some(source) = failure {
         // An incomplete download must never look like a complete archive.
-        return Err(SnapError::Io { action: "read", volume: volume.to_owned(), source });
+        return Err(SnapError::Io { action: "download the archive of", volume: volume.to_owned(), source });
     }
     written
 }

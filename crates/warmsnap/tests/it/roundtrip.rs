@@ -1,6 +1,10 @@
 //! Take, mutate, restore: the exact content comes back.
 
-use lkg_warmsnap::{Access, NoProgress, RestoreRequest, SnapError, Store, TakeRequest, Verdict, restore, take, verify};
+use std::sync::Mutex;
+
+use lkg_warmsnap::{
+    Access, Event, NoProgress, Phase, RestoreRequest, SnapError, Store, TakeRequest, Verdict, restore, take, verify,
+};
 
 use crate::support::{MUTATE, RICH, Volumes, docker, env, helpers, listing, listings, sh, store};
 
@@ -17,7 +21,13 @@ async fn round_trip(access: Access) {
     let state = tempfile::tempdir().unwrap();
     let store = store(&state);
     let request = TakeRequest::new(volumes.app.clone(), &volumes.stack).unwrap().version("1.0.0").access(access);
-    let taken = take(&docker, &store, &request, &NoProgress).await.expect("take");
+    let events = Mutex::new(Vec::new());
+    let record = |e: &Event<'_>| {
+        if e.done {
+            events.lock().unwrap().push((e.phase, e.volume.to_owned(), e.index, e.count, e.bytes));
+        }
+    };
+    let taken = take(&docker, &store, &request, &record).await.expect("take");
     assert_eq!(taken.meta.volumes.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), [&data, &empty, &gone]);
     assert!(taken.volumes.iter().all(|v| v.access == access), "{:?}", taken.volumes);
     let rich = &taken.volumes[0].summary;
@@ -27,6 +37,14 @@ async fn round_trip(access: Access) {
     assert!(dir.join("meta.json").is_file());
     assert!(dir.join(format!("volumes/{data}.tar")).is_file());
     assert!(helpers(&volumes.app).is_empty(), "take removes its helper containers");
+    // Progress: each volume copied, then each read back, with its final size.
+    let expected: Vec<_> = [Phase::Take, Phase::Verify]
+        .into_iter()
+        .flat_map(|phase| {
+            taken.meta.volumes.iter().enumerate().map(move |(i, v)| (phase, v.name.clone(), i + 1, 3, v.bytes))
+        })
+        .collect();
+    assert_eq!(events.lock().unwrap().split_off(0), expected);
 
     sh(&data, MUTATE);
     sh(&empty, "echo stray > /data/stray");
@@ -34,7 +52,9 @@ async fn round_trip(access: Access) {
     assert_ne!(listing(&data), before[0]);
 
     let request = RestoreRequest::new(volumes.app.clone()).access(access);
-    let report = restore(&docker, &store, &request, &NoProgress).await.expect("restore");
+    let report = restore(&docker, &store, &request, &record).await.expect("restore");
+    let phases: Vec<Phase> = events.lock().unwrap().iter().map(|e| e.0).collect();
+    assert_eq!(phases, [[Phase::Verify; 3], [Phase::Restore; 3]].concat(), "verify everything, then restore");
     assert_eq!(
         report.volumes.iter().map(|v| (v.name.as_str(), v.existed, v.access)).collect::<Vec<_>>(),
         [(data.as_str(), true, access), (empty.as_str(), true, access), (gone.as_str(), false, access)]
