@@ -687,18 +687,22 @@ fn alerts(state: &Path, app: Option<&str>, all: bool, ack: bool, out: Output) ->
 /// Progress on stderr when it is a terminal; the crash-test hook always.
 struct Observer {
     progress: Mutex<Progress>,
-    kill_at: Option<Step>,
+    kill_at: Option<(Step, Duration)>,
 }
 
 impl Observer {
     fn new() -> Observer {
         Observer {
             progress: Mutex::new(Progress::stderr()),
-            // Crash testing: `LKG_RECONCILE_KILL_AT=<step>` makes the process
-            // SIGKILL itself right after the journal names that step, before
-            // the step does anything (bins/tests/it/reconcile.rs). Unset in
-            // normal use.
-            kill_at: std::env::var("LKG_RECONCILE_KILL_AT").ok().and_then(|s| s.parse().ok()),
+            // Crash testing (bins/tests/it/reconcile.rs): with
+            // `LKG_RECONCILE_KILL_AT=<step>` the process SIGKILLs itself right
+            // after the journal names that step, before the step does
+            // anything; with `<step>+<secs>`, that long into the step. Unset
+            // in normal use.
+            kill_at: std::env::var("LKG_RECONCILE_KILL_AT").ok().and_then(|spec| {
+                let (step, delay) = spec.split_once('+').unwrap_or((&spec, "0"));
+                Some((step.parse().ok()?, Duration::try_from_secs_f64(delay.parse().ok()?).ok()?))
+            }),
         }
     }
 
@@ -709,10 +713,16 @@ impl Observer {
 
 impl lkg_reconcile::Observe for Observer {
     fn event(&self, event: &Event<'_>) {
-        if let Event::Step { step, .. } = event
-            && Some(*step) == self.kill_at
+        if let (Event::Step { step, .. }, Some((at, delay))) = (event, self.kill_at)
+            && *step == at
         {
-            kill_self();
+            if delay.is_zero() {
+                kill_self();
+            }
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                kill_self();
+            });
         }
         let mut progress = self.progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match event {

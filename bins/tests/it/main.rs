@@ -5,3 +5,5 @@ mod dispatcher;
 // `lkg-snap` exists only with the `snap` feature (its [[bin]] requires it).
 #[cfg(feature = "snap")]
 mod snap;
+#[cfg(feature = "reconcile")]
+mod reconcile;

@@ -1,0 +1,334 @@
+//! `lkg-reconcile` as a user runs it: exit codes and JSON output, and
+//! SIGKILL at every journal step followed by `recover`. These run the real
+//! binary, which is why they live in the bins package.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use lkg_testkit::{App, Behaviour, Env, env, free_port, http_get, http_request, unique_name, wait_until};
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}{}", text(&out.stdout), text(&out.stderr)))
+}
+
+/// One app on the swarm run through the CLI, removed (stack and volumes) on drop.
+struct CliApp {
+    env: &'static Env,
+    name: String,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl CliApp {
+    fn new(prefix: &str) -> CliApp {
+        let env = env();
+        for (version, behaviour) in
+            [("1.0.0", Behaviour::Healthy), ("1.1.0", Behaviour::Healthy), ("1.1.0", Behaviour::Unhealthy)]
+        {
+            App::new(version).behaviour(behaviour).import(env);
+        }
+        let app = CliApp { env, name: unique_name(prefix), port: free_port(), dir: tempfile::tempdir().unwrap() };
+        std::fs::write(
+            app.compose(),
+            format!(
+                r#"version: "3.8"
+services:
+  app:
+    image: lkg-fixture/app:${{LKG_VERSION_TAG}}
+    stop_grace_period: 1s
+    ports: [{{target: 8080, published: {port}, protocol: tcp, mode: host}}]
+    volumes: [data:/data]
+    deploy:
+      update_config: {{order: stop-first, failure_action: rollback, monitor: 1s}}
+volumes:
+  data:
+"#,
+                port = app.port
+            ),
+        )
+        .unwrap();
+        app
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn compose(&self) -> PathBuf {
+        self.dir.path().join("compose.yml")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lkg-reconcile"));
+        command.arg("--state-dir").arg(self.state()).args(args).envs(self.env.vars()).stdin(Stdio::null());
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run lkg-reconcile")
+    }
+
+    /// `update` with this app's flags and short timings.
+    fn update_args(&self, target: &str) -> Vec<String> {
+        let health = format!("http://127.0.0.1:{}/health", self.port);
+        [
+            "update",
+            "--app",
+            &self.name,
+            "-c",
+            &self.compose().display().to_string(),
+            "--target",
+            target,
+            "--health",
+            &health,
+            "--health-passes",
+            "2",
+            "--health-interval",
+            "0.3",
+            "--health-deadline",
+            "5",
+            "--deploy-timeout",
+            "40",
+            "--resolve-image",
+            "never",
+            "--json",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    fn update(&self, target: &str) -> Output {
+        self.run(&self.update_args(target).iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn serving(&self) -> String {
+        wait_until("the app to answer", Duration::from_secs(30), Duration::from_millis(200), || {
+            http_get(&self.url("/version")).ok().filter(|r| r.status == 200).map(|r| r.body.trim().to_owned())
+        })
+    }
+
+    fn marker(&self) -> String {
+        http_get(&self.url("/marker")).expect("GET /marker").body
+    }
+
+    fn journal(&self) -> Option<serde_json::Value> {
+        let path = self.state().join("apps").join(&self.name).join("reconcile/journal.json");
+        std::fs::read(path).ok().map(|bytes| serde_json::from_slice(&bytes).unwrap())
+    }
+}
+
+impl Drop for CliApp {
+    fn drop(&mut self) {
+        let _ = self.env.try_docker(&["stack", "rm", &self.name]);
+        let label = format!("label=com.docker.stack.namespace={}", self.name);
+        for _ in 0..100 {
+            if self.env.try_docker(&["ps", "-aq", "--filter", &label]).stdout.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let helpers = format!("label=org.lkg.warmsnap.helper={}", self.name);
+        for id in text(&self.env.try_docker(&["ps", "-aq", "--filter", &helpers]).stdout).lines() {
+            let _ = self.env.try_docker(&["rm", "-f", id]);
+        }
+        for volume in text(&self.env.try_docker(&["volume", "ls", "-q", "--filter", &label]).stdout).lines() {
+            let _ = self.env.try_docker(&["volume", "rm", "-f", volume]);
+        }
+    }
+}
+
+#[test]
+fn exit_codes_and_json_follow_the_documented_table() {
+    let app = CliApp::new("rccli");
+    // 2: bad input, nothing touched.
+    let out = app.run(&["update", "--app", "Not_An_App", "-c", "x.yml", "--target", "1.0.0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let out = app.run(&["update", "--app", &app.name, "--target", "1.0.0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no compose file: pass -c FILE"), "{}", text(&out.stderr));
+    let out = app.run(&["gate", "--last-good", "1.0.0", "--target", "../x"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    // 5: the engine is unreachable.
+    let mut args = app.update_args("1.0.0");
+    args.retain(|a| a != "--json");
+    let out = app
+        .command(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("cannot reach the Docker engine"), "{}", text(&out.stderr));
+
+    // 0: a first install; JSON on stdout, nothing on stderr (not a terminal).
+    let out = app.update("1.0.0");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(out.stderr.is_empty(), "no progress when stderr is not a terminal: {}", text(&out.stderr));
+    let report = json(&out);
+    assert_eq!((report["outcome"].as_str(), report["last_good"].as_str()), (Some("installed"), Some("1.0.0")));
+
+    // 3: held by the gate.
+    let out = app.update("2.0.0");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let report = json(&out);
+    assert_eq!((report["outcome"].as_str(), report["gate"]["decision"].as_str()), (Some("held"), Some("hold")));
+    assert_eq!(report["alert"]["kind"], "held-major");
+
+    let out = app.run(&["alerts", "--json"]);
+    assert_eq!(json(&out)["alerts"].as_array().unwrap().len(), 1);
+    let out = app.run(&["alerts", "--ack"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("acknowledged 1 alert(s)"), "{}", text(&out.stdout));
+    assert_eq!(json(&app.run(&["alerts", "--json"]))["alerts"], serde_json::json!([]));
+    assert_eq!(json(&app.run(&["alerts", "--all", "--json"]))["alerts"][0]["acked"], true);
+
+    let status = json(&app.run(&["status", "--app", &app.name, "--json"]));
+    let status = &status["apps"][0];
+    assert_eq!((status["last_good"]["version"].as_str(), status["deployed"].as_str()), (Some("1.0.0"), Some("1.0.0")));
+    assert_eq!((status["journal"].is_null(), status["lock"].is_null()), (true, true));
+    assert_eq!(status["last_run"]["outcome"], "held");
+
+    let gate = |args: &[&str]| app.run(&[&["gate", "--last-good", "1.0.0"], args].concat()).status.code();
+    assert_eq!(gate(&["--target", "1.1.0"]), Some(0));
+    assert_eq!(gate(&["--target", "2.0.0"]), Some(3));
+    assert_eq!(gate(&["--target", "1.0.1", "--notes", "Manual migration required."]), Some(3));
+    assert_eq!(gate(&["--target", "1.0.1", "--notes", "No breaking changes."]), Some(0));
+
+    let out = app.run(&["recover", "--app", &app.name]);
+    assert_eq!(
+        (out.status.code(), text(&out.stdout)),
+        (Some(0), format!("app {}: no interrupted run; nothing to recover\n", app.name))
+    );
+    // Quick mode without a canonical says so (2) and changes nothing.
+    let out =
+        app.run(&["quick", "--app", &app.name, "-c", &app.compose().display().to_string(), "--candidate", "1.1.0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("has no usable canonical"), "{}", text(&out.stderr));
+    assert_eq!(app.serving(), "1.0.0");
+}
+
+/// What a run killed at a step must end as after `recover`.
+struct Kill {
+    /// `LKG_RECONCILE_KILL_AT`: a step, or `<step>+<secs>` to land in its middle.
+    at: &'static str,
+    /// Update to the unhealthy 1.1.0 (to reach the rollback steps).
+    broken: bool,
+    /// The version served after recover.
+    serving: &'static str,
+}
+
+/// Installs 1.0.0 with a data marker, kills an update with SIGKILL at a
+/// journal step, then recovers: the app serves last-good (or the target, if
+/// it had passed its health gate) with the marker intact, the journal is
+/// gone and the lock is free.
+fn killed_then_recovered(kill: &Kill) {
+    let app = CliApp::new("rckill");
+    let out = app.update("1.0.0");
+    assert_eq!(out.status.code(), Some(0), "install: {}", text(&out.stderr));
+    let put = http_request("PUT", &app.url("/marker"), Some(b"known-good")).unwrap();
+    assert_eq!(put.status, 200);
+
+    let target = if kill.broken { "1.1.0-unhealthy" } else { "1.1.0" };
+    let args = app.update_args(target);
+    let out = app
+        .command(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .env("LKG_RECONCILE_KILL_AT", kill.at)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.signal(), Some(9), "killed at {}: {:?} {}", kill.at, out.status, text(&out.stderr));
+    let journal = app.journal().expect("a killed run leaves its journal");
+    let step = kill.at.split('+').next().unwrap();
+    if !kill.at.contains('+') {
+        assert_eq!(journal["step"], step, "the journal names the step the run was killed at");
+    }
+    let killed_at = journal["step"].as_str().unwrap().to_owned();
+    let status = json(&app.run(&["status", "--app", &app.name, "--json"]));
+    assert_eq!(status["apps"][0]["journal"]["step"], killed_at.as_str());
+    assert!(status["apps"][0]["lock"].is_null(), "the kernel released the killed run's lock");
+
+    let out = app.run(&["recover", "--app", &app.name, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "recover after a kill at {}: {}", kill.at, text(&out.stderr));
+    let report = json(&out);
+    assert_eq!(report["resumed"]["step"], killed_at.as_str(), "{report:#}");
+    let expected = match (killed_at.as_str(), kill.serving) {
+        ("record-last-good", _) => "abandoned",
+        (_, "1.1.0") => "upgraded",
+        _ => "rolled_back",
+    };
+    assert_eq!(report["outcome"], expected, "killed at {killed_at}: {report:#}");
+    assert_eq!(app.serving(), kill.serving, "killed at {killed_at}");
+    assert_eq!(app.marker(), "known-good", "killed at {killed_at}: the data is intact");
+    assert!(app.journal().is_none(), "killed at {killed_at}: recover finished the run");
+    let last_good = json(&app.run(&["status", "--app", &app.name, "--json"]));
+    let last_good = &last_good["apps"][0];
+    assert_eq!(last_good["last_good"]["version"], kill.serving);
+    assert!(last_good["lock"].is_null() && last_good["journal"].is_null(), "{last_good:#}");
+    // The next update starts from a clean state.
+    let out = app.update(if kill.serving == "1.1.0" { "1.1.0" } else { "1.0.0" });
+    assert_eq!(json(&out)["outcome"], "current", "{}", text(&out.stderr));
+}
+
+macro_rules! sweep {
+    ($($name:ident: $at:literal, $broken:literal, $serving:literal;)*) => {$(
+        #[test]
+        fn $name() {
+            killed_then_recovered(&Kill { at: $at, broken: $broken, serving: $serving });
+        }
+    )*};
+}
+
+// Every step of a stateful update, killed as it begins; the long steps also
+// in their middle.
+sweep! {
+    sigkill_at_record_last_good: "record-last-good", false, "1.0.0";
+    sigkill_at_undeploy: "undeploy", false, "1.0.0";
+    sigkill_during_undeploy: "undeploy+1", false, "1.0.0";
+    sigkill_at_snapshot: "snapshot", false, "1.0.0";
+    sigkill_at_deploy_target: "deploy-target", false, "1.0.0";
+    sigkill_during_deploy_target: "deploy-target+1.5", false, "1.0.0";
+    sigkill_at_check_health: "check-health", false, "1.0.0";
+    sigkill_at_commit: "commit", false, "1.1.0";
+    sigkill_at_undeploy_failed: "undeploy-failed", true, "1.0.0";
+    sigkill_during_undeploy_failed: "undeploy-failed+1", true, "1.0.0";
+    sigkill_at_restore_snapshot: "restore-snapshot", true, "1.0.0";
+    sigkill_at_deploy_last_good: "deploy-last-good", true, "1.0.0";
+    sigkill_during_deploy_last_good: "deploy-last-good+1.5", true, "1.0.0";
+    sigkill_at_verify_last_good: "verify-last-good", true, "1.0.0";
+    sigkill_at_alert: "alert", true, "1.0.0";
+}
+
+#[test]
+fn the_killed_run_is_finished_by_the_next_update_too() {
+    let app = CliApp::new("rcnext");
+    assert_eq!(app.update("1.0.0").status.code(), Some(0));
+    let put = http_request("PUT", &app.url("/marker"), Some(b"known-good")).unwrap();
+    assert_eq!(put.status, 200);
+    let args = app.update_args("1.1.0-unhealthy");
+    let out = app
+        .command(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .env("LKG_RECONCILE_KILL_AT", "check-health")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.signal(), Some(9));
+    // The next update (nightly) undoes the killed run first, then updates.
+    let out = app.update("1.1.0");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report = json(&out);
+    assert_eq!(report["interrupted_run"]["outcome"], "rolled_back", "{report:#}");
+    assert_eq!(report["interrupted_run"]["reason"], "interrupted");
+    assert_eq!(report["outcome"], "upgraded");
+    assert_eq!(app.serving(), "1.1.0");
+    assert_eq!(app.marker(), "known-good");
+    let alerts = json(&app.run(&["alerts", "--json"]));
+    assert_eq!(alerts["alerts"][0]["reason"], "interrupted", "the interrupted run is reported");
+}
