@@ -21,8 +21,9 @@
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 
 use sha2::{Digest, Sha256};
 
@@ -33,6 +34,9 @@ pub const ROOT: &str = "data";
 
 const BLOCK: u64 = 512;
 const READ_BUFFER: usize = 256 * 1024;
+/// The read-ahead: chunks of 1 MiB, four in flight.
+const READ_CHUNK: usize = 1024 * 1024;
+const READ_AHEAD: usize = 4;
 
 /// What [`inspect`] found in an archive it accepts.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
@@ -210,7 +214,7 @@ pub enum Refusal {
 ///
 /// `progress` is set to the number of bytes read so far (a caller on another
 /// thread can show it).
-pub fn inspect(archive: impl Read, progress: &AtomicU64) -> Result<ArchiveSummary, ArchiveError> {
+pub fn inspect(archive: impl Read + Send, progress: &AtomicU64) -> Result<ArchiveSummary, ArchiveError> {
     read_archive(archive, progress, &mut Drain(vec![0u8; READ_BUFFER])).map_err(|e| match e {
         WalkError::Archive(e) => e,
         // Draining only reads, and read failures are `Archive(Read)`.
@@ -258,22 +262,37 @@ pub(crate) enum WalkError {
 /// [`inspect`] with a visitor that sees every entry once it passed the rules
 /// (and before the next one is read).
 pub(crate) fn read_archive(
-    archive: impl Read,
+    archive: impl Read + Send,
     progress: &AtomicU64,
     visitor: &mut dyn Visitor,
 ) -> Result<ArchiveSummary, WalkError> {
-    let hashing = Hashing { inner: archive, hasher: Sha256::new(), progress, bytes: 0, failure: None };
-    let mut top = Counting { inner: BufReader::with_capacity(READ_BUFFER, hashing), bytes: 0, eof: false };
+    // Reading and hashing run on their own thread, a few chunks ahead of the
+    // checks (and of the extraction): on two cores the SHA-256 is then
+    // almost free.
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::sync_channel(READ_AHEAD);
+        let reading = scope.spawn(move || read_ahead(archive, &tx, progress));
+        let mut top = Counting { inner: Chunks { rx, chunk: Vec::new(), pos: 0 }, bytes: 0, eof: false };
+        let checked = check_archive(&mut top, visitor);
+        drop(top); // a walk that stopped early stops the reader too
+        let read = reading.join().expect("the read-ahead thread does not panic");
+        if let Some(failure) = read.failure {
+            return Err(WalkError::Archive(ArchiveError::Read(failure)));
+        }
+        let mut summary = checked?;
+        summary.bytes = read.bytes;
+        summary.sha256 = hex(&read.hasher.finalize());
+        Ok(summary)
+    })
+}
+
+fn check_archive(top: &mut Counting<Chunks>, visitor: &mut dyn Visitor) -> Result<ArchiveSummary, WalkError> {
     let mut rules = Rules::new();
     let mut summary = ArchiveSummary::default();
-
-    let walked = walk(&mut top, &mut rules, &mut summary, visitor);
+    let walked = walk(top, &mut rules, &mut summary, visitor);
     let index = summary.entries + 1;
     let end =
         |refusal| WalkError::Archive(ArchiveError::Refused { index, path: "(end of archive)".to_owned(), refusal });
-    if let Some(failure) = top.inner.get_mut().failure.take() {
-        return Err(WalkError::Archive(ArchiveError::Read(failure)));
-    }
     match walked {
         Ok(()) => {}
         Err(Stop::Refused { index, path, refusal }) => {
@@ -290,19 +309,13 @@ pub(crate) fn read_archive(
     }
     // The tar reader stopped at one zero block; Go and tar-rs write two.
     let mut rest = Vec::new();
-    if let Err(e) = top.read_to_end(&mut rest) {
-        let failure = top.inner.get_mut().failure.take().unwrap_or(e);
-        return Err(WalkError::Archive(ArchiveError::Read(failure)));
-    }
+    top.read_to_end(&mut rest).map_err(|e| WalkError::Archive(ArchiveError::Read(e)))?;
     if rest.iter().any(|&b| b != 0) {
         return Err(end(Refusal::TrailingData));
     }
     if (rest.len() as u64) < BLOCK {
         return Err(end(Refusal::MissingEnd));
     }
-    let hashing = top.inner.into_inner();
-    summary.bytes = hashing.bytes;
-    summary.sha256 = hex(&hashing.hasher.finalize());
     Ok(summary)
 }
 
@@ -605,33 +618,58 @@ fn check_symlink(path: &[u8], target: &[u8]) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// The bottom of the read stack: hashes every byte of the archive file and
-/// remembers a read failure, so that it is reported as such and not as a
-/// malformed archive.
-struct Hashing<'p, R> {
-    inner: R,
-    hasher: Sha256,
-    progress: &'p AtomicU64,
+/// What the read-ahead thread read: every byte of the archive file, hashed,
+/// or the read failure that stopped it (reported as such, not as a
+/// malformed archive).
+struct ReadAhead {
     bytes: u64,
+    hasher: Sha256,
     failure: Option<io::Error>,
 }
 
-impl<R: Read> Read for Hashing<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.inner.read(buf) {
-            Ok(n) => {
-                self.hasher.update(&buf[..n]);
-                self.bytes += n as u64;
-                self.progress.store(self.bytes, Ordering::Relaxed);
-                Ok(n)
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
+fn read_ahead(mut archive: impl Read, tx: &mpsc::SyncSender<Vec<u8>>, progress: &AtomicU64) -> ReadAhead {
+    let mut read = ReadAhead { bytes: 0, hasher: Sha256::new(), failure: None };
+    loop {
+        let mut chunk = vec![0u8; READ_CHUNK];
+        let n = match archive.read(&mut chunk) {
+            Ok(0) => return read,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                let copy = io::Error::new(e.kind(), e.to_string());
-                self.failure = Some(e);
-                Err(copy)
+                read.failure = Some(e);
+                return read;
+            }
+        };
+        chunk.truncate(n);
+        read.hasher.update(&chunk);
+        read.bytes += n as u64;
+        progress.store(read.bytes, Ordering::Relaxed);
+        if tx.send(chunk).is_err() {
+            return read; // the checks stopped early
+        }
+    }
+}
+
+/// The read-ahead chunks as a reader; the end of the channel is the end of
+/// the archive (or a read failure, which the caller checks first).
+struct Chunks {
+    rx: mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(chunk) => (self.chunk, self.pos) = (chunk, 0),
+                Err(mpsc::RecvError) => return Ok(0),
             }
         }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 

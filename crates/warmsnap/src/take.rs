@@ -1,7 +1,8 @@
 //! Taking a snapshot of a stack's volumes while the stack is undeployed.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 
 use bollard::Docker;
 use bollard::models::Volume;
@@ -17,7 +18,7 @@ use crate::meta::{Meta, VolumeRecord};
 use crate::name::{AppName, NameError, check_object_name};
 use crate::progress::{Phase, Progress};
 use crate::store::{Staging, Store, VolumeSink};
-use crate::transfer::{HashingWriter, Reporter, blocking, blocking_with_progress};
+use crate::transfer::{ChunkWriter, HashingWriter, Reporter, blocking, blocking_with_progress};
 
 /// How volume data is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -269,21 +270,43 @@ async fn copy_direct(
     reporter: &mut Reporter<'_>,
 ) -> Result<(u64, String), SnapError> {
     let volume = volume.to_owned();
-    blocking_with_progress(
-        move |counter| -> Result<(u64, String), SnapError> {
-            let out = HashingWriter::new(sink, Some(counter));
-            let out = crate::direct::archive_directory(&mountpoint, out).map_err(|source| SnapError::Io {
-                action: "archive",
-                volume,
-                source,
-            })?;
+    blocking_with_progress(move |counter| archive_mount_point(&volume, &mountpoint, sink, counter), reporter).await?
+}
+
+/// Walks the mount point on this thread; hashes and writes the archive on
+/// another, so that reading files overlaps hashing and writing them.
+fn archive_mount_point(
+    volume: &str,
+    mountpoint: &Path,
+    sink: Box<dyn VolumeSink>,
+    counter: &AtomicU64,
+) -> Result<(u64, String), SnapError> {
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let writer = scope.spawn(move || -> Result<(u64, String), SnapError> {
+            let mut out = HashingWriter::new(sink, Some(counter));
+            for chunk in rx {
+                out.write_all(&chunk).map_err(|source| SnapError::Io {
+                    action: "write the archive of",
+                    volume: volume.to_owned(),
+                    source,
+                })?;
+            }
             let (sink, bytes, sha256) = out.finish();
             sink.finish()?;
             Ok((bytes, sha256))
-        },
-        reporter,
-    )
-    .await?
+        });
+        let mut chunks = ChunkWriter::new(tx);
+        let produced = crate::direct::archive_directory(mountpoint, &mut chunks).and_then(Write::flush);
+        drop(chunks);
+        let written = writer.join().expect("the archive writer does not panic");
+        match (produced, written) {
+            // A failed write explains why the walk could not send.
+            (_, Err(e)) => Err(e),
+            (Err(source), Ok(_)) => Err(SnapError::Io { action: "archive", volume: volume.to_owned(), source }),
+            (Ok(()), Ok(written)) => Ok(written),
+        }
+    })
 }
 
 async fn copy_archive(

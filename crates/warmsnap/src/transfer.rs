@@ -87,6 +87,46 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work).await
 }
 
+/// A writer that sends what it is given, in chunks of [`CHUNK`], to another
+/// thread: producing bytes (walking a volume) overlaps hashing and writing
+/// them. A send fails once the receiving thread has stopped.
+pub(crate) struct ChunkWriter {
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    buffer: Vec<u8>,
+}
+
+/// The size of the chunks a [`ChunkWriter`] sends.
+pub(crate) const CHUNK: usize = 1024 * 1024;
+
+impl ChunkWriter {
+    pub(crate) fn new(tx: std::sync::mpsc::SyncSender<Vec<u8>>) -> ChunkWriter {
+        ChunkWriter { tx, buffer: Vec::with_capacity(CHUNK) }
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK));
+        self.tx.send(chunk).map_err(|_| io::Error::other("the archive writer stopped"))
+    }
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buffer.len() + data.len() > CHUNK {
+            self.send()?;
+        }
+        let n = data.len().min(CHUNK);
+        self.buffer.extend_from_slice(&data[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
+}
+
 /// A writer that hashes and counts what passes through it.
 pub(crate) struct HashingWriter<'c, W> {
     inner: W,
