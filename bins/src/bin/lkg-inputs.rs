@@ -10,6 +10,7 @@ use lkg_inputs_lock::{
     Document, DocumentError, Event, Expectation, ImageRef, LockError, OciLayouts, Resolution, ResolveError, Resolver,
     RunContext, ScanError, Spec, check_file, diff, lock_from, merge_layers, scan_layer, structure,
 };
+use lkg_registry::{Client, ClientOptions, Platform, RegistryResolver, ResolverError};
 
 /// Build-input manifests (build-inputs.json) and lock files (ci/inputs.lock.json).
 ///
@@ -88,6 +89,18 @@ enum Command {
     /// layer tar headers (whiteouts honoured). With --lock nothing floats: the
     /// lock's pins are used and must still exist. generated_at is now; run
     /// metadata comes from GITHUB_* variables when set.
+    ///
+    /// Images are read from their registries: credentials come from
+    /// REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json or ~/.docker/config.json
+    /// (and their credential helpers); loopback registries are spoken to over
+    /// plain HTTP, others only over HTTPS unless listed with
+    /// --insecure-registry. With --layout, every image is read from OCI image
+    /// layouts on disk instead, and no registry is asked.
+    ///
+    /// Exit codes: 0 written; 1 the lock is not fit for replay; 2 an image,
+    /// pin, platform, label or kernel is missing, or the spec is wrong; 5 a
+    /// registry is unreachable, refused the credentials or served content
+    /// that does not match its digest.
     Resolve {
         /// The spec: {"profile": "os-image", "base_image": ..., "build_container": ...,
         /// "zfs_minor_version": ..., "akmods_upstream_ref": ...} or a generic
@@ -102,12 +115,16 @@ enum Command {
         lock: Option<PathBuf>,
         /// Resolve REPOSITORY's images from the OCI image layout in DIR
         /// (made by `skopeo copy docker://IMAGE oci:DIR:TAG`) instead of its
-        /// registry. Repeatable.
+        /// registry. Repeatable; once given, every image of the spec must
+        /// have a layout.
         #[arg(long = "layout", value_name = "REPOSITORY=DIR")]
         layouts: Vec<String>,
-        /// The platform picked from multi-platform images.
+        /// The platform picked from multi-platform images (os/arch[/variant]).
         #[arg(long, value_name = "OS/ARCH", default_value = "linux/amd64")]
         platform: String,
+        /// Allow plain HTTP to this registry (host[:port]); repeatable.
+        #[arg(long, value_name = "HOST", conflicts_with = "layouts")]
+        insecure_registry: Vec<String>,
     },
     /// List the kernel releases installed by image layers (tar or tar.gz files, lowest first).
     ///
@@ -130,8 +147,10 @@ fn main() -> std::process::ExitCode {
             Command::LockFrom { manifest, out: path, description } => {
                 lock_from_command(out, &manifest, path.as_deref(), description.as_deref())
             }
-            Command::Resolve { spec, out: path, lock, layouts, platform } => {
-                resolve_command(out, &spec, &path, lock.as_deref(), &layouts, &platform)
+            Command::Resolve { spec, out: path, lock, layouts, platform, insecure_registry } => {
+                let source =
+                    ImageSource { layouts: &layouts, platform: &platform, insecure_registries: &insecure_registry };
+                resolve_command(out, &spec, &path, lock.as_deref(), &source)
             }
             Command::Kernels { layers } => kernels(out, &layers),
         }
@@ -220,30 +239,29 @@ fn lock_from_command(
     Ok(Exit::Ok)
 }
 
+/// Where `resolve` reads images: registries, or OCI layouts on disk.
+struct ImageSource<'a> {
+    layouts: &'a [String],
+    platform: &'a str,
+    insecure_registries: &'a [String],
+}
+
 fn resolve_command(
     out: Output,
     spec_path: &Path,
     path: &Path,
     lock_path: Option<&Path>,
-    layouts: &[String],
-    platform: &str,
+    source: &ImageSource<'_>,
 ) -> Result<Exit, Failure> {
     let spec = Spec::read(spec_path).map_err(|e| Failure::from_error(Exit::Usage, &e))?;
     let lock = lock_path.map(read).transpose()?;
     let mut context = RunContext::from_environment();
     context.lock_file_path = lock_path.map(|p| p.display().to_string());
-    let resolution = if layouts.is_empty() {
-        // Phase 2: construct lkg-registry's resolver here (credentials,
-        // insecure-registry options) and pass it to `run_resolution`.
-        return Err(Failure::new(
-            Exit::Usage,
-            "registry resolver not yet available: this build of lkg-inputs resolves images from OCI layouts only",
-        )
-        .with_hint(
-            "pass --layout REPOSITORY=DIR for every image of the spec (make one with `skopeo copy docker://IMAGE oci:DIR:TAG`)",
-        ));
+    let resolution = if source.layouts.is_empty() {
+        let resolver = registry_resolver(source.platform, source.insecure_registries)?;
+        run_resolution(&resolver, &spec, lock.as_ref(), &context)?
     } else {
-        run_resolution(&oci_layouts(layouts, platform)?, &spec, lock.as_ref(), &context)?
+        run_resolution(&oci_layouts(source.layouts, source.platform)?, &spec, lock.as_ref(), &context)?
     };
     resolution.manifest.write(path).map_err(|e| Failure::from_error(Exit::Environment, &e))?;
     let manifest = &resolution.manifest;
@@ -265,6 +283,16 @@ fn resolve_command(
     Ok(Exit::Ok)
 }
 
+/// The registry resolver, with the client `lkg-registry` uses: credentials
+/// from the Docker config files and helpers, plain HTTP for loopback and
+/// `--insecure-registry` hosts only.
+fn registry_resolver(platform: &str, insecure_registries: &[String]) -> Result<RegistryResolver, Failure> {
+    let platform: Platform = platform.parse().map_err(|e| Failure::from_error(Exit::Usage, &e))?;
+    let options = ClientOptions { insecure_registries: insecure_registries.to_vec(), ..ClientOptions::default() };
+    let client = Client::new(options).map_err(|e| Failure::from_error(Exit::Environment, &e))?;
+    Ok(RegistryResolver::new(client, platform))
+}
+
 fn oci_layouts(layouts: &[String], platform: &str) -> Result<OciLayouts, Failure> {
     let usage = |m: String| Failure::new(Exit::Usage, m);
     let (os, arch) = platform.split_once('/').ok_or_else(|| usage(format!("--platform {platform} is not OS/ARCH")))?;
@@ -281,18 +309,16 @@ fn oci_layouts(layouts: &[String], platform: &str) -> Result<OciLayouts, Failure
     Ok(resolver)
 }
 
-/// Runs a resolution on a current-thread runtime, with progress on stderr
-/// when it is a terminal. Generic over the resolver: the registry resolver
-/// of phase 2 goes through here unchanged.
+/// Runs a resolution with progress on stderr when it is a terminal, on
+/// `lkg-registry`'s multi-thread runtime: the registry resolver downloads a
+/// layer on one worker while this thread scans it.
 fn run_resolution<R: Resolver>(
     resolver: &R,
     spec: &Spec,
     lock: Option<&Document>,
     context: &RunContext,
 ) -> Result<Resolution, Failure> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
+    let runtime = lkg_registry::runtime()
         .map_err(|e| Failure::new(Exit::Environment, format!("cannot start the async runtime: {e}")))?;
     let mut progress = Progress::stderr();
     let mut report = |event: Event<'_>| match event {
@@ -305,14 +331,29 @@ fn run_resolution<R: Resolver>(
         _ => {}
     };
     let result = runtime.block_on(lkg_inputs_lock::resolve(resolver, spec, lock, context, &mut report));
-    result.map_err(|e| {
-        let exit = match &e {
-            ResolveError::LockInvalid { .. } => Exit::Failed,
-            ResolveError::Resolver { .. } | ResolveError::DigestMismatch { .. } => Exit::Environment,
-            _ => Exit::Usage,
-        };
-        Failure::from_error(exit, &e)
-    })
+    result.map_err(|e| resolve_failure(&e))
+}
+
+/// Exit codes of `resolve`: 1 for a lock unfit for replay, 5 when a
+/// registry could not be asked or served the wrong content, 2 for what is
+/// missing or wrong in the spec, the lock's pins or the images.
+fn resolve_failure(e: &ResolveError) -> Failure {
+    let exit = match e {
+        ResolveError::LockInvalid { .. } => Exit::Failed,
+        ResolveError::Resolver { source, .. } => match source.downcast_ref::<ResolverError>() {
+            Some(r) if r.is_input() => Exit::Usage,
+            _ => Exit::Environment,
+        },
+        ResolveError::DigestMismatch { .. } => Exit::Environment,
+        _ => Exit::Usage,
+    };
+    let failure = Failure::from_error(exit, e);
+    match e {
+        ResolveError::Resolver { .. } if exit == Exit::Environment => failure.with_hint(
+            "re-run when the registry answers; a registry that is not on loopback and speaks plain HTTP needs --insecure-registry HOST",
+        ),
+        _ => failure,
+    }
 }
 
 fn kernels(out: Output, layers: &[PathBuf]) -> Result<Exit, Failure> {
@@ -350,6 +391,40 @@ mod tests {
         assert!(matches!(cli.command, Command::CheckLock { ref expect, .. } if expect[0].name == "build_container"));
         let bad = Cli::try_parse_from(["lkg-inputs", "check-lock", "lock.json", "--expect", "novalue"]).err().unwrap();
         assert_eq!(bad.exit_code(), 2);
+    }
+
+    #[test]
+    fn resolve_errors_map_to_documented_exit_codes() {
+        let resolver = |source: ResolverError| ResolveError::Resolver {
+            input: "base_image".into(),
+            action: "inspect",
+            reference: "ghcr.io/x:latest".into(),
+            source: Box::new(source),
+        };
+        let unreachable = lkg_registry::RegistryError::Unreachable { registry: "r".into(), reason: "down".into() };
+        let failure = resolve_failure(&resolver(ResolverError::Registry(unreachable)));
+        assert_eq!(failure.exit(), Exit::Environment);
+        assert!(failure.to_string().contains("--insecure-registry"), "{failure}");
+        let no_platform = ResolverError::NoPlatform {
+            reference: "x".into(),
+            platform: "linux/s390x".parse().unwrap(),
+            available: vec![],
+        };
+        assert_eq!(resolve_failure(&resolver(no_platform)).exit(), Exit::Usage);
+        let missing = ResolveError::NotFound { input: "base_image".into(), reference: "x".into() };
+        assert_eq!(resolve_failure(&missing).exit(), Exit::Usage);
+        let digest = lkg_inputs_lock::Digest::sha256(b"x");
+        let served = ResolveError::DigestMismatch { input: "x".into(), reference: "x".into(), served: digest };
+        assert_eq!(resolve_failure(&served).exit(), Exit::Environment);
+        assert_eq!(resolve_failure(&ResolveError::LockInvalid { problems: vec![] }).exit(), Exit::Failed);
+    }
+
+    #[test]
+    fn insecure_registries_are_for_registries_not_layouts() {
+        let args = ["lkg-inputs", "resolve", "--spec", "s", "--out", "o", "--insecure-registry", "reg.lan:5000"];
+        assert!(Cli::try_parse_from(args).is_ok());
+        let both = [&args[..], &["--layout", "reg.lan:5000/x=dir"]].concat();
+        assert_eq!(Cli::try_parse_from(both).err().unwrap().exit_code(), 2);
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! next to itself, passing arguments, output and the exit code through.
 
 mod dispatcher;
+// `lkg-inputs` exists only with the `inputs` feature.
+#[cfg(feature = "inputs")]
+mod inputs;
 // `lkg-snap` exists only with the `snap` feature (its [[bin]] requires it).
 #[cfg(feature = "snap")]
 mod snap;

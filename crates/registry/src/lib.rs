@@ -23,7 +23,10 @@
 //!   retries and redirects handled;
 //! - [`inspect`], [`copy`]: the read and copy jobs;
 //! - [`promote`]: journalled multi-artifact promotion, resumable and revertible;
-//! - [`sign`]: cosign-compatible key-based signatures.
+//! - [`sign`]: cosign-compatible key-based signatures;
+//! - [`RegistryResolver`]: `lkg-inputs-lock`'s resolver (tag → digest,
+//!   labels, tags, layers streamed for kernel detection), behind
+//!   `lkg-inputs resolve`.
 //!
 //! # Limitations
 //!
@@ -47,6 +50,7 @@ pub mod inspect;
 mod manifest;
 pub mod promote;
 mod reference;
+mod resolver;
 pub mod sign;
 
 pub use auth::{Anonymous, Credential, CredentialSource, DockerConfig, StaticCredentials};
@@ -57,6 +61,7 @@ pub use manifest::{
     Descriptor, ImageConfig, ImageIndex, ImageManifest, Manifest, ManifestKind, Platform, RuntimeConfig, media,
 };
 pub use reference::{Reference, is_loopback};
+pub use resolver::{RegistryResolver, ResolverError};
 
 /// A tokio runtime for callers that are not async themselves (the
 /// `lkg-registry` binary, a resolver called from synchronous code).

@@ -10,5 +10,6 @@ mod fault;
 mod inspect;
 mod promote;
 mod random;
+mod resolver;
 mod servers;
 mod sign;
