@@ -35,9 +35,9 @@ impl Output {
         let stdout = io::stdout();
         let mut lock = stdout.lock();
         let written = if self.json {
-            serde_json::to_writer_pretty(&mut lock, value)
-                .map_err(io::Error::other)
-                .and_then(|()| lock.write_all(b"\n"))
+            // `From` keeps an I/O error's kind, so a closed pipe stays
+            // `BrokenPipe` and `finish` lets it pass (`io::Error::other` hid it).
+            serde_json::to_writer_pretty(&mut lock, value).map_err(io::Error::from).and_then(|()| lock.write_all(b"\n"))
         } else {
             human(&mut lock)
         };
