@@ -7,8 +7,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use lkg_cli::{Common, Exit, Failure, Output, Progress};
 use lkg_swarm::{
-    CommandDeployer, CommitCheck, ComposeFiles, DeployError, DeployRequest, Deployer, IdentityError, ProgressEvent,
-    PruneOutcome, ResolveImage, StackDeployer, Swarm, UndeployError,
+    CommandDeployer, CommitCheck, ComposeFiles, DeployError, DeployRequest, Deployer, DeployerError, IdentityError,
+    ProgressEvent, PruneOutcome, ResolveImage, StackDeployer, Swarm, UndeployError,
 };
 
 /// Deploy to Docker Swarm with an honest verdict, and manage a stack's lifecycle.
@@ -17,7 +17,8 @@ use lkg_swarm::{
 /// service with a unique deploy id, and waits for a verdict that belongs to
 /// this deploy: converged or no_change (exit 0); rolled_back, paused,
 /// rollback_paused, failed, superseded or deadline_exceeded (exit 1).
-/// Exit 2: bad input; 4: partly applied; 5: the engine is unreachable.
+/// Exit 2: bad input; 4: partly applied; 5: the engine is unreachable or the
+/// deployer cannot be run.
 #[derive(Parser)]
 #[command(name = "lkg-swarm", version, about, long_about)]
 struct Cli {
@@ -310,9 +311,21 @@ async fn deploy<D: Deployer + Sync>(
             return Err(Failure::from_error(Exit::Usage, &e));
         }
         Err(DeployError::Deployer { source, applied }) => {
-            let exit = if applied.is_empty() { Exit::Failed } else { Exit::Partial };
-            let e = DeployError::Deployer { source, applied };
-            return Err(Failure::from_error(exit, &e));
+            // A deployer that cannot even start (no docker CLI, a typo in
+            // --deploy-command) is the environment, not a verdict on the deploy.
+            let exit = match (&source, applied.is_empty()) {
+                (_, false) => Exit::Partial,
+                (DeployerError::Spawn { .. }, true) => Exit::Environment,
+                (_, true) => Exit::Failed,
+            };
+            // The deployer's whole cause chain ("No such file or directory"),
+            // then the library's note on what the deploy changed and what to
+            // do next, which its message ends with.
+            let cause = Failure::from_error(exit, &source).message().to_owned();
+            let shown = source.to_string();
+            let whole = DeployError::Deployer { source, applied }.to_string();
+            let note = whole.strip_prefix(&shown).unwrap_or_default();
+            return Err(Failure::new(exit, format!("{cause}{note}")));
         }
         Err(e) => return Err(Failure::from_error(Exit::Environment, &e)),
     };
