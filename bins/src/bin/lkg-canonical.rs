@@ -246,10 +246,19 @@ fn main() -> std::process::ExitCode {
             }
             Command::Forget { app, wait } => {
                 let lock = lock(&canonicals, &app_name(&app)?, "lkg-canonical forget", &wait)?;
+                // `forget` drops a record too broken to read (what the
+                // "malformed" error tells the user to do) and returns None
+                // for it, as for no record at all: tell the two apart.
+                let unreadable = matches!(
+                    canonicals.get(lock.app()),
+                    Err(StoreError::Malformed { .. } | StoreError::WrongApp { .. })
+                );
                 let record = canonicals.forget(&lock).map_err(store_failure)?;
                 release(lock)?;
-                let value = json!({"app": app, "forgotten": record});
+                let removed = record.is_some() || unreadable;
+                let value = json!({"app": app, "forgotten": record, "removed": removed});
                 out.emit(&value, |w| match &record {
+                    None if unreadable => writeln!(w, "removed the unreadable canonical record of {app}"),
                     Some(r) if r.volumes.is_empty() => writeln!(w, "forgot the canonical of {app} ({})", r.version),
                     Some(r) => writeln!(
                         w,
