@@ -78,10 +78,17 @@ fn main() -> std::process::ExitCode {
         let usage = |e: &(dyn std::error::Error + 'static)| Failure::from_error(Exit::Usage, e);
         let order =
             cli.order.as_deref().map(str::parse::<Order>).transpose().map_err(|e| usage(&e))?.unwrap_or_default();
-        let head_version = cli.head_version.as_deref().map(RecipeVersion::parse).transpose().map_err(|e| usage(&e))?;
+        // The parse error quotes the value; name the flag it came from.
+        let version = |flag: &str, value: &str| {
+            RecipeVersion::parse(value).map_err(|e| Failure::new(Exit::Usage, format!("{flag} {e}")))
+        };
+        let head_version = cli.head_version.as_deref().map(|v| version("--head-version", v)).transpose()?;
         let last_green = match (&cli.last_green, &cli.app) {
-            (Some(version), _) => {
-                Some(LastGreen { version: version.clone(), commit: None, from: "--last-green".to_owned() })
+            (Some(given), _) => {
+                // A typo here would otherwise pass the step over and plan from
+                // another base with exit 0, as --head-version does not.
+                version("--last-green", given)?;
+                Some(LastGreen { version: given.clone(), commit: None, from: "--last-green".to_owned() })
             }
             (None, Some(app)) => {
                 let app = AppName::new(app).map_err(|e| usage(&e))?;
