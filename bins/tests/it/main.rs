@@ -8,5 +8,14 @@ mod inputs;
 // `lkg-snap` exists only with the `snap` feature (its [[bin]] requires it).
 #[cfg(feature = "snap")]
 mod snap;
+// Each `lkg-<job>` below exists only with its job's feature, too.
+#[cfg(feature = "canonical")]
+mod canonical;
 #[cfg(feature = "reconcile")]
 mod reconcile;
+#[cfg(feature = "registry")]
+mod registry;
+#[cfg(feature = "swarm")]
+mod swarm;
+#[cfg(feature = "upgrade-base")]
+mod upgrade_base;

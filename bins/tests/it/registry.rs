@@ -1,0 +1,497 @@
+//! `lkg-registry` as the OS-image pipeline runs it, against the real
+//! registries of the test environment: promotion reports and their exit
+//! codes (complete, unchanged, partial and its re-run, fail closed), cosign
+//! verification verdicts, and the errors a script must tell apart. Images
+//! are pushed with the docker CLI and read back with skopeo, both
+//! independent of lkg.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use lkg_testkit::{App, env, unique_name};
+
+fn registry_command(state: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lkg-registry"));
+    command
+        .arg("--state-dir")
+        .arg(state)
+        .args(args)
+        // No credentials from the machine: the loopback registries need none.
+        .env("DOCKER_CONFIG", state.join("no-docker-config"))
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("COSIGN_PASSWORD")
+        .stdin(Stdio::null());
+    command
+}
+
+fn registry(state: &Path, args: &[&str]) -> Output {
+    registry_command(state, args).output().expect("run lkg-registry")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out.stdout)))
+}
+
+/// `(exit code, stderr)`, for assertions that show stderr when the code is wrong.
+fn code(out: &Output) -> (Option<i32>, String) {
+    (out.status.code(), text(&out.stderr))
+}
+
+fn key(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/registry").join(name).display().to_string()
+}
+
+/// `127.0.0.1:PORT/lkgt-<prefix>-<id>`: a namespace of repositories no other test uses.
+fn namespace(registry: &str, prefix: &str) -> String {
+    format!("{registry}/{}", unique_name(prefix))
+}
+
+/// Pushes fixture app `version` as `reference` with the docker CLI; returns its digest.
+fn push(version: &str, reference: &str) -> String {
+    let env = env();
+    let local = App::new(version).import(env);
+    env.docker(&["tag", &local, reference]);
+    let out = env.docker(&["push", reference]);
+    // Only the tag goes; the image stays for other tests.
+    env.docker(&["rmi", reference]);
+    out.split_whitespace()
+        .find(|w| w.starts_with("sha256:"))
+        .unwrap_or_else(|| panic!("no digest in docker push output:\n{out}"))
+        .to_owned()
+}
+
+/// The digest `reference` names, as skopeo reads it; `None` if it names nothing.
+fn digest_of(reference: &str) -> Option<String> {
+    let out = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--no-tags", &format!("docker://{reference}")])
+        .output()
+        .expect("skopeo is installed (scripts/testenv up installs it)");
+    if !out.status.success() {
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("manifest unknown") || stderr.contains("name unknown"), "skopeo: {stderr}");
+        return None;
+    }
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    Some(doc["Digest"].as_str().unwrap().to_owned())
+}
+
+fn replace_all(text: &str, pairs: &[(&str, &str)]) -> String {
+    pairs.iter().fold(text.to_owned(), |acc, (from, to)| acc.replace(from, to))
+}
+
+#[test]
+#[allow(clippy::too_many_lines)] // one promotion told in order; its length is the snapshot
+fn promotion_moves_every_tag_signs_then_reruns_unchanged_and_reverts() {
+    let _guard = lkg_testkit::settings().bind_to_scope();
+    let env = env();
+    let ns = namespace(&env.registry_a, "regprom");
+    let (image_cand, image_stable) = (format!("{ns}/kinoite-candidate:43"), format!("{ns}/kinoite:latest"));
+    let (akmods_cand, akmods_stable) = (format!("{ns}/akmods-candidate:main-43"), format!("{ns}/akmods:main-43"));
+    let c1 = push("1.0.0", &image_cand);
+    let p1 = push("2.0.0", &image_stable);
+    let c2 = push("3.0.0", &akmods_cand);
+    let state = tempfile::tempdir().unwrap();
+    let artifacts = [
+        "--artifact".to_owned(),
+        format!("{image_cand}={image_stable},stable-20260522"),
+        "--artifact".to_owned(),
+        format!("{akmods_cand}={akmods_stable}"),
+    ];
+    let promote = |extra: &[&str]| {
+        let mut args = vec!["promote"];
+        args.extend(artifacts.iter().map(String::as_str));
+        args.extend(extra);
+        registry(state.path(), &args)
+    };
+    let digests = [(c1.as_str(), "[CANDIDATE-1]"), (c2.as_str(), "[CANDIDATE-2]"), (p1.as_str(), "[PREVIOUS-1]")];
+
+    let signing_key = key("signing-key.pem");
+    let out = promote(&["--sign-key", &signing_key, "--json"]);
+    assert_eq!(code(&out), (Some(0), String::new()));
+    let report = serde_json::to_string_pretty(&json(&out)).unwrap();
+    insta::assert_snapshot!(replace_all(&report, &digests), @r#"
+    {
+      "action": "promote",
+      "state": "complete",
+      "outcome": "ok",
+      "resumed": false,
+      "artifacts": [
+        {
+          "source": "127.0.0.1:[PORT]/lkgt-regprom-[ID]/kinoite-candidate:43",
+          "stable": "127.0.0.1:[PORT]/lkgt-regprom-[ID]/kinoite:latest",
+          "digest": "[CANDIDATE-1]",
+          "previous_digest": "[PREVIOUS-1]",
+          "tags_moved": [
+            "latest",
+            "stable-20260522"
+          ],
+          "tags": [
+            {
+              "tag": "latest",
+              "previous": "[PREVIOUS-1]",
+              "moved": true
+            },
+            {
+              "tag": "stable-20260522",
+              "previous": null,
+              "moved": true
+            }
+          ],
+          "signed": true
+        },
+        {
+          "source": "127.0.0.1:[PORT]/lkgt-regprom-[ID]/akmods-candidate:main-43",
+          "stable": "127.0.0.1:[PORT]/lkgt-regprom-[ID]/akmods:main-43",
+          "digest": "[CANDIDATE-2]",
+          "previous_digest": null,
+          "tags_moved": [
+            "main-43"
+          ],
+          "tags": [
+            {
+              "tag": "main-43",
+              "previous": null,
+              "moved": true
+            }
+          ],
+          "signed": true
+        }
+      ],
+      "bytes_uploaded": 0,
+      "mismatches": [],
+      "error": null,
+      "notes": [],
+      "journal": "[TMP]"
+    }
+    "#);
+    // The registry agrees, read by skopeo.
+    assert_eq!(digest_of(&image_stable).as_deref(), Some(c1.as_str()));
+    assert_eq!(digest_of(&format!("{ns}/kinoite:stable-20260522")).as_deref(), Some(c1.as_str()));
+    assert_eq!(digest_of(&akmods_stable).as_deref(), Some(c2.as_str()));
+    // Signed in the stable repository, verifiable by tag.
+    let out = registry(state.path(), &["verify", &image_stable, "--key", &key("signing-key.pub")]);
+    assert_eq!(code(&out), (Some(0), String::new()));
+    assert_eq!(text(&out.stdout), format!("verified: {ns}/kinoite@{c1} has 1 valid signature(s) by this key\n"));
+
+    // The same command again: nothing to move, exit 0, and it says so.
+    let out = promote(&["--sign-key", &signing_key]);
+    assert_eq!(code(&out), (Some(0), String::new()));
+    insta::assert_snapshot!(replace_all(&text(&out.stdout), &digests), @r"
+    promote unchanged
+      127.0.0.1:[PORT]/lkgt-regprom-[ID]/kinoite-candidate:43 -> 127.0.0.1:[PORT]/lkgt-regprom-[ID]/kinoite:latest
+        digest    [CANDIDATE-1]
+        previous  [CANDIDATE-1]
+        moved     none  (signed)
+      127.0.0.1:[PORT]/lkgt-regprom-[ID]/akmods-candidate:main-43 -> 127.0.0.1:[PORT]/lkgt-regprom-[ID]/akmods:main-43
+        digest    [CANDIDATE-2]
+        previous  [CANDIDATE-2]
+        moved     none  (signed)
+      blob bytes uploaded: 0
+    ");
+
+    // --revert puts back what stable named before the promotion.
+    let out = promote(&["--revert", "--json"]);
+    assert_eq!(code(&out), (Some(0), String::new()));
+    let reverted = json(&out);
+    assert_eq!((reverted["action"].as_str(), reverted["state"].as_str()), (Some("revert"), Some("complete")));
+    assert_eq!(digest_of(&image_stable).as_deref(), Some(p1.as_str()));
+}
+
+#[test]
+fn verify_exits_1_on_no_signature_and_on_a_wrong_key() {
+    let env = env();
+    let state = tempfile::tempdir().unwrap();
+    let image = format!("{}/app:1", namespace(&env.registry_a, "regsig"));
+    let digest = push("1.0.0", &image);
+    let public = key("signing-key.pub");
+
+    let out = registry(state.path(), &["verify", &image, "--key", &public, "--json"]);
+    assert_eq!(code(&out), (Some(1), String::new()), "a verdict is a report, not an error");
+    let verdict = json(&out);
+    assert_eq!((verdict["verified"].as_bool(), verdict["reason"].as_str()), (Some(false), Some("no_signature")));
+    let out = registry(state.path(), &["verify", &image, "--key", &public]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).starts_with("NOT verified: no signature for "), "{}", text(&out.stdout));
+    // A reader that closed the pipe changes neither the verdict nor stderr, in either form.
+    for json_flag in [None, Some("--json")] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut args = vec!["verify", &image, "--key", &public];
+        args.extend(json_flag);
+        let out = registry_command(state.path(), &args).stdout(writer).output().unwrap();
+        assert_eq!(code(&out), (Some(1), String::new()), "{args:?}: a closed stdout is not an error");
+    }
+
+    let out = registry(state.path(), &["sign", &image, "--key", &key("signing-key.pem"), "--json"]);
+    assert_eq!(code(&out), (Some(0), String::new()));
+    let signed = json(&out);
+    assert_eq!((signed["added"].as_bool(), signed["signatures"].as_u64()), (Some(true), Some(1)), "{signed}");
+    assert_eq!(signed["digest"], digest.as_str());
+    let out = registry(state.path(), &["sign", &image, "--key", &key("signing-key.pem")]);
+    assert_eq!(code(&out), (Some(0), String::new()));
+    assert!(text(&out.stdout).starts_with("already signed by this key: "), "{}", text(&out.stdout));
+
+    let out = registry(state.path(), &["verify", &image, "--key", &public, "--json"]);
+    assert_eq!(code(&out), (Some(0), String::new()));
+    let verdict = json(&out);
+    assert_eq!(verdict["verified"], true);
+    assert_eq!(verdict["report"]["verified"].as_array().unwrap().len(), 1, "{verdict}");
+    let out = registry(state.path(), &["verify", &image, "--key", &key("other-key.pub"), "--json"]);
+    assert_eq!(code(&out), (Some(1), String::new()));
+    let verdict = json(&out);
+    assert_eq!(verdict["reason"], "wrong_key");
+    assert!(verdict["error"].as_str().unwrap().contains("is not signed by this key"), "{verdict}");
+}
+
+#[test]
+fn a_missing_candidate_exits_2_and_touches_nothing() {
+    let env = env();
+    let ns = namespace(&env.registry_a, "regmiss");
+    let stable = format!("{ns}/app:latest");
+    let previous = push("2.0.0", &stable);
+    let candidate = push("1.0.0", &format!("{ns}/app-candidate:43"));
+    let state = tempfile::tempdir().unwrap();
+    let out = registry(
+        state.path(),
+        &[
+            "promote",
+            "--artifact",
+            &format!("{ns}/app-candidate:43={stable}"),
+            "--artifact",
+            &format!("{ns}/akmods-candidate:44={ns}/akmods:44"),
+            "--json",
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("candidate {ns}/akmods-candidate:44 not found")), "{stderr}");
+    assert!(stderr.contains("nothing was promoted (fail closed)"), "{stderr}");
+    assert!(stderr.contains("hint: stable tags were not touched"), "{stderr}");
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    assert_eq!(digest_of(&stable), Some(previous));
+    assert_eq!(digest_of(&format!("{ns}/app@{candidate}")), None, "not even copied");
+    let journals: Vec<PathBuf> = fs_err::read_dir(state.path().join("registry/promotions"))
+        .map(|dir| dir.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect())
+        .unwrap_or_default();
+    assert_eq!(journals, Vec::<PathBuf>::new(), "no journal: there is nothing to finish or revert");
+}
+
+#[test]
+fn a_promotion_cut_between_tag_moves_is_partial_until_a_rerun_completes_it() {
+    let env = env();
+    // The second artifact goes through a proxy that refuses to move its
+    // stable tag: the first artifact's tag has moved by then.
+    let proxy = RefusingProxy::start(&env.registry_a, "/akmods/manifests/stable");
+    let unique = unique_name("regpart");
+    let direct = format!("{}/{unique}", env.registry_a);
+    let proxied = format!("{}/{unique}", proxy.addr);
+    let c1 = push("1.0.0", &format!("{direct}/image-candidate:1"));
+    let p1 = push("2.0.0", &format!("{direct}/image:stable"));
+    let c2 = push("3.0.0", &format!("{direct}/akmods-candidate:1"));
+    let p2 = push("2.0.0", &format!("{direct}/akmods:stable"));
+    let state = tempfile::tempdir().unwrap();
+    let image = format!("{direct}/image-candidate:1={direct}/image:stable");
+    let akmods = format!("{proxied}/akmods-candidate:1={proxied}/akmods:stable");
+    let promote = |extra: &[&str]| {
+        let mut args = vec!["promote", "--artifact", &image, "--artifact", &akmods];
+        args.extend(extra);
+        registry(state.path(), &args)
+    };
+
+    let out = promote(&["--json"]);
+    assert_eq!(code(&out), (Some(4), String::new()), "partial is a report on stdout, exit 4");
+    let report = json(&out);
+    assert_eq!((report["state"].as_str(), report["outcome"].as_str()), (Some("partial"), Some("partial")), "{report}");
+    assert_eq!(report["artifacts"][0]["tags_moved"], serde_json::json!(["stable"]));
+    assert_eq!(report["artifacts"][1]["tags_moved"], serde_json::json!([]));
+    assert!(
+        report["error"].as_str().is_some_and(|e| e.contains("akmods")),
+        "the error names what stopped it: {report}"
+    );
+    // Half-promoted, exactly as the report says.
+    assert_eq!(digest_of(&format!("{direct}/image:stable")), Some(c1.clone()));
+    assert_eq!(digest_of(&format!("{direct}/akmods:stable")), Some(p2.clone()));
+
+    // Still refused: the human report says what to do next.
+    let out = promote(&[]);
+    assert_eq!(code(&out), (Some(4), String::new()));
+    let human = text(&out.stdout);
+    assert!(human.starts_with("promote PARTIAL (resumed an earlier run)\n"), "{human}");
+    assert!(
+        human.contains("stable is half-promoted. Next: re-run this exact command to finish, or add --revert"),
+        "{human}"
+    );
+
+    // The registry answers again: the same command finishes the promotion.
+    proxy.refusing.store(false, Ordering::SeqCst);
+    let out = promote(&["--json"]);
+    assert_eq!(code(&out), (Some(0), String::new()));
+    let report = json(&out);
+    assert_eq!((report["state"].as_str(), report["resumed"].as_bool()), (Some("complete"), Some(true)), "{report}");
+    assert_eq!(report["artifacts"][1]["tags_moved"], serde_json::json!(["stable"]));
+    assert_eq!(report["artifacts"][0]["previous_digest"], p1.as_str(), "the journal kept what stable was");
+    assert_eq!(digest_of(&format!("{direct}/image:stable")), Some(c1));
+    assert_eq!(digest_of(&format!("{direct}/akmods:stable")), Some(c2));
+}
+
+#[test]
+fn inspect_and_copy_across_registries() {
+    let env = env();
+    let state = tempfile::tempdir().unwrap();
+    let source = format!("{}/app:1.0.0", namespace(&env.registry_a, "regcopy"));
+    let digest = push("1.0.0", &source);
+
+    let out = registry(state.path(), &["inspect", &source, "--json"]);
+    assert_eq!(code(&out), (Some(0), String::new()));
+    let info = json(&out);
+    assert_eq!(info["digest"], digest.as_str());
+    assert_eq!(info["media_type"], "application/vnd.docker.distribution.manifest.v2+json");
+    assert_eq!(info["platforms"].as_array().unwrap().len(), 1);
+    assert_eq!(info["platforms"][0]["platform"], "linux/amd64");
+    assert!(info["labels"]["org.lkg.fixture.sha256"].is_string(), "{info}");
+    let out = registry(state.path(), &["inspect", &source]);
+    let human = text(&out.stdout);
+    assert!(human.starts_with(&format!("{source}\n  digest      {digest}\n")), "{human}");
+    assert!(human.contains("  platform    linux/amd64\n") && human.contains("org.lkg.fixture.sha256="), "{human}");
+
+    let destination = format!("{}/app:copied", namespace(&env.registry_b, "regcopy"));
+    let out = registry(state.path(), &["copy", &source, &destination, "--json"]);
+    assert_eq!(code(&out), (Some(0), String::new()));
+    let copied = json(&out);
+    assert_eq!(copied["digest"], digest.as_str());
+    assert!(copied["blobs_uploaded"].as_u64().unwrap() >= 2, "config and layer streamed across: {copied}");
+    assert_eq!(digest_of(&destination), Some(digest.clone()), "the same digest, read by skopeo");
+    // Again: everything is there, nothing is sent.
+    let out = registry(state.path(), &["copy", &source, &destination]);
+    assert_eq!(code(&out), (Some(0), String::new()));
+    let human = text(&out.stdout);
+    assert!(human.contains("manifests  0 written, 1 already there"), "{human}");
+    assert!(human.contains("0 uploaded (0 B)"), "{human}");
+}
+
+#[test]
+fn bad_input_exits_2_and_an_unreachable_registry_exits_5() {
+    let env = env();
+    let state = tempfile::tempdir().unwrap();
+    let image = format!("{}/app:1", namespace(&env.registry_a, "regbad"));
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["inspect", "Not/A:Ref!!"], 2, "invalid image reference \"Not/A:Ref!!\""),
+        (&["promote", "--artifact", "no-equals-sign"], 2, "expected CANDIDATE=STABLE[,EXTRA_TAG...]"),
+        (&["promote", "--artifact", &format!("{image}={image}-stable"), "--revert"], 2, "nothing to revert"),
+        (&["sign", &image, "--key", "/nonexistent/cosign.key"], 2, "cannot read key /nonexistent/cosign.key"),
+        (&["copy", &image, &image, "--platform", "bogus"], 2, "invalid platform \"bogus\""),
+        (&["promote"], 2, "--artifact <SPEC>"),
+        (&["inspect", &format!("{image}-never-pushed")], 2, "not found"),
+    ];
+    for (args, expected, message) in cases {
+        let out = registry(state.path(), args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(*expected), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+
+    // Nothing listens there: lkg could not ask, which is not a "no".
+    let down = format!("127.0.0.1:{}", lkg_testkit::free_port());
+    let out = registry(state.path(), &["inspect", &format!("{down}/app:1")]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(&format!("cannot reach the registry {down}")), "{}", text(&out.stderr));
+    let out = registry(state.path(), &["promote", "--artifact", &format!("{down}/app:1={down}/app:stable")]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("hint: stable tags were not touched"), "{stderr}");
+}
+
+#[test]
+fn help_names_the_commands_options_and_exit_codes() {
+    let state = tempfile::tempdir().unwrap();
+    let out = registry(state.path(), &["--help"]);
+    assert_eq!(code(&out), (Some(0), String::new()));
+    let help = text(&out.stdout);
+    for word in ["inspect", "copy", "promote", "sign", "verify", "--insecure-registry", "--json", "--state-dir"] {
+        assert!(help.contains(word), "--help lacks {word}:\n{help}");
+    }
+    let out = registry(state.path(), &["promote", "--help"]);
+    let help = text(&out.stdout);
+    for word in ["--artifact", "--sign-key", "--revert", "COSIGN_PASSWORD", "4 partial", "5 registry unreachable"] {
+        assert!(help.contains(word), "promote --help lacks {word}:\n{help}");
+    }
+    let out = registry(state.path(), &["verify", "--help"]);
+    assert!(text(&out.stdout).contains("exit 1 if it does not verify"), "{}", text(&out.stdout));
+}
+
+/// A loopback proxy in front of a registry that answers 503 to every `PUT`
+/// whose path ends with `refuse` while `refusing` is set: a registry that
+/// fails at one step of a promotion. One request per connection.
+struct RefusingProxy {
+    addr: String,
+    refusing: Arc<AtomicBool>,
+}
+
+impl RefusingProxy {
+    fn start(upstream: &str, refuse: &str) -> RefusingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let refusing = Arc::new(AtomicBool::new(true));
+        let (upstream, refuse, flag) = (upstream.to_owned(), refuse.to_owned(), Arc::clone(&refusing));
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let (upstream, refuse, flag) = (upstream.clone(), refuse.clone(), Arc::clone(&flag));
+                std::thread::spawn(move || proxy_one(client, &upstream, &refuse, &flag));
+            }
+        });
+        RefusingProxy { addr, refusing }
+    }
+}
+
+fn proxy_one(client: TcpStream, upstream: &str, refuse: &str, refusing: &AtomicBool) {
+    let mut reader = BufReader::new(client.try_clone().unwrap());
+    let mut head = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        if reader.read_until(b'\n', &mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        if line == b"\r\n" {
+            break;
+        }
+        // Every request is forwarded with `Connection: close`, so the
+        // upstream's answer ends at EOF.
+        if !line.to_ascii_lowercase().starts_with(b"connection:") {
+            head.extend_from_slice(&line);
+        }
+    }
+    let head_text = text(&head);
+    assert!(!head_text.to_ascii_lowercase().contains("transfer-encoding"), "a chunked request: {head_text}");
+    let length: usize = head_text
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    let mut request_line = head_text.split_whitespace();
+    let (method, path) = (request_line.next().unwrap_or(""), request_line.next().unwrap_or(""));
+    let mut client = client;
+    if method == "PUT" && path.ends_with(refuse) && refusing.load(Ordering::SeqCst) {
+        let body = br#"{"errors":[{"code":"UNAVAILABLE","message":"injected outage"}]}"#;
+        let head =
+            format!("HTTP/1.1 503 Service Unavailable\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+        let _ = client.write_all(head.as_bytes()).and_then(|()| client.write_all(body));
+        return;
+    }
+    let mut up = TcpStream::connect(upstream).expect("the registry behind the proxy answers");
+    up.write_all(&head).unwrap();
+    up.write_all(b"Connection: close\r\n\r\n").unwrap();
+    up.write_all(&body).unwrap();
+    let mut answer = Vec::new();
+    let _ = up.read_to_end(&mut answer);
+    let _ = client.write_all(&answer);
+}
