@@ -88,6 +88,8 @@ mod platform;
 mod probe;
 mod report;
 mod run;
+#[cfg(test)]
+mod run_tests;
 mod spec;
 mod state;
 mod version;
