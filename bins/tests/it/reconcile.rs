@@ -332,3 +332,127 @@ fn the_killed_run_is_finished_by_the_next_update_too() {
     let alerts = json(&app.run(&["alerts", "--json"]));
     assert_eq!(alerts["alerts"][0]["reason"], "interrupted", "the interrupted run is reported");
 }
+
+/// Quick mode's steps under SIGKILL. The canonical's snapshot is taken with
+/// `lkg-snap`, which exists with the `snap` feature (on by default).
+#[cfg(feature = "snap")]
+mod quick_sweep {
+    use super::*;
+
+    /// A canonical of the app: 1.0.0 with known-good data, idle, snapshotted, recorded.
+    fn canonical(app: &CliApp) {
+        let out = app.update("1.0.0");
+        assert_eq!(out.status.code(), Some(0), "install: {}", text(&out.stderr));
+        let put = http_request("PUT", &app.url("/marker"), Some(b"known-good")).unwrap();
+        assert_eq!(put.status, 200);
+        app.env.docker(&["stack", "rm", &app.name]);
+        let label = format!("label=com.docker.stack.namespace={}", app.name);
+        wait_until("the stack to be gone", Duration::from_secs(60), Duration::from_millis(200), || {
+            app.env.docker(&["ps", "-aq", "--filter", &label]).is_empty().then_some(())
+        });
+        let out = Command::new(env!("CARGO_BIN_EXE_lkg-snap"))
+            .arg("--state-dir")
+            .arg(app.state())
+            .args(["take", "--app", &app.name, "--stack", &app.name, "--version", "1.0.0"])
+            .envs(app.env.vars())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "snapshot: {}", text(&out.stderr));
+        // The record as lkg-canonical writes it (docs/canonical.md).
+        let record = serde_json::json!({
+            "schema_version": 1, "app": app.name, "domain": format!("warm-canon-{}.example.test", app.name),
+            "version": "1.0.0", "commit": "0a1b2c3", "status": "idle", "ts": "2026-05-29T00:00:00Z",
+            "volumes": [format!("{}_data", app.name)],
+        });
+        std::fs::write(app.record(), serde_json::to_vec_pretty(&record).unwrap()).unwrap();
+    }
+
+    impl CliApp {
+        fn record(&self) -> PathBuf {
+            self.state().join("apps").join(&self.name).join("canonical.json")
+        }
+
+        fn quick_args(&self, candidate: &str) -> Vec<String> {
+            let mut args = self.update_args(candidate);
+            "quick".clone_into(&mut args[0]);
+            let target = args.iter().position(|a| a == "--target").unwrap();
+            "--candidate".clone_into(&mut args[target]);
+            args.extend(["--stack".to_owned(), self.name.clone()]);
+            args
+        }
+
+        fn volume_marker(&self) -> String {
+            let mount = format!("{}_data:/data", self.name);
+            self.env.docker(&[
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "-v",
+                &mount,
+                &self.env.busybox_image,
+                "cat",
+                "/data/marker",
+            ])
+        }
+    }
+
+    fn killed_then_recovered(at: &str, candidate: &str, expected: &str) {
+        let app = CliApp::new("rcqkill");
+        canonical(&app);
+        let record = std::fs::read_to_string(app.record()).unwrap();
+        let args = app.quick_args(candidate);
+        let out = app
+            .command(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            .env("LKG_RECONCILE_KILL_AT", at)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.signal(), Some(9), "killed at {at}: {:?} {}", out.status, text(&out.stderr));
+        let killed_at = app.journal().expect("a killed run leaves its journal")["step"].as_str().unwrap().to_owned();
+
+        let out = app.run(&["recover", "--app", &app.name, "--json"]);
+        assert_eq!(out.status.code(), Some(0), "recover after a kill at {at}: {}", text(&out.stderr));
+        let report = json(&out);
+        assert_eq!(
+            (report["outcome"].as_str(), report["resumed"]["step"].as_str()),
+            (Some(expected), Some(killed_at.as_str())),
+            "{report:#}"
+        );
+        let service = app.env.try_docker(&["service", "inspect", &format!("{}_app", app.name)]);
+        assert!(!service.status.success(), "killed at {killed_at}: the canonical is left undeployed");
+        assert_eq!(app.volume_marker(), "known-good", "killed at {killed_at}: the known-good data is there");
+        let after: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(app.record()).unwrap()).unwrap();
+        let before: serde_json::Value = serde_json::from_str(&record).unwrap();
+        for field in ["version", "commit", "ts", "domain", "volumes"] {
+            assert_eq!(after[field], before[field], "killed at {killed_at}: quick never promotes ({field})");
+        }
+        assert_eq!(after["status"], "idle");
+        let status = json(&app.run(&["status", "--app", &app.name, "--json"]));
+        assert!(status["apps"][0]["journal"].is_null() && status["apps"][0]["lock"].is_null(), "{status:#}");
+    }
+
+    #[test]
+    fn sigkill_at_reattach() {
+        killed_then_recovered("reattach", "1.1.0", "interrupted");
+    }
+
+    #[test]
+    fn sigkill_during_deploy_candidate() {
+        killed_then_recovered("deploy-candidate+1", "1.1.0", "interrupted");
+    }
+
+    #[test]
+    fn sigkill_at_check_candidate() {
+        killed_then_recovered("check-candidate", "1.1.0", "interrupted");
+    }
+
+    #[test]
+    fn sigkill_at_undeploy_passed() {
+        killed_then_recovered("undeploy-passed", "1.1.0", "passed");
+    }
+
+    #[test]
+    fn sigkill_at_restore_snapshot_of_a_failed_candidate() {
+        killed_then_recovered("restore-snapshot", "1.1.0-unhealthy", "failed");
+    }
+}
