@@ -17,7 +17,7 @@
 //! could parse differently from the Rust one (the classic way to smuggle an
 //! entry past a checker). Because the order is fixed, the checks need memory
 //! for one directory path per level, plus 8 bytes per regular file (to check
-//! hard-link targets), never the archive itself.
+//! hard-link targets), and a few MiB of read-ahead, never the archive itself.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
