@@ -145,6 +145,10 @@ impl<'a, P: Platform> Reconciler<'a, P> {
             report.interrupted_run = interrupted;
             return finish(&run, report, Vec::new());
         }
+        if interrupted.is_some() {
+            // The finished run reports its own time; this run's starts now.
+            run.started = Instant::now();
+        }
 
         let recorded = run.state.last_good()?;
         let deployed = run.docker(self.platform.deployed_version(spec)).await?;
@@ -164,26 +168,7 @@ impl<'a, P: Platform> Reconciler<'a, P> {
         report.interrupted_run = interrupted;
         report.notes = notes;
         if let GateDecision::Hold { kind, reason, notes, .. } = &gate {
-            let facts = AlertFacts {
-                kind: kind.alert_kind(),
-                app: spec.app.to_string(),
-                stack: spec.stack.clone(),
-                attempted: target.to_owned(),
-                last_good: last_good.clone(),
-                recovered: None,
-                reason: match kind {
-                    crate::gate::HoldKind::Major => "major".to_owned(),
-                    crate::gate::HoldKind::ManualMigration => "manual_migration".to_owned(),
-                },
-                detail: format!(
-                    "held by the safety gate: {reason}. Nothing was changed: {} still runs {}. Upgrade by hand \
-                     (see the release notes), then run `lkg-reconcile status --app {}`",
-                    spec.stack,
-                    last_good.as_deref().unwrap_or("what it ran"),
-                    spec.app
-                ),
-                notes: notes.as_ref().map(|n| n.text.clone()),
-            };
+            let facts = hold_facts(spec, target, last_good.as_deref(), *kind, reason, notes.as_ref());
             run.alert = Some(self.raise(&run.alerts, Alert::new(facts), spec).await?);
             report.detail = Some(reason.clone());
             report.gate = Some(gate);
@@ -356,6 +341,9 @@ impl<'a, P: Platform> Reconciler<'a, P> {
             report.detail = Some(format!("a killed run could not be undone; {candidate} was not tested"));
             report.interrupted_run = interrupted;
             return finish(&run, report, Vec::new());
+        }
+        if interrupted.is_some() {
+            run.started = Instant::now();
         }
 
         let canonicals = Canonicals::new(&self.state_dir);
@@ -633,6 +621,37 @@ impl<'a, P: Platform> Reconciler<'a, P> {
             path: path.display().to_string(),
             delivery: alert.delivery,
         })
+    }
+}
+
+/// The alert of a hold: what was held, why, and the release notes.
+fn hold_facts(
+    spec: &AppSpec,
+    target: &str,
+    last_good: Option<&str>,
+    kind: crate::gate::HoldKind,
+    reason: &str,
+    notes: Option<&ReleaseNotes>,
+) -> AlertFacts {
+    AlertFacts {
+        kind: kind.alert_kind(),
+        app: spec.app.to_string(),
+        stack: spec.stack.clone(),
+        attempted: target.to_owned(),
+        last_good: last_good.map(str::to_owned),
+        recovered: None,
+        reason: match kind {
+            crate::gate::HoldKind::ManualMigration => "manual_migration".to_owned(),
+            _ => "major".to_owned(),
+        },
+        detail: format!(
+            "held by the safety gate: {reason}. Nothing was changed: {} still runs {}. Upgrade by hand (see the \
+             release notes), then run `lkg-reconcile status --app {}`",
+            spec.stack,
+            last_good.unwrap_or("what it ran"),
+            spec.app
+        ),
+        notes: notes.map(|n| n.text.clone()),
     }
 }
 
