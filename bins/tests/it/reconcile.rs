@@ -260,6 +260,8 @@ fn killed_then_recovered(kill: &Kill) {
     assert_eq!(out.status.code(), Some(0), "recover after a kill at {}: {}", kill.at, text(&out.stderr));
     let report = json(&out);
     assert_eq!(report["resumed"]["step"], killed_at.as_str(), "{report:#}");
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("took over the lock") && notes.contains("ended without releasing it"), "{notes}");
     let expected = match (killed_at.as_str(), kill.serving) {
         ("record-last-good", _) => "abandoned",
         (_, "1.1.0") => "upgraded",

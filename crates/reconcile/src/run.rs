@@ -103,18 +103,23 @@ impl<'a, P: Platform> Reconciler<'a, P> {
         self.observer.event(&Event::Note(text));
     }
 
-    fn lock(&self, app: &AppName, purpose: &str) -> Result<AppLock, ReconcileError> {
+    /// Takes the app's lock; the second value says whose lock was taken
+    /// over, when its holder ended without releasing it (killed).
+    fn lock(&self, app: &AppName, purpose: &str) -> Result<(AppLock, Option<String>), ReconcileError> {
         let canonicals = Canonicals::new(&self.state_dir);
         let lock = canonicals.lock(app, purpose, self.lock_wait, |holder| {
             self.note(&format!("waiting for the lock of app {app}: held by {holder}"));
         })?;
-        if let Some(previous) = lock.took_over_from() {
-            self.note(&format!(
+        let took_over = lock.took_over_from().map(|previous| {
+            format!(
                 "took over the lock of app {app} from pid {} ({}), which ended without releasing it",
                 previous.pid, previous.purpose
-            ));
+            )
+        });
+        if let Some(note) = &took_over {
+            self.note(note);
         }
-        Ok(lock)
+        Ok((lock, took_over))
     }
 
     /// Updates `spec.app` to `request.target`: finishes a killed run first,
@@ -127,9 +132,9 @@ impl<'a, P: Platform> Reconciler<'a, P> {
         if let Some(declared) = &request.last_good {
             check_version(declared)?;
         }
-        let lock = self.lock(&spec.app, &format!("lkg-reconcile update to {target}"))?;
+        let (lock, took_over) = self.lock(&spec.app, &format!("lkg-reconcile update to {target}"))?;
         let mut run = Run::new(&self.state_dir, spec.app.as_str(), &lock, started);
-        let mut notes = Vec::new();
+        let mut notes: Vec<String> = took_over.into_iter().collect();
 
         let interrupted = match run.state.journal()? {
             Some(journal) => Some(Box::new(self.resume(journal, &lock).await?)),
@@ -258,7 +263,7 @@ impl<'a, P: Platform> Reconciler<'a, P> {
     /// `abandon`, drops its journal instead and touches nothing (after an
     /// operator repaired the app by hand).
     pub async fn recover(&self, app: &AppName, abandon: bool) -> Result<Option<Report>, ReconcileError> {
-        let lock = self.lock(app, "lkg-reconcile recover")?;
+        let (lock, took_over) = self.lock(app, "lkg-reconcile recover")?;
         let state = AppState::new(&self.state_dir, app.as_str());
         let Some(journal) = state.journal()? else {
             lock.release()?;
@@ -277,8 +282,9 @@ impl<'a, P: Platform> Reconciler<'a, P> {
             state.clear_journal()?;
             return finish(&run, report, Vec::new()).map(Some);
         }
-        let report = self.resume(journal, &lock).await?;
+        let mut report = self.resume(journal, &lock).await?;
         lock.release()?;
+        report.notes.extend(took_over);
         Ok(Some(report))
     }
 
@@ -329,7 +335,7 @@ impl<'a, P: Platform> Reconciler<'a, P> {
         let started = Instant::now();
         let candidate = request.candidate.as_str();
         check_version(candidate)?;
-        let lock = self.lock(&spec.app, &format!("lkg-reconcile quick {candidate}"))?;
+        let (lock, took_over) = self.lock(&spec.app, &format!("lkg-reconcile quick {candidate}"))?;
         let mut run = Run::new(&self.state_dir, spec.app.as_str(), &lock, started);
 
         let interrupted = match run.state.journal()? {
@@ -362,6 +368,7 @@ impl<'a, P: Platform> Reconciler<'a, P> {
         report.previous_last_good = Some(record.version.clone());
         report.last_good = Some(record.version.clone());
         report.interrupted_run = interrupted;
+        report.notes.extend(took_over);
         let mut journal = Journal {
             format: JOURNAL_FORMAT,
             run: new_run_id(),
