@@ -36,7 +36,8 @@ use lkg_reconcile::{
 /// Exit codes: 0 ok; 1 rolled back, rollback failed, or quick candidate
 /// failed; 2 bad input (nothing changed; also: quick without a canonical);
 /// 3 held by the safety gate; 5 environment: engine unreachable, app locked
-/// by another run, state directory unusable. See docs/reconcile.md.
+/// by another run, state directory unusable, or (quick) the canonical itself
+/// unhealthy. See docs/reconcile.md and docs/runbook.md.
 #[derive(Parser)]
 #[command(name = "lkg-reconcile", version, about, long_about)]
 struct Cli {

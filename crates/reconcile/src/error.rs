@@ -119,6 +119,9 @@ pub enum ReconcileError {
     /// An engine request failed.
     #[error(transparent)]
     Query(#[from] lkg_swarm::docker::QueryError),
+    /// The deployed identity could not be read.
+    #[error(transparent)]
+    Identity(#[from] lkg_swarm::IdentityError),
     /// A deploy could not run or be watched (not a verdict).
     #[error(transparent)]
     Deploy(#[from] lkg_swarm::DeployError),

@@ -228,8 +228,7 @@ impl Platform for SwarmPlatform {
         match self.swarm.identity(&spec.stack, None).await {
             Ok(identity) => Ok(identity.version),
             Err(IdentityError::NoService { .. } | IdentityError::Unlabelled { .. }) => Ok(None),
-            Err(IdentityError::Query(e)) => Err(e.into()),
-            Err(e) => Err(ReconcileError::Invalid(e.to_string())),
+            Err(e) => Err(e.into()),
         }
     }
 
