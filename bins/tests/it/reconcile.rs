@@ -186,6 +186,11 @@ fn exit_codes_and_json_follow_the_documented_table() {
 
     let out = app.run(&["alerts", "--json"]);
     assert_eq!(json(&out)["alerts"].as_array().unwrap().len(), 1);
+    let listed = lkg_testkit::redact(&text(&app.run(&["alerts"]).stdout));
+    insta::assert_snapshot!(listed, @r"
+    [TS] held-major             lkgt-rccli-[ID] 1.0.0 -> 2.0.0
+        held by the safety gate: 1.0.0 -> 2.0.0 is a major update (major 1 -> 2). Nothing was changed: lkgt-rccli-[ID] still runs 1.0.0. Upgrade by hand (see the release notes), then run `lkg-reconcile status --app lkgt-rccli-[ID]`
+    ");
     let out = app.run(&["alerts", "--ack"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out.stdout).contains("acknowledged 1 alert(s)"), "{}", text(&out.stdout));
@@ -198,6 +203,10 @@ fn exit_codes_and_json_follow_the_documented_table() {
     assert_eq!((status["journal"].is_null(), status["lock"].is_null()), (true, true));
     assert_eq!(status["last_run"]["outcome"], "held");
 
+    let out = app.run(&["gate", "--last-good", "10.6.0+25.0.6", "--target", "10.7.0+26.0.1"]);
+    // keycloak 25 -> 26 behind a minor recipe bump: held (seed 002, WC1.2).
+    assert_eq!(out.status.code(), Some(3));
+    insta::assert_snapshot!(text(&out.stdout), @"HOLD (held-major): 10.6.0+25.0.6 -> 10.7.0+26.0.1 is a major update (app major 25 -> 26)");
     let gate = |args: &[&str]| app.run(&[&["gate", "--last-good", "1.0.0"], args].concat()).status.code();
     assert_eq!(gate(&["--target", "1.1.0"]), Some(0));
     assert_eq!(gate(&["--target", "2.0.0"]), Some(3));
