@@ -2,6 +2,7 @@
 //! safety gate, with data-safe rollback, crash recovery and a quick mode.
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a binary prints
 #![allow(clippy::doc_markdown)] // doc comments are the --help text, where backticks would show
+#![allow(rustdoc::invalid_html_tags)] // and where <version>, <app> are placeholders, not HTML
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
