@@ -20,7 +20,8 @@
 //!   digest, label → value, the immutable tag matching the version label,
 //!   kernel releases read from layer tar headers with whiteouts honoured
 //!   ([`LayerScan`], [`merge_layers`]). `lkg-registry` implements the
-//!   resolver for registries; [`OciLayouts`] implements it for OCI image
+//!   resolver for registries (`lkg_registry::RegistryResolver`, what
+//!   `lkg-inputs resolve` uses); [`OciLayouts`] implements it for OCI image
 //!   layouts on disk.
 //!
 //! ```
