@@ -161,7 +161,7 @@ async fn a_failed_rollback_raises_rollback_failed_and_recover_finishes_it() {
     v1.import(app.env);
     App::new("1.1.0").repo(&repo).behaviour(Behaviour::Unhealthy).import(app.env);
     let mut spec = app.spec_for(&repo, Service::Plain, false);
-    spec.deploy.timeout = std::time::Duration::from_secs(10);
+    spec.deploy.timeout = std::time::Duration::from_secs(25);
     assert_eq!(app.update(&spec, "1.0.0").await.outcome, Outcome::Installed);
     app.env.docker(&["image", "rm", "-f", &v1.reference()]);
 
