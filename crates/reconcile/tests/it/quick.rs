@@ -26,7 +26,9 @@ async fn quick(
     Box::pin(app.reconciler(observer).quick(spec, &request)).await
 }
 
-fn essentials(record: &Record) -> (String, String, String, Vec<String>, Status, String) {
+type CanonicalFacts = (String, String, String, Vec<String>, Status, String);
+
+fn essentials(record: &Record) -> CanonicalFacts {
     (
         record.version.clone(),
         record.commit.clone(),
@@ -37,17 +39,14 @@ fn essentials(record: &Record) -> (String, String, String, Vec<String>, Status, 
     )
 }
 
-#[tokio::test]
-async fn quick_runs_test_a_candidate_and_put_the_known_good_back() {
+/// An app with a canonical: 1.0.0 with known-good data, idle, snapshotted,
+/// recorded. Returns the snapshot, the records and the canonical's essentials.
+async fn canonical(app: &TestApp, spec: &AppSpec) -> (lkg_reconcile::SnapshotRef, Canonicals, CanonicalFacts) {
     images(&[("1.0.0", Behaviour::Healthy), ("1.1.0", Behaviour::Healthy), ("1.2.0", Behaviour::Unhealthy)]);
-    let app = TestApp::new("rcquick").await;
-    let spec = app.spec(Service::Plain, true);
-
-    // The canonical: 1.0.0 with known-good data, idle, snapshotted, recorded.
-    assert_eq!(app.update(&spec, "1.0.0").await.outcome, Outcome::Installed);
+    assert_eq!(app.update(spec, "1.0.0").await.outcome, Outcome::Installed);
     app.put_marker("known-good");
-    app.platform.undeploy(&spec).await.unwrap();
-    let snapshot = app.platform.snapshot(&spec, "1.0.0").await.unwrap();
+    app.platform.undeploy(spec).await.unwrap();
+    let snapshot = app.platform.snapshot(spec, "1.0.0").await.unwrap();
     let canonicals = Canonicals::new(&app.state());
     {
         let lock = canonicals.lock(&spec.app, "seed the canonical", Duration::ZERO, |_| {}).unwrap();
@@ -73,17 +72,41 @@ async fn quick_runs_test_a_candidate_and_put_the_known_good_back() {
             .unwrap();
     }
     let before = essentials(&canonicals.get(&spec.app).unwrap().unwrap());
-    let undeployed = || !app.env.try_docker(&["service", "inspect", &format!("{}_app", app.name)]).status.success();
+    (snapshot, canonicals, before)
+}
+
+fn undeployed(app: &TestApp) -> bool {
+    !app.env.try_docker(&["service", "inspect", &format!("{}_app", app.name)]).status.success()
+}
+
+#[tokio::test]
+async fn a_quick_pass_leaves_the_canonical_and_its_snapshot_unchanged() {
+    let app = TestApp::new("rcqpass").await;
+    let spec = app.spec(Service::Plain, true);
+    let (snapshot, canonicals, before) = canonical(&app, &spec).await;
 
     // Pass: undeployed, volumes kept, the canonical and its snapshot unchanged.
     let passed = quick(&app, &spec, "1.1.0", Some("test \"$LKG_VERSION\" = 1.1.0"), &Quiet).await.unwrap();
     assert_eq!(passed.outcome, Outcome::Passed, "{passed:#?}");
     let steps: Vec<Step> = passed.timeline.steps.iter().map(|s| s.step).collect();
     assert_eq!(steps, [Step::Reattach, Step::DeployCandidate, Step::CheckCandidate, Step::UndeployPassed]);
-    assert!(undeployed());
+    assert!(undeployed(&app));
     assert_eq!(essentials(&canonicals.get(&spec.app).unwrap().unwrap()), before, "quick never promotes");
-    assert_eq!(app.platform.current_snapshot(&spec).await.unwrap(), Some(snapshot.clone()));
+    assert_eq!(app.platform.current_snapshot(&spec).await.unwrap(), Some(snapshot));
     assert_eq!(app.volume_marker(), "known-good", "the volume was kept");
+
+    // A failing user check fails the candidate too.
+    let checked = quick(&app, &spec, "1.1.0", Some("echo 'login page broken' >&2; exit 1"), &Quiet).await.unwrap();
+    assert_eq!((checked.outcome, checked.reason), (Outcome::Failed, Some(Reason::CheckFailed)), "{checked:#?}");
+    assert!(checked.detail.as_deref().unwrap_or_default().contains("login page broken"), "{:?}", checked.detail);
+    assert!(!app.journal_exists());
+}
+
+#[tokio::test]
+async fn a_quick_failure_restores_the_known_good_data() {
+    let app = TestApp::new("rcqfail").await;
+    let spec = app.spec(Service::Plain, true);
+    let (snapshot, canonicals, before) = canonical(&app, &spec).await;
 
     // Fail: the candidate changes the data and fails its health gate; the
     // known-good data comes back, the canonical is idle and unchanged.
@@ -100,15 +123,10 @@ async fn quick_runs_test_a_candidate_and_put_the_known_good_back() {
     assert!(mutated.load(Ordering::SeqCst), "the candidate changed the data");
     assert_eq!(failed.outcome, Outcome::Failed, "{failed:#?}");
     assert_eq!((failed.reason, failed.data_restored), (Some(Reason::Unhealthy), true));
-    assert!(undeployed());
+    assert!(undeployed(&app));
     assert_eq!(app.volume_marker(), "known-good");
     assert_eq!(essentials(&canonicals.get(&spec.app).unwrap().unwrap()), before);
     assert_eq!(app.platform.current_snapshot(&spec).await.unwrap(), Some(snapshot));
-
-    // A failing user check fails the candidate too.
-    let checked = quick(&app, &spec, "1.1.0", Some("echo 'login page broken' >&2; exit 1"), &Quiet).await.unwrap();
-    assert_eq!((checked.outcome, checked.reason), (Outcome::Failed, Some(Reason::CheckFailed)), "{checked:#?}");
-    assert!(checked.detail.as_deref().unwrap_or_default().contains("login page broken"), "{:?}", checked.detail);
     assert!(!app.journal_exists());
 }
 
