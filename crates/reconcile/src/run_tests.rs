@@ -251,3 +251,26 @@ async fn a_stateless_failure_redeploys_without_touching_data() {
     assert_eq!(report.outcome, Outcome::RolledBack);
     assert_eq!(fake.calls(), ["deployed_version", "deploy 1.1.0", "probe 1.1.0", "deploy 1.0.0", "probe 1.0.0"]);
 }
+
+#[tokio::test]
+async fn a_version_upgraded_by_hand_is_adopted_only_when_healthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec(dir.path(), false);
+    let state = AppState::new(dir.path(), "shop");
+    state.set_last_good(&crate::LastGood::new("shop", "shop", "1.0.0", "health-gate")).unwrap();
+
+    // After a hold, an operator deployed 2.0.0 by hand, and it is healthy:
+    // 2.0.1 is a patch update of what runs.
+    let fake = Fake::new("2.0.0", &["2.0.0", "2.0.1"]);
+    let report = update(&fake, dir.path(), &spec, "2.0.1").await.unwrap();
+    assert_eq!(report.outcome, Outcome::Upgraded, "{report:#?}");
+    assert_eq!(report.previous_last_good.as_deref(), Some("2.0.0"));
+    assert!(report.notes.iter().any(|n| n.starts_with("adopted 2.0.0 as last-good")), "{:?}", report.notes);
+
+    // The same, but what runs is broken: last-good stays the record, and
+    // against it 2.0.2 is a major update.
+    state.set_last_good(&crate::LastGood::new("shop", "shop", "1.0.0", "health-gate")).unwrap();
+    let fake = Fake::new("2.0.0", &[]);
+    let report = update(&fake, dir.path(), &spec, "2.0.2").await.unwrap();
+    assert_eq!((report.outcome, report.last_good.as_deref()), (Outcome::Held, Some("1.0.0")), "{report:#?}");
+}
