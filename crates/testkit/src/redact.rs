@@ -12,8 +12,9 @@ const FILTERS: &[(&str, &str)] = &[
     (r"(/tmp|/var/tmp)/[^\s\x22',]+", "[TMP]"),
     // Loopback ports chosen at run time.
     (r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]"),
-    // Per-test unique names from `unique_name`.
-    (r"lkgt-([a-z0-9-]+?)-[0-9a-f]{8}\b", "lkgt-$1-[ID]"),
+    // Per-test unique names from `unique_name`, also inside swarm's derived names
+    // (`lkgt-x-0a1b2c3d_data`, where `\b` would not match before `_`).
+    (r"lkgt-([a-z0-9-]+?)-[0-9a-f]{8}", "lkgt-$1-[ID]"),
     // lkg deploy ids.
     (r"\bdeploy-[0-9a-f]{16}\b", "deploy-[ID]"),
 ];
@@ -52,10 +53,10 @@ mod tests {
     #[test]
     fn redacts_what_varies() {
         let text = "at 2026-05-29T00:55:10.123Z in /tmp/.tmpAbC/state via 127.0.0.1:40123 \
-                    stack lkgt-smoke-0a1b2c3d alert 20260529T005510Z-keycloak deploy-0123456789abcdef";
+                    stack lkgt-smoke-0a1b2c3d volume lkgt-snap-0a1b2c3d_data alert 20260529T005510Z-keycloak deploy-0123456789abcdef";
         assert_eq!(
             redact(text),
-            "at [TS] in [TMP] via 127.0.0.1:[PORT] stack lkgt-smoke-[ID] alert [TS]-keycloak deploy-[ID]"
+            "at [TS] in [TMP] via 127.0.0.1:[PORT] stack lkgt-smoke-[ID] volume lkgt-snap-[ID]_data alert [TS]-keycloak deploy-[ID]"
         );
     }
 
