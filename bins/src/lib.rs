@@ -10,7 +10,9 @@
 //!   (`lkg-x ... | head`) is not an error;
 //! - [`Progress`]: progress lines on stderr, only when stderr is a terminal;
 //! - [`Failure`] and [`run`]: one way to report an error (what happened, what to
-//!   do next) and exit with the right code.
+//!   do next) and exit with the right code;
+//! - `block_on` (with the `async` feature) and [`runtime_failure`]: the async
+//!   runtime of the jobs that wait on the Docker engine or a registry.
 //!
 //! ```no_run
 //! use clap::Parser;
@@ -41,9 +43,13 @@
 mod exit;
 mod output;
 mod progress;
+mod runtime;
 mod state;
 
 pub use exit::{Exit, Failure, run};
 pub use output::Output;
 pub use progress::Progress;
+#[cfg(feature = "async")]
+pub use runtime::block_on;
+pub use runtime::runtime_failure;
 pub use state::{Common, default_state_dir};

@@ -362,17 +362,13 @@ fn promote(canonicals: &Canonicals, args: &PromoteArgs, out: Output) -> Result<E
 }
 
 fn check(canonicals: &Canonicals, app: &AppName, out: Output) -> Result<Exit, Failure> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::new(Exit::Environment, format!("cannot start the async runtime: {e}")))?;
-    let presence = runtime.block_on(async {
+    let presence = lkg_cli::block_on(async {
         let docker = lkg_swarm::docker::connect().await.map_err(|e| Failure::from_error(Exit::Environment, &e))?;
         canonicals.presence(app, &EngineVolumes::new(docker)).await.map_err(|e| match e {
             PresenceError::Store(e) => store_failure(e),
             e => Failure::from_error(Exit::Environment, &e),
         })
-    })?;
+    })??;
     let value = json!({"app": app, "has_canonical": presence.is_present(), "presence": presence});
     out.emit(&value, |w| writeln!(w, "{app}: {presence}"))?;
     Ok(if presence.is_present() { Exit::Ok } else { Exit::Failed })

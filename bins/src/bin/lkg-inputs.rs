@@ -318,8 +318,7 @@ fn run_resolution<R: Resolver>(
     lock: Option<&Document>,
     context: &RunContext,
 ) -> Result<Resolution, Failure> {
-    let runtime = lkg_registry::runtime()
-        .map_err(|e| Failure::new(Exit::Environment, format!("cannot start the async runtime: {e}")))?;
+    let runtime = lkg_registry::runtime().map_err(|e| lkg_cli::runtime_failure(&e))?;
     let mut progress = Progress::stderr();
     let mut report = |event: Event<'_>| match event {
         Event::Inspecting { input, reference } => progress.update(&format!("{input}: inspecting {reference}")),

@@ -236,11 +236,7 @@ fn main() -> std::process::ExitCode {
         let cli = Cli::parse();
         let out = Output::new(cli.common.json);
         let state = cli.common.state_dir()?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Failure::new(Exit::Environment, format!("cannot start the async runtime: {e}")))?;
-        runtime.block_on(run(cli.command, &state, out))
+        lkg_cli::block_on(run(cli.command, &state, out))?
     })
 }
 

@@ -118,7 +118,7 @@ fn main() -> ExitCode {
         let out = Output::new(cli.common.json);
         let options = ClientOptions { insecure_registries: cli.insecure_registry.clone(), ..ClientOptions::default() };
         let client = Client::new(options).map_err(|e| registry_failure(&e))?;
-        let runtime = lkg_registry::runtime()?;
+        let runtime = lkg_registry::runtime().map_err(|e| lkg_cli::runtime_failure(&e))?;
         runtime.block_on(run(&cli, &client, out))
     })
 }

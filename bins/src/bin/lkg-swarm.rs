@@ -123,11 +123,7 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
 fn main() -> std::process::ExitCode {
     lkg_cli::run(|| {
         let cli = Cli::parse();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Failure::new(Exit::Environment, format!("cannot start the async runtime: {e}")))?;
-        runtime.block_on(run(cli))
+        lkg_cli::block_on(run(cli))?
     })
 }
 
