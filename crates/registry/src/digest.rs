@@ -24,6 +24,13 @@ pub enum Algorithm {
 }
 
 impl Digest {
+    /// A digest from text another parser has validated with the same rules
+    /// (`lkg_inputs_lock::Digest`).
+    pub(crate) fn from_validated(text: &str) -> Digest {
+        debug_assert!(text.parse::<Digest>().is_ok(), "{text} is not a valid digest");
+        Digest(text.to_owned())
+    }
+
     /// The SHA-256 digest of `bytes`.
     pub fn sha256(bytes: &[u8]) -> Digest {
         Digest(format!("sha256:{}", hex(&Sha256::digest(bytes))))

@@ -1,6 +1,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use lkg_inputs_lock::ImageRef;
+
 use crate::{Digest, RegistryError};
 
 /// Docker Hub's registry name in references, and the host its API lives on.
@@ -124,63 +126,41 @@ impl fmt::Display for Reference {
 impl FromStr for Reference {
     type Err = RegistryError;
 
+    /// One grammar for image names in lkg: `lkg_inputs_lock::ImageRef`'s
+    /// (docker's reference grammar, Docker Hub names normalised). On top of
+    /// it, what an operator types on a command line: a `docker://` transport
+    /// prefix (skopeo's habit; a lock file never holds one, so `ImageRef`
+    /// refuses it) and no tag meaning `latest`.
     fn from_str(input: &str) -> Result<Reference, RegistryError> {
-        let bad = |reason: &str| RegistryError::InvalidReference { input: input.to_owned(), reason: reason.to_owned() };
+        let bad = |reason: String| RegistryError::InvalidReference { input: input.to_owned(), reason };
         let s = input.trim();
         let s = s.strip_prefix("docker://").unwrap_or(s);
         if s.is_empty() {
-            return Err(bad("empty reference"));
+            return Err(bad("empty reference".to_owned()));
         }
         if s.contains("://") {
-            return Err(bad("only docker:// references are supported"));
+            return Err(bad("only docker:// references are supported".to_owned()));
         }
-        let (rest, digest) = match s.split_once('@') {
-            Some((rest, d)) => (rest, Some(d.parse::<Digest>().map_err(|e| bad(&e.to_string()))?)),
-            None => (s, None),
-        };
-        // A tag is a ':' after the last '/' (a ':' before it is a port).
-        let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
-        let (name, tag) = match rest[last_slash..].find(':') {
-            Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
-            None => (rest, None),
-        };
-        let (registry, repository) = match name.split_once('/') {
-            Some((first, path)) if first.contains('.') || first.contains(':') || first == "localhost" => {
-                (first.to_owned(), path.to_owned())
-            }
-            _ => (DOCKER_HUB.to_owned(), name.to_owned()),
-        };
-        let repository = if registry == DOCKER_HUB && !repository.contains('/') {
-            format!("library/{repository}")
-        } else {
-            repository
-        };
-        if repository.is_empty()
-            || repository.split('/').any(|c| {
-                c.is_empty()
-                    || !c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-                    || !c.as_bytes()[0].is_ascii_alphanumeric()
-            })
-        {
-            return Err(bad("the repository must be lowercase letters, digits and separators (._-/)"));
+        let image = ImageRef::parse(s).map_err(|e| bad(e.to_string()))?;
+        let mut reference = Reference::from(&image);
+        if reference.tag.is_none() && reference.digest.is_none() {
+            reference.tag = Some("latest".to_owned());
         }
-        if registry.is_empty() || registry.contains(|c: char| c.is_whitespace() || c == '/') {
-            return Err(bad("invalid registry host"));
+        Ok(reference)
+    }
+}
+
+impl From<&ImageRef> for Reference {
+    /// The same image, as the registry client names it (no default tag is
+    /// added: an `ImageRef` without tag or digest stays so).
+    fn from(image: &ImageRef) -> Reference {
+        Reference {
+            registry: image.domain().to_owned(),
+            repository: image.path().to_owned(),
+            tag: image.tag().map(str::to_owned),
+            // Both types accept exactly `sha256:<64 hex>` and `sha512:<128 hex>`.
+            digest: image.digest().map(|d| Digest::from_validated(d.as_str())),
         }
-        if let Some(tag) = tag {
-            let ok = !tag.is_empty()
-                && tag.len() <= 128
-                && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-                && (tag.as_bytes()[0].is_ascii_alphanumeric() || tag.as_bytes()[0] == b'_');
-            if !ok {
-                return Err(bad("a tag is 1-128 of [A-Za-z0-9_.-], not starting with '.' or '-'"));
-            }
-        }
-        let tag = match (tag, &digest) {
-            (None, None) => Some("latest".to_owned()),
-            (t, _) => t.map(str::to_owned),
-        };
-        Ok(Reference { registry, repository, tag, digest })
     }
 }
 
@@ -242,6 +222,63 @@ mod tests {
         for bad in ["", "UPPER/case", "a//b", "r:-bad", "http://x/y", "x@sha256:zz", "ghcr.io/"] {
             assert!(bad.parse::<Reference>().is_err(), "{bad:?} parsed");
         }
+    }
+
+    /// `lkg-inputs` pins what `lkg-registry` resolves: the two must read
+    /// every name the same way (Docker Hub short names, `index.docker.io`,
+    /// ports, digests), and refuse the same malformed ones.
+    #[test]
+    fn agrees_with_the_inputs_lock_image_ref() {
+        let d = Digest::sha256(b"x");
+        let cases = [
+            ("busybox", "docker.io", "library/busybox", None),
+            ("docker://busybox", "docker.io", "library/busybox", None),
+            ("index.docker.io/busybox:1.36", "docker.io", "library/busybox", Some("1.36")),
+            ("docker.io/ublue-os/kinoite-main:43", "docker.io", "ublue-os/kinoite-main", Some("43")),
+            ("ublue-os/kinoite-main:43", "docker.io", "ublue-os/kinoite-main", Some("43")),
+            ("localhost/x", "localhost", "x", None),
+            ("localhost:5000/a/b:c", "localhost:5000", "a/b", Some("c")),
+            ("[::1]:5000/a/b:c", "[::1]:5000", "a/b", Some("c")),
+            ("docker://ghcr.io/danathar/kinoite-zfs:latest", "ghcr.io", "danathar/kinoite-zfs", Some("latest")),
+        ];
+        for (input, domain, path, tag) in cases {
+            for digest in [None, Some(&d)] {
+                let text = digest.map_or_else(|| input.to_owned(), |d| format!("{input}@{d}"));
+                let ours = parse(&text);
+                let theirs = ImageRef::parse(text.strip_prefix("docker://").unwrap_or(&text))
+                    .unwrap_or_else(|e| panic!("{text}: {e}"));
+                assert_eq!((ours.registry(), ours.repository()), (domain, path), "{text}");
+                assert_eq!((theirs.domain(), theirs.path()), (domain, path), "{text}");
+                assert_eq!(
+                    ours.digest().map(Digest::as_str),
+                    theirs.digest().map(lkg_inputs_lock::Digest::as_str),
+                    "{text}"
+                );
+                assert_eq!(theirs.tag(), tag, "{text}");
+                // The registry's only addition: no tag and no digest means `latest`.
+                let default = if digest.is_none() { Some("latest") } else { None };
+                assert_eq!(ours.tag(), tag.or(default), "{text}");
+                let tagged = Reference::from(&theirs);
+                assert_eq!((tagged.registry(), tagged.repository(), tagged.digest()), (domain, path, ours.digest()));
+            }
+        }
+        let sha = format!("sha256:{}", "a".repeat(64));
+        for bad in [
+            "UPPER/case".to_owned(),
+            "a//b".to_owned(),
+            "r:-bad".to_owned(),
+            "ghcr.io/".to_owned(),
+            "ghcr.io/trailing-/x".to_owned(),
+            "x@sha256:zz".to_owned(),
+            "x@sha256:5cba".to_owned(),
+            format!("x@{}", sha.to_uppercase()),
+            format!("x:{}", "t".repeat(129)),
+        ] {
+            assert!(bad.parse::<Reference>().is_err(), "lkg-registry accepts {bad:?}");
+            assert!(ImageRef::parse(&bad).is_err(), "lkg-inputs-lock accepts {bad:?}");
+        }
+        // A lock names images as build files do; the transport prefix is command-line sugar.
+        assert!(ImageRef::parse("docker://busybox").is_err());
     }
 
     #[test]

@@ -170,17 +170,6 @@ impl RegistryResolver {
     }
 }
 
-/// The registry's reference for an input's image reference. Both parse the
-/// same grammar (`inputs-lock` validated it), so this fails only on input
-/// the registry crate is stricter about.
-fn reference(image: &ImageRef) -> Result<Reference, RegistryError> {
-    image.to_string().parse()
-}
-
-fn to_registry(digest: &lkg_inputs_lock::Digest) -> Result<Digest, RegistryError> {
-    digest.as_str().parse()
-}
-
 fn from_registry(digest: &Digest) -> Result<lkg_inputs_lock::Digest, RegistryError> {
     lkg_inputs_lock::Digest::parse(digest.as_str())
         .map_err(|e| RegistryError::InvalidDigest { input: digest.to_string(), reason: e.to_string() })
@@ -190,12 +179,12 @@ impl Resolver for RegistryResolver {
     type Error = ResolverError;
 
     async fn digest(&self, image: &ImageRef) -> Result<Option<lkg_inputs_lock::Digest>, ResolverError> {
-        let head = self.client.head_manifest(&reference(image)?).await?;
+        let head = self.client.head_manifest(&Reference::from(image)).await?;
         Ok(head.map(|h| from_registry(&h.digest)).transpose()?)
     }
 
     async fn inspect(&self, image: &ImageRef) -> Result<Option<Image>, ResolverError> {
-        let reference = reference(image)?;
+        let reference = Reference::from(image);
         // GET, not HEAD then GET: one round trip, and the body is verified
         // against the pinned digest (or the registry's digest header).
         let Some(manifest) = self.client.get_manifest_opt(&reference).await? else { return Ok(None) };
@@ -210,7 +199,7 @@ impl Resolver for RegistryResolver {
     }
 
     async fn tags(&self, repository: &ImageRef) -> Result<Vec<String>, ResolverError> {
-        match self.client.list_tags(&reference(repository)?).await {
+        match self.client.list_tags(&Reference::from(repository)).await {
             Ok(tags) => Ok(tags),
             // A repository that does not exist has no tags.
             Err(RegistryError::NotFound { .. }) => Ok(Vec::new()),
@@ -224,8 +213,8 @@ impl Resolver for RegistryResolver {
         layer: &Layer,
         sink: &mut (dyn Write + Send),
     ) -> Result<(), ResolverError> {
-        let digest = to_registry(&layer.digest)?;
-        let mut stream = self.client.blob_stream(&reference(repository)?, &digest).await?;
+        let digest = Digest::from_validated(layer.digest.as_str());
+        let mut stream = self.client.blob_stream(&Reference::from(repository), &digest).await?;
         let (sender, mut chunks) = tokio::sync::mpsc::channel(LAYER_CHUNKS_IN_FLIGHT);
         // Ends on its own when the stream ends or fails, or when the
         // receiver is gone (the sink refused bytes, or the caller gave up).
