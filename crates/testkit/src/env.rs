@@ -206,7 +206,59 @@ impl Env {
     pub fn vars(&self) -> Vec<(&'static str, String)> {
         vec![("DOCKER_HOST", self.docker_host.clone())]
     }
+
+    /// Runs `command` in a throwaway busybox container with `volume` at
+    /// `/data` and no network: how a test reads or writes a volume without the
+    /// app or lkg. Panics unless it succeeds; returns stdout, trimmed.
+    pub fn on_volume(&self, volume: &str, command: &[&str]) -> String {
+        let mount = format!("{volume}:/data");
+        let mut args = vec!["run", "--rm", "--network", "none", "-v", &mount, &self.busybox_image];
+        args.extend_from_slice(command);
+        self.docker(&args)
+    }
+
+    /// The never-started helper containers that lkg-warmsnap keeps for `app`
+    /// (label `org.lkg.warmsnap.helper=<app>`).
+    pub fn warmsnap_helpers(&self, app: &str) -> Vec<String> {
+        let label = format!("label={WARMSNAP_HELPER_LABEL}={app}");
+        self.docker(&["ps", "-aq", "--filter", &label]).split_whitespace().map(str::to_owned).collect()
+    }
+
+    /// Removes `app`'s warmsnap helper containers: each holds the app's volumes,
+    /// which cannot be removed while it exists. Best effort, for `Drop`.
+    pub fn remove_warmsnap_helpers(&self, app: &str) {
+        let label = format!("label={WARMSNAP_HELPER_LABEL}={app}");
+        let out = self.try_docker(&["ps", "-aq", "--filter", &label]);
+        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = self.try_docker(&["rm", "-f", id]);
+        }
+    }
+
+    /// Removes stack `stack` and all a test leaves of it: its services, the
+    /// warmsnap helpers of the app of the same name, and its volumes. Volumes
+    /// are freed only once the stack's containers are gone, so this waits for
+    /// them, for at most 20 s. Best effort and never panics, for `Drop`;
+    /// `scripts/testenv reset` clears whatever is still left.
+    pub fn remove_stack(&self, stack: &str) {
+        let _ = self.try_docker(&["stack", "rm", stack]);
+        let label = format!("label=com.docker.stack.namespace={stack}");
+        for _ in 0..100 {
+            if self.try_docker(&["ps", "-aq", "--filter", &label]).stdout.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        self.remove_warmsnap_helpers(stack);
+        let out = self.try_docker(&["volume", "ls", "-q", "--filter", &label]);
+        for volume in String::from_utf8_lossy(&out.stdout).lines() {
+            let _ = self.try_docker(&["volume", "rm", "-f", volume]);
+        }
+    }
 }
+
+/// The label lkg-warmsnap puts on its helper containers, valued with the app
+/// (testkit does not depend on lkg's crates, so it is spelled out here).
+const WARMSNAP_HELPER_LABEL: &str = "org.lkg.warmsnap.helper";
 
 #[cfg(test)]
 mod tests {

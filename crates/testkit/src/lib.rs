@@ -17,10 +17,11 @@
 //! to run and so that CI and a developer's shell start the same thing.
 //!
 //! What lives here:
-//! - [`Env`]: where the engine and the registries are, and a `docker` runner
-//!   bound to the private engine;
+//! - [`Env`]: where the engine and the registries are, a `docker` runner
+//!   bound to the private engine, and clean-up of what a test leaves there;
 //! - [`App`] / [`Behaviour`]: fixture app images per version, healthy or broken;
-//! - [`Stack`]: a compose stack that is removed when the test ends;
+//! - [`Stack`]: a compose stack that is removed when the test ends, and
+//!   [`APP_HEALTHCHECK`], the fixture app's health check for compose files;
 //! - [`http_get`], [`wait_until`], [`unique_name`], [`free_port`];
 //! - [`redact`]: the one insta helper that redacts timestamps, temp paths,
 //!   ports and random ids.
@@ -45,5 +46,5 @@ pub use env::{Env, EnvError, env};
 pub use http::{HttpResponse, http_get, http_request};
 pub use images::{App, Behaviour};
 pub use redact::{redact, settings};
-pub use stack::Stack;
+pub use stack::{APP_HEALTHCHECK, Stack};
 pub use util::{free_port, unique_name, wait_until};

@@ -3,6 +3,17 @@ use std::time::Duration;
 
 use crate::{Env, wait_until};
 
+/// The fixture app's swarm health check with the short timings every test
+/// uses (checked each second, unhealthy after two failures), as the lines of
+/// a compose service at the usual indent: put it under `  app:`.
+pub const APP_HEALTHCHECK: &str = r#"    healthcheck:
+      test: ["CMD", "/app", "health"]
+      interval: 1s
+      timeout: 2s
+      retries: 2
+      start_period: 1s
+"#;
+
 /// A swarm stack deployed from a compose text with the docker CLI (an
 /// independent peer of lkg's own deploy code), removed when dropped.
 ///

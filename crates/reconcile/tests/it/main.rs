@@ -13,7 +13,7 @@ use std::time::Duration;
 use lkg_reconcile::{
     AppConfig, AppSpec, HttpCheck, Observe, Quiet, Reconciler, Report, ResolveImage, SwarmPlatform, UpdateRequest,
 };
-use lkg_testkit::{App, Behaviour, Env, HttpResponse, env, http_get, http_request, wait_until};
+use lkg_testkit::{APP_HEALTHCHECK, App, Behaviour, Env, HttpResponse, env, http_get, http_request, wait_until};
 
 /// One app on the swarm, its own stack, state directory and host port;
 /// the stack and its volumes are removed when it is dropped.
@@ -135,18 +135,7 @@ impl TestApp {
 
     /// The data volume's marker file, read by a busybox container (not the app).
     pub fn volume_marker(&self) -> String {
-        let mount = format!("{}_data:/data", self.name);
-        self.env.docker(&[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "-v",
-            &mount,
-            &self.env.busybox_image,
-            "cat",
-            "/data/marker",
-        ])
+        self.env.on_volume(&format!("{}_data", self.name), &["cat", "/data/marker"])
     }
 
     pub fn alerts(&self) -> Vec<serde_json::Value> {
@@ -171,24 +160,7 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        let _ = self.env.try_docker(&["stack", "rm", &self.name]);
-        let label = format!("label=com.docker.stack.namespace={}", self.name);
-        for _ in 0..100 {
-            let out = self.env.try_docker(&["ps", "-aq", "--filter", &label]);
-            if out.stdout.is_empty() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let helpers = format!("label=org.lkg.warmsnap.helper={}", self.name);
-        let out = self.env.try_docker(&["ps", "-aq", "--filter", &helpers]);
-        for id in String::from_utf8_lossy(&out.stdout).lines() {
-            let _ = self.env.try_docker(&["rm", "-f", id]);
-        }
-        let out = self.env.try_docker(&["volume", "ls", "-q", "--filter", &label]);
-        for volume in String::from_utf8_lossy(&out.stdout).lines() {
-            let _ = self.env.try_docker(&["volume", "rm", "-f", volume]);
-        }
+        self.env.remove_stack(&self.name);
     }
 }
 
@@ -198,9 +170,7 @@ impl Drop for TestApp {
 pub fn compose_text(repo: &str, port: u16, service: Service) -> String {
     let healthcheck = match service {
         Service::Plain => "",
-        Service::SwarmChecked => {
-            "    healthcheck: {test: [\"CMD\", \"/app\", \"health\"], interval: 1s, timeout: 2s, retries: 2, start_period: 1s}\n"
-        }
+        Service::SwarmChecked => APP_HEALTHCHECK,
     };
     format!(
         r#"version: "3.8"

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use lkg_swarm::{DeployReport, DeployRequest, Deployer, NoProgress, ResolveImage, StackDeployer, Swarm};
-use lkg_testkit::{App, Behaviour, Env, env};
+use lkg_testkit::{APP_HEALTHCHECK, App, Behaviour, Env, env};
 
 /// A stack deployed by a test; removed (with its volumes) when dropped.
 #[derive(Debug)]
@@ -73,20 +73,7 @@ impl TestStack {
 
 impl Drop for TestStack {
     fn drop(&mut self) {
-        let _ = self.env.try_docker(&["stack", "rm", &self.name]);
-        // Volumes are freed once the containers are gone; best effort, bounded.
-        let label = format!("label=com.docker.stack.namespace={}", self.name);
-        for _ in 0..100 {
-            let out = self.env.try_docker(&["ps", "-aq", "--filter", &label]);
-            if out.stdout.is_empty() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let out = self.env.try_docker(&["volume", "ls", "-q", "--filter", &label]);
-        for volume in String::from_utf8_lossy(&out.stdout).lines() {
-            let _ = self.env.try_docker(&["volume", "rm", "-f", volume]);
-        }
+        self.env.remove_stack(&self.name);
     }
 }
 
@@ -109,13 +96,7 @@ pub fn app_compose(image: &str, update: Update, extra: &str) -> String {
 services:
   app:
     image: {image}
-    healthcheck:
-      test: ["CMD", "/app", "health"]
-      interval: 1s
-      timeout: 2s
-      retries: 2
-      start_period: 1s
-    stop_grace_period: 1s
+{APP_HEALTHCHECK}    stop_grace_period: 1s
     deploy:
       update_config:
         failure_action: {failure_action}

@@ -1,6 +1,8 @@
 use std::time::Duration;
 
-use lkg_testkit::{App, Behaviour, Stack, env, free_port, http_get, http_request, unique_name, wait_until};
+use lkg_testkit::{
+    APP_HEALTHCHECK, App, Behaviour, Stack, env, free_port, http_get, http_request, unique_name, wait_until,
+};
 
 fn compose(image: &str, port: u16) -> String {
     format!(
@@ -8,13 +10,7 @@ fn compose(image: &str, port: u16) -> String {
 services:
   app:
     image: {image}
-    healthcheck:
-      test: ["CMD", "/app", "health"]
-      interval: 1s
-      timeout: 2s
-      retries: 2
-      start_period: 1s
-    ports:
+{APP_HEALTHCHECK}    ports:
       - {{ target: 8080, published: {port}, protocol: tcp, mode: host }}
     volumes:
       - data:/data

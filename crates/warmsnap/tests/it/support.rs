@@ -43,11 +43,7 @@ impl Volumes {
 
 impl Drop for Volumes {
     fn drop(&mut self) {
-        let label = format!("label=org.lkg.warmsnap.helper={}", self.app);
-        let out = env().try_docker(&["ps", "-aq", "--filter", &label]);
-        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            let _ = env().try_docker(&["rm", "-f", id]);
-        }
+        env().remove_warmsnap_helpers(self.app.as_str());
         for name in &self.names {
             let _ = env().try_docker(&["volume", "rm", "-f", name]);
         }
@@ -56,8 +52,7 @@ impl Drop for Volumes {
 
 /// Runs a busybox shell script with `volume` at `/data` (no network).
 pub(crate) fn sh(volume: &str, script: &str) -> String {
-    let mount = format!("{volume}:/data");
-    env().docker(&["run", "--rm", "--network", "none", "-v", &mount, &env().busybox_image, "sh", "-euc", script])
+    env().on_volume(volume, &["sh", "-euc", script])
 }
 
 /// Every entry of a volume with owner, mode, type, size (files), link
@@ -171,7 +166,5 @@ pub(crate) fn store(dir: &tempfile::TempDir) -> LocalStore {
 
 /// Helper containers of `app` still in the engine.
 pub(crate) fn helpers(app: &AppName) -> Vec<String> {
-    let label = format!("label=org.lkg.warmsnap.helper={app}");
-    let out = env().docker(&["ps", "-aq", "--filter", &label]);
-    out.split_whitespace().map(str::to_owned).collect()
+    env().warmsnap_helpers(app.as_str())
 }
