@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use lkg_testkit::{env, unique_name};
 
+use crate::common::{code, json, text};
+
 const CANONICAL: &str = env!("CARGO_BIN_EXE_lkg-canonical");
 
 fn canonical_command(state: &Path, args: &[&str]) -> Command {
@@ -30,19 +32,6 @@ fn canonical_command(state: &Path, args: &[&str]) -> Command {
 
 fn canonical(state: &Path, args: &[&str]) -> Output {
     canonical_command(state, args).output().expect("run lkg-canonical")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out.stdout)))
-}
-
-/// `(exit code, stderr)`, for assertions that show stderr when the code is wrong.
-fn code(out: &Output) -> (Option<i32>, String) {
-    (out.status.code(), text(&out.stderr))
 }
 
 /// The arguments of `promote` for a run of `app` at `version`: cold, full,

@@ -9,6 +9,8 @@ use std::process::{Command, Output, Stdio};
 
 use lkg_testkit::{env, unique_name};
 
+use crate::common::text;
+
 /// `lkg-inputs ARGS` with no credentials but those of `docker_config` (a
 /// directory holding `config.json`, or an empty one).
 fn inputs(docker_config: &Path, args: &[&str]) -> Output {
@@ -21,10 +23,6 @@ fn inputs(docker_config: &Path, args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("run lkg-inputs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Pushes the busybox fixture to `registry` as `<unique>/box:latest` with the

@@ -1,6 +1,7 @@
 //! The `lkg` dispatcher: `lkg <job> args` runs `lkg-<job> args` from PATH or
 //! next to itself, passing arguments, output and the exit code through.
 
+mod common;
 mod dispatcher;
 // `lkg-inputs` exists only with the `inputs` feature.
 #[cfg(feature = "inputs")]

@@ -9,14 +9,7 @@ use std::time::Duration;
 
 use lkg_testkit::{App, Behaviour, Env, env, free_port, http_get, http_request, unique_name, wait_until};
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}{}", text(&out.stdout), text(&out.stderr)))
-}
+use crate::common::{json, text};
 
 /// One app on the swarm run through the CLI, removed (stack and volumes) on drop.
 struct CliApp {
@@ -130,21 +123,7 @@ volumes:
 
 impl Drop for CliApp {
     fn drop(&mut self) {
-        let _ = self.env.try_docker(&["stack", "rm", &self.name]);
-        let label = format!("label=com.docker.stack.namespace={}", self.name);
-        for _ in 0..100 {
-            if self.env.try_docker(&["ps", "-aq", "--filter", &label]).stdout.is_empty() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let helpers = format!("label=org.lkg.warmsnap.helper={}", self.name);
-        for id in text(&self.env.try_docker(&["ps", "-aq", "--filter", &helpers]).stdout).lines() {
-            let _ = self.env.try_docker(&["rm", "-f", id]);
-        }
-        for volume in text(&self.env.try_docker(&["volume", "ls", "-q", "--filter", &label]).stdout).lines() {
-            let _ = self.env.try_docker(&["volume", "rm", "-f", volume]);
-        }
+        self.env.remove_stack(&self.name);
     }
 }
 
@@ -393,18 +372,7 @@ mod quick_sweep {
         }
 
         fn volume_marker(&self) -> String {
-            let mount = format!("{}_data:/data", self.name);
-            self.env.docker(&[
-                "run",
-                "--rm",
-                "--network",
-                "none",
-                "-v",
-                &mount,
-                &self.env.busybox_image,
-                "cat",
-                "/data/marker",
-            ])
+            self.env.on_volume(&format!("{}_data", self.name), &["cat", "/data/marker"])
         }
     }
 

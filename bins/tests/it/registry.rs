@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use lkg_testkit::{App, env, unique_name};
 
+use crate::common::{code, json, text};
+
 fn registry_command(state: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_lkg-registry"));
     command
@@ -31,19 +33,6 @@ fn registry_command(state: &Path, args: &[&str]) -> Command {
 
 fn registry(state: &Path, args: &[&str]) -> Output {
     registry_command(state, args).output().expect("run lkg-registry")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out.stdout)))
-}
-
-/// `(exit code, stderr)`, for assertions that show stderr when the code is wrong.
-fn code(out: &Output) -> (Option<i32>, String) {
-    (out.status.code(), text(&out.stderr))
 }
 
 fn key(name: &str) -> String {

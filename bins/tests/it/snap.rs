@@ -8,6 +8,8 @@ use std::time::Instant;
 
 use lkg_testkit::{Env, env, unique_name};
 
+use crate::common::{json, text};
+
 fn snap(state: &Path, args: &[&str]) -> Output {
     snap_command(state, args).output().expect("run lkg-snap")
 }
@@ -16,14 +18,6 @@ fn snap_command(state: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_lkg-snap"));
     command.arg("--state-dir").arg(state).args(args).envs(env().vars()).stdin(Stdio::null());
     command
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out.stdout)))
 }
 
 /// A volume labelled as a volume of stack `stack`, removed on drop with any
@@ -42,32 +36,17 @@ impl<'e> Volume<'e> {
     }
 
     fn sh(&self, script: &str) -> String {
-        let mount = format!("{}:/data", self.name);
-        self.env.docker(&[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "-v",
-            &mount,
-            &self.env.busybox_image,
-            "sh",
-            "-euc",
-            script,
-        ])
+        self.env.on_volume(&self.name, &["sh", "-euc", script])
     }
 
     fn helpers(&self) -> Vec<String> {
-        let label = format!("label=org.lkg.warmsnap.helper={}", self.app);
-        self.env.docker(&["ps", "-aq", "--filter", &label]).split_whitespace().map(str::to_owned).collect()
+        self.env.warmsnap_helpers(&self.app)
     }
 }
 
 impl Drop for Volume<'_> {
     fn drop(&mut self) {
-        for id in self.helpers() {
-            let _ = self.env.try_docker(&["rm", "-f", &id]);
-        }
+        self.env.remove_warmsnap_helpers(&self.app);
         let _ = self.env.try_docker(&["volume", "rm", "-f", &self.name]);
     }
 }

@@ -7,7 +7,9 @@
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use lkg_testkit::{App, Behaviour, env, unique_name};
+use lkg_testkit::{APP_HEALTHCHECK, App, Behaviour, env, unique_name};
+
+use crate::common::{code, json, text};
 
 fn swarm_command(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_lkg-swarm"));
@@ -17,19 +19,6 @@ fn swarm_command(args: &[&str]) -> Command {
 
 fn swarm(args: &[&str]) -> Output {
     swarm_command(args).output().expect("run lkg-swarm")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out.stdout)))
-}
-
-/// `(exit code, stderr)`, for assertions that show stderr when the code is wrong.
-fn code(out: &Output) -> (Option<i32>, String) {
-    (out.status.code(), text(&out.stderr))
 }
 
 fn image(version: &str, behaviour: Behaviour) -> String {
@@ -92,19 +81,7 @@ impl TestStack {
 
 impl Drop for TestStack {
     fn drop(&mut self) {
-        let env = env();
-        let _ = env.try_docker(&["stack", "rm", &self.name]);
-        let label = format!("label=com.docker.stack.namespace={}", self.name);
-        for _ in 0..100 {
-            if env.try_docker(&["ps", "-aq", "--filter", &label]).stdout.is_empty() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let out = env.try_docker(&["volume", "ls", "-q", "--filter", &label]);
-        for volume in text(&out.stdout).lines() {
-            let _ = env.try_docker(&["volume", "rm", "-f", volume]);
-        }
+        env().remove_stack(&self.name);
     }
 }
 
@@ -117,13 +94,7 @@ fn app_compose(image: &str, deploy_extra: &str, service_extra: &str, top_extra: 
 services:
   app:
     image: {image}
-    healthcheck:
-      test: ["CMD", "/app", "health"]
-      interval: 1s
-      timeout: 2s
-      retries: 2
-      start_period: 1s
-    stop_grace_period: 1s
+{APP_HEALTHCHECK}    stop_grace_period: 1s
 {service_extra}    deploy:
 {deploy_extra}      update_config:
         failure_action: rollback

@@ -7,6 +7,8 @@
 use std::cell::Cell;
 use std::process::{Command, Output, Stdio};
 
+use crate::common::{code, json, text};
+
 const UPGRADE_BASE: &str = env!("CARGO_BIN_EXE_lkg-upgrade-base");
 
 fn upgrade_base_command(args: &[&str]) -> Command {
@@ -17,19 +19,6 @@ fn upgrade_base_command(args: &[&str]) -> Command {
 
 fn upgrade_base(args: &[&str]) -> Output {
     upgrade_base_command(args).output().expect("run lkg-upgrade-base")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out.stdout)))
-}
-
-/// `(exit code, stderr)`, for assertions that show stderr when the code is wrong.
-fn code(out: &Output) -> (Option<i32>, String) {
-    (out.status.code(), text(&out.stderr))
 }
 
 /// A repository built with the git CLI. A fixed author and a clock that
