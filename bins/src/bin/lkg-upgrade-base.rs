@@ -26,7 +26,8 @@ use serde::Serialize;
 ///
 /// Exit codes: 0 a plan (including "skip"); 2 bad input (not a repository,
 /// unknown --head or --override, malformed version or record); 5 the
-/// repository or state dir cannot be read.
+/// repository or state dir cannot be read, or the repository is damaged (an
+/// object missing where history is not cut by a shallow clone or grafts).
 #[derive(Debug, Parser)]
 #[command(name = "lkg-upgrade-base", version)]
 struct Cli {
@@ -109,7 +110,12 @@ fn main() -> std::process::ExitCode {
             ..Inputs::new(&cli.head)
         };
         let plan = resolve(&cli.repo, &inputs).map_err(|e| {
-            let exit = if matches!(e, RepoError::Git { .. }) { Exit::Environment } else { Exit::Usage };
+            // A damaged repository is the environment: repair or re-clone it and run again.
+            let exit = if matches!(e, RepoError::Git { .. } | RepoError::Damaged { .. }) {
+                Exit::Environment
+            } else {
+                Exit::Usage
+            };
             Failure::from_error(exit, &e)
         })?;
         let decisions = match &cli.overlays {

@@ -318,6 +318,18 @@ fn bad_input_exits_2_and_an_unreadable_repository_exits_5() {
         assert!(out.stdout.is_empty(), "{args:?}: {}", text(&out.stdout));
     }
 
+    // 5: a damaged repository (a commit missing, and no shallow file or
+    // grafts to explain it) is an error naming the object, never a plan.
+    let damaged = discourse().0;
+    let first = damaged.git(&["rev-list", "--max-parents=0", "main"]);
+    let loose = damaged.dir.path().join(".git/objects").join(&first[..2]).join(&first[2..]);
+    fs_err::remove_file(loose).unwrap();
+    let out = upgrade_base(&["--repo", damaged.path(), "--head", "discourse-official-image"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains(&format!("{} is damaged", damaged.path())) && stderr.contains(&first), "{stderr}");
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+
     // 5: the state dir cannot be read; the repository's refs cannot be read.
     let out = upgrade_base(&["--repo", r, "--state-dir", "/dev/null", "--app", "discourse"]);
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));

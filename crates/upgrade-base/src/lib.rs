@@ -54,9 +54,11 @@
 //! # Limitations
 //!
 //! - Local repositories only (git2 without network transports): fetch first.
-//! - In a shallow clone, history behind the cut is unknown: tags there are
-//!   missing and ancestry questions that reach the cut are answered
-//!   "cannot tell" (the step says so) rather than guessed.
+//! - In a shallow clone (or behind grafts), history behind the cut is
+//!   unknown: tags there are missing and ancestry questions that reach the
+//!   cut are answered "cannot tell" (the step says so) rather than guessed.
+//!   An object missing anywhere else means the repository is damaged:
+//!   [`resolve`] fails with [`RepoError::Damaged`] naming it.
 //! - Only tags named exactly `<recipe-semver>+<app-version>` are versions;
 //!   a prefix such as `v` or `release/` makes a tag a non-version.
 //! - The target branch is looked up under the remote `origin` only.
@@ -75,7 +77,7 @@ use lkg_canonical::{AppName, Canonicals, StoreError};
 
 pub use plan::{
     Ancestry, BaseKind, BasePlan, BranchTip, Facts, Graph, HeadInfo, LastGreen, Order, OrderError, Outcome, Override,
-    Request, Source, Step, Tag, plan,
+    Request, Source, Step, Tag, Unreadable, plan,
 };
 pub use repo::{GitRepo, RepoError};
 pub use report::overlays_report;
@@ -117,6 +119,10 @@ impl Inputs {
 }
 
 /// Opens the repository at `repo`, reads its facts and plans the base.
+///
+/// A repository missing an object that its history should hold is an error
+/// ([`RepoError::Damaged`]), never a plan: only a shallow clone's or a
+/// graft's cut makes a step "cannot tell".
 pub fn resolve(repo: &Path, inputs: &Inputs) -> Result<BasePlan, RepoError> {
     let git = GitRepo::open(repo)?;
     let facts = git.facts(&inputs.head, &inputs.target_branch)?;
@@ -127,7 +133,11 @@ pub fn resolve(repo: &Path, inputs: &Inputs) -> Result<BasePlan, RepoError> {
         head_version: inputs.head_version.clone(),
         order: inputs.order.clone(),
     };
-    Ok(plan(&facts, &git, &request))
+    plan(&facts, &git, &request).map_err(|e| RepoError::Damaged {
+        path: repo.to_owned(),
+        object: e.object,
+        detail: e.detail,
+    })
 }
 
 /// The last-green version of `app`: the version of its canonical record

@@ -217,15 +217,29 @@ pub enum Ancestry {
     Yes,
     /// No.
     No,
-    /// Cannot tell (missing history); the text says why.
+    /// Cannot tell: the history stops (a shallow clone, grafts) before the
+    /// answer; the text says why.
     Unknown(String),
+}
+
+/// The commit graph could not be read: an object that history should hold
+/// is missing or unreadable. The repository is damaged, not shallow (a
+/// shallow clone's cut is [`Ancestry::Unknown`]), and no plan from it can be
+/// trusted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{detail}")]
+pub struct Unreadable {
+    /// The missing or unreadable object, when the error names it.
+    pub object: Option<String>,
+    /// What could not be read, and why.
+    pub detail: String,
 }
 
 /// Queries on the commit graph that the plan needs.
 pub trait Graph {
     /// Whether `ancestor` is in the history of `descendant` (a commit is not
-    /// its own ancestor).
-    fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Ancestry;
+    /// its own ancestor). `Err` when history that should answer it cannot be read.
+    fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Result<Ancestry, Unreadable>;
 
     /// The full id of commit `id` (full or abbreviated), if the repository has it.
     fn find_commit(&self, id: &str) -> Option<String>;
@@ -272,7 +286,11 @@ pub struct Request {
 /// last-green → target-branch → older-tag) → skip. Apart from an explicit
 /// override, a candidate whose commit *is* head's is always passed over:
 /// upgrading from it is a no-op.
-pub fn plan(facts: &Facts, graph: &impl Graph, request: &Request) -> BasePlan {
+///
+/// A commit graph that cannot be read is an error, never a step passed over:
+/// a damaged repository would otherwise plan from another base, or skip the
+/// upgrade test, and look like a success.
+pub fn plan(facts: &Facts, graph: &impl Graph, request: &Request) -> Result<BasePlan, Unreadable> {
     let (head_version, version_from) = head_version(facts, request);
     let head = HeadInfo {
         rev: facts.head_rev.clone(),
@@ -296,7 +314,7 @@ pub fn plan(facts: &Facts, graph: &impl Graph, request: &Request) -> BasePlan {
     for source in std::iter::once(Source::Override).chain(request.order.steps().iter().copied()) {
         let attempt = match source {
             Source::Override => {
-                request.override_base.as_ref().map(overridden).ok_or_else(|| "no override given".to_owned())
+                request.override_base.as_ref().map(overridden).ok_or_else(|| Pass::from("no override given"))
             }
             Source::LastGreen => ctx.last_green(request.last_green.as_ref()),
             Source::TargetBranch => ctx.target_branch(),
@@ -305,7 +323,7 @@ pub fn plan(facts: &Facts, graph: &impl Graph, request: &Request) -> BasePlan {
         match attempt {
             Ok(base) => {
                 steps.push(Step { source, outcome: Outcome::Taken, reason: base.reason.clone() });
-                return BasePlan {
+                return Ok(BasePlan {
                     kind: base.kind,
                     value: Some(base.value),
                     commit: Some(base.commit),
@@ -313,13 +331,14 @@ pub fn plan(facts: &Facts, graph: &impl Graph, request: &Request) -> BasePlan {
                     head,
                     steps,
                     warnings,
-                };
+                });
             }
-            Err(reason) => steps.push(Step { source, outcome: Outcome::Passed, reason }),
+            Err(Pass::Over(reason)) => steps.push(Step { source, outcome: Outcome::Passed, reason }),
+            Err(Pass::Unreadable(e)) => return Err(e),
         }
     }
     let tried: Vec<&str> = steps.iter().map(|s| s.source.as_str()).collect();
-    BasePlan {
+    Ok(BasePlan {
         kind: BaseKind::Skip,
         value: None,
         commit: None,
@@ -327,6 +346,31 @@ pub fn plan(facts: &Facts, graph: &impl Graph, request: &Request) -> BasePlan {
         head,
         steps,
         warnings,
+    })
+}
+
+/// Why a step gave no base: passed over for a reason, or stopped by an
+/// unreadable graph (which ends the plan).
+enum Pass {
+    Over(String),
+    Unreadable(Unreadable),
+}
+
+impl From<String> for Pass {
+    fn from(reason: String) -> Pass {
+        Pass::Over(reason)
+    }
+}
+
+impl From<&str> for Pass {
+    fn from(reason: &str) -> Pass {
+        Pass::Over(reason.to_owned())
+    }
+}
+
+impl From<Unreadable> for Pass {
+    fn from(e: Unreadable) -> Pass {
+        Pass::Unreadable(e)
     }
 }
 
@@ -375,22 +419,22 @@ impl<G: Graph> Context<'_, G> {
         commit == self.facts.head_commit
     }
 
-    fn last_green(&self, last_green: Option<&LastGreen>) -> Result<Base, String> {
+    fn last_green(&self, last_green: Option<&LastGreen>) -> Result<Base, Pass> {
         let lg = last_green.ok_or("no last-green version (neither --last-green nor a canonical record)")?;
         let version = RecipeVersion::parse(&lg.version)
             .map_err(|e| format!("last-green {} from {} is not usable: {e}", lg.version, lg.from))?;
         if let Some(head) = self.head_version {
             if &version == head {
-                return Err(format!(
+                return Err(Pass::Over(format!(
                     "last-green {version} (from {}) is the head's own version; upgrading from it would be a no-op",
                     lg.from
-                ));
+                )));
             }
             if &version > head {
-                return Err(format!(
+                return Err(Pass::Over(format!(
                     "last-green {version} (from {}) is newer than the head's version {head}; that would be a downgrade",
                     lg.from
-                ));
+                )));
             }
         }
         let (commit, how) = if let Some(tag) = self.facts.tags.iter().find(|t| t.version == version) {
@@ -407,21 +451,23 @@ impl<G: Graph> Context<'_, G> {
             })?;
             (full, "the commit the canonical recorded (no tag in this repository)")
         } else {
-            return Err(format!(
+            return Err(Pass::Over(format!(
                 "last-green {version} (from {}) has no tag in this repository; fetch the tags",
                 lg.from
-            ));
+            )));
         };
         if self.is_head(&commit) {
-            return Err(format!("last-green {version} is at head's own commit; upgrading from it would be a no-op"));
+            return Err(Pass::Over(format!(
+                "last-green {version} is at head's own commit; upgrading from it would be a no-op"
+            )));
         }
         // Without a head version, history tells a downgrade: head behind last-green.
-        if self.head_version.is_none() && self.graph.is_ancestor(&self.facts.head_commit, &commit) == Ancestry::Yes {
-            return Err(format!(
+        if self.head_version.is_none() && self.graph.is_ancestor(&self.facts.head_commit, &commit)? == Ancestry::Yes {
+            return Err(Pass::Over(format!(
                 "last-green {version} (from {}) already contains head ({} is behind it); that would be a downgrade",
                 lg.from,
                 short(&self.facts.head_commit)
-            ));
+            )));
         }
         Ok(Base {
             kind: BaseKind::Version,
@@ -431,32 +477,35 @@ impl<G: Graph> Context<'_, G> {
         })
     }
 
-    fn target_branch(&self) -> Result<Base, String> {
+    fn target_branch(&self) -> Result<Base, Pass> {
         let tried = self.facts.branches_tried.join(", ");
         let tip = self.facts.branch.as_ref().ok_or_else(|| format!("no target branch found (tried {tried})"))?;
         let name = &tip.name;
         if self.is_head(&tip.commit) {
-            return Err(format!(
+            return Err(Pass::Over(format!(
                 "head is the tip of {name} itself; upgrading from it would be a no-op (the older-tag step covers this)"
-            ));
+            )));
         }
-        match self.graph.is_ancestor(&self.facts.head_commit, &tip.commit) {
+        match self.graph.is_ancestor(&self.facts.head_commit, &tip.commit)? {
             Ancestry::Yes => {
-                return Err(format!(
+                return Err(Pass::Over(format!(
                     "head is behind the tip of {name} ({} already contains it); upgrading from the tip to head would \
                      be a downgrade",
                     short(&tip.commit)
-                ));
+                )));
             }
             Ancestry::No => {}
             Ancestry::Unknown(why) => {
-                return Err(format!("cannot tell whether head is behind the tip of {name}: {why}"));
+                return Err(Pass::Over(format!("cannot tell whether head is behind the tip of {name}: {why}")));
             }
         }
         if let (Some(head), Some(tip_tag)) = (self.head_version, highest_tag_at(self.facts, &tip.commit))
             && &tip_tag.version >= head
         {
-            return Err(format!("the tip of {name} is version {}, not older than the head's {head}", tip_tag.version));
+            return Err(Pass::Over(format!(
+                "the tip of {name} is version {}, not older than the head's {head}",
+                tip_tag.version
+            )));
         }
         Ok(Base {
             kind: BaseKind::Ref,
@@ -472,7 +521,7 @@ impl<G: Graph> Context<'_, G> {
         })
     }
 
-    fn older_tag(&self) -> Result<Base, String> {
+    fn older_tag(&self) -> Result<Base, Pass> {
         let shallow_note = if self.facts.shallow { "; the clone is shallow, so older tags may be missing" } else { "" };
         let mut candidates: Vec<&Tag> = self.facts.tags.iter().filter(|t| !self.is_head(&t.commit)).collect();
         candidates.sort_by(|a, b| b.version.cmp(&a.version));
@@ -485,16 +534,20 @@ impl<G: Graph> Context<'_, G> {
         } else {
             // Without a head version, "older" means "in head's history".
             let mut unknown = None;
-            let tag =
-                candidates.into_iter().find(|t| match self.graph.is_ancestor(&t.commit, &self.facts.head_commit) {
-                    Ancestry::Yes => true,
-                    Ancestry::No => false,
+            let mut found = None;
+            for candidate in candidates {
+                match self.graph.is_ancestor(&candidate.commit, &self.facts.head_commit)? {
+                    Ancestry::Yes => {
+                        found = Some(candidate);
+                        break;
+                    }
+                    Ancestry::No => {}
                     Ancestry::Unknown(why) => {
                         unknown.get_or_insert(why);
-                        false
                     }
-                });
-            let tag = tag.ok_or_else(|| match unknown {
+                }
+            }
+            let tag = found.ok_or_else(|| match unknown {
                 Some(why) => format!("no release tag found in head's history ({why}){shallow_note}"),
                 None => format!("no release tag in head's history, and head has no version to compare{shallow_note}"),
             })?;
@@ -521,17 +574,20 @@ mod tests {
     }
 
     impl Graph for FakeGraph {
-        fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Ancestry {
+        fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Result<Ancestry, Unreadable> {
             let Some((_, list)) = self.ancestors.iter().find(|(c, _)| *c == descendant) else {
-                return Ancestry::Unknown(format!("{descendant} is missing"));
+                return Err(Unreadable {
+                    object: Some(descendant.to_owned()),
+                    detail: format!("{descendant} is missing"),
+                });
             };
-            if list.contains(&ancestor) {
+            Ok(if list.contains(&ancestor) {
                 Ancestry::Yes
             } else if list.iter().chain([&descendant]).any(|c| self.cut.contains(c)) {
                 Ancestry::Unknown("the clone is shallow".to_owned())
             } else {
                 Ancestry::No
-            }
+            })
         }
 
         fn find_commit(&self, id: &str) -> Option<String> {
@@ -571,7 +627,7 @@ mod tests {
     fn a_tip_tagged_not_older_than_head_is_passed_over() {
         let (facts, graph) = facts(vec![tag("1.0.0+1", "a"), tag("2.0.0+1", "tip")]);
         let request = Request { head_version: Some("1.5.0+1".parse().unwrap()), ..Request::default() };
-        let plan = plan(&facts, &graph, &request);
+        let plan = plan(&facts, &graph, &request).unwrap();
         assert_eq!(
             plan.steps[2].reason,
             "the tip of origin/main is version 2.0.0+1, not older than the head's 1.5.0+1"
@@ -581,11 +637,21 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_graph_ends_the_plan_instead_of_passing_a_step() {
+        let (mut facts, graph) = facts(vec![tag("1.0.0+1", "a")]);
+        // The tip's history cannot be read: the target-branch step may not
+        // pass over it (and the older-tag step never runs).
+        facts.branch = Some(BranchTip { name: "origin/main".into(), commit: "gone".into(), fallback_from: None });
+        let err = plan(&facts, &graph, &Request::default()).unwrap_err();
+        assert_eq!(err.object.as_deref(), Some("gone"));
+    }
+
+    #[test]
     fn ancestry_hidden_by_a_shallow_cut_is_not_guessed() {
         let (mut facts, mut graph) = facts(vec![]);
         facts.shallow = true;
         graph.cut = vec!["a"];
-        let plan = plan(&facts, &graph, &Request::default());
+        let plan = plan(&facts, &graph, &Request::default()).unwrap();
         assert_eq!(plan.kind, BaseKind::Skip);
         assert_eq!(
             plan.steps[2].reason,
@@ -603,17 +669,17 @@ mod tests {
             from: "the canonical of gitea".into(),
         };
         let request = Request { last_green: Some(lg("b")), ..Request::default() };
-        let plan = plan(&facts, &graph, &request);
+        let plan = plan(&facts, &graph, &request).unwrap();
         assert_eq!((plan.kind, plan.commit.as_deref()), (BaseKind::Version, Some("b")));
 
         // The canonical's commit descends from head: a downgrade, passed over.
         let request = Request { last_green: Some(lg("later")), ..Request::default() };
-        let behind = super::plan(&facts, &graph, &request);
+        let behind = super::plan(&facts, &graph, &request).unwrap();
         assert!(behind.steps[1].reason.ends_with("that would be a downgrade"), "{}", behind.steps[1].reason);
         assert!(plan.reason.contains("the commit the canonical recorded"), "{}", plan.reason);
 
         let request = Request { last_green: Some(lg("zzz")), ..Request::default() };
-        let plan = super::plan(&facts, &graph, &request);
+        let plan = super::plan(&facts, &graph, &request).unwrap();
         assert!(plan.steps[1].reason.contains("is not in this repository; fetch the tags"), "{}", plan.steps[1].reason);
         // The branch tip is the next step.
         assert_eq!(plan.value.as_deref(), Some("origin/main"));
@@ -627,7 +693,7 @@ mod tests {
             head_version: Some("1.2.0+1".parse().unwrap()),
             ..Request::default()
         };
-        let plan = plan(&facts, &graph, &request);
+        let plan = plan(&facts, &graph, &request).unwrap();
         assert!(plan.steps[1].reason.starts_with("last-green latest from --last-green is not usable"));
         assert_eq!(
             plan.warnings,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use git2::{ObjectType, Oid, Repository};
 
-use crate::plan::{Ancestry, BaseKind, BranchTip, Facts, Graph, Override, Tag};
+use crate::plan::{Ancestry, BaseKind, BranchTip, Facts, Graph, Override, Tag, Unreadable};
 use crate::version::RecipeVersion;
 
 /// Why the repository could not be read.
@@ -42,6 +42,20 @@ pub enum RepoError {
         /// The repository.
         path: PathBuf,
     },
+    /// An object that history should hold is missing or unreadable: the
+    /// repository is damaged (a shallow clone's or a graft's cut is not this).
+    #[error(
+        "the repository {path} is damaged: {detail}; run `git -C {path} fsck` to see what is missing, then fetch \
+         again or clone it anew"
+    )]
+    Damaged {
+        /// The repository.
+        path: PathBuf,
+        /// The missing or unreadable object, when known.
+        object: Option<String>,
+        /// What could not be read.
+        detail: String,
+    },
     /// Reading refs or objects failed.
     #[error("cannot {what} in {path}: {source}")]
     Git {
@@ -59,16 +73,37 @@ pub enum RepoError {
 pub struct GitRepo {
     repo: Repository,
     path: PathBuf,
-    shallow: HashSet<Oid>,
+    /// Where history stops: the cut-off commits of a shallow clone and the
+    /// commits whose parents a graft replaces. libgit2 walks no further (it
+    /// reads `shallow` and `info/grafts` itself), so an ancestor may hide
+    /// behind them; anything missing elsewhere is damage.
+    cut: HashSet<Oid>,
+    shallow: usize,
+    grafts: usize,
 }
 
 impl std::fmt::Debug for GitRepo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GitRepo")
             .field("path", &self.path)
-            .field("shallow", &self.shallow.len())
+            .field("shallow", &self.shallow)
+            .field("grafts", &self.grafts)
             .finish_non_exhaustive()
     }
+}
+
+/// The commits listed first on each line of `<gitdir>/<file>`: `shallow`
+/// lists one commit a line, `info/grafts` a commit and its new parents.
+fn listed_commits(gitdir: &Path, file: &str) -> Vec<Oid> {
+    std::fs::read_to_string(gitdir.join(file))
+        .map(|text| text.lines().filter_map(|l| Oid::from_str(l.split_whitespace().next()?).ok()).collect())
+        .unwrap_or_default()
+}
+
+/// The object a libgit2 error says it could not find, if it names one
+/// ("object not found - no match for id (<hex>)").
+fn named_object(e: &git2::Error) -> Option<String> {
+    e.message().split(|c: char| !c.is_ascii_hexdigit()).find(|w| w.len() == 40).map(str::to_owned)
 }
 
 impl GitRepo {
@@ -78,11 +113,28 @@ impl GitRepo {
         let repo = Repository::open_ext(path, git2::RepositoryOpenFlags::NO_SEARCH, std::iter::empty::<&str>())
             .map_err(|source| RepoError::NotARepository { path: path.to_owned(), source })?;
         // A shallow clone lists its cut-off commits in `<gitdir>/shallow`:
-        // their parents are missing, so history behind them is unknown.
-        let shallow = std::fs::read_to_string(repo.path().join("shallow"))
-            .map(|text| text.lines().filter_map(|l| Oid::from_str(l.trim()).ok()).collect())
-            .unwrap_or_default();
-        Ok(GitRepo { repo, path: path.to_owned(), shallow })
+        // their parents are missing, so history behind them is unknown. A
+        // graft hides a commit's real parents the same way.
+        let shallow = listed_commits(repo.path(), "shallow");
+        let grafts = listed_commits(repo.path(), "info/grafts");
+        let (s, g) = (shallow.len(), grafts.len());
+        Ok(GitRepo {
+            repo,
+            path: path.to_owned(),
+            cut: shallow.into_iter().chain(grafts).collect(),
+            shallow: s,
+            grafts: g,
+        })
+    }
+
+    /// Whether history stops somewhere (a shallow clone, grafts): objects
+    /// behind the cut may be missing without the repository being damaged.
+    fn history_is_cut(&self) -> bool {
+        !self.cut.is_empty()
+    }
+
+    fn damaged(&self, object: Option<String>, detail: String) -> RepoError {
+        RepoError::Damaged { path: self.path.clone(), object, detail }
     }
 
     fn git(&self, what: &'static str) -> impl FnOnce(git2::Error) -> RepoError + '_ {
@@ -102,12 +154,20 @@ impl GitRepo {
             .and_then(|o| o.peel_to_commit())
             .map_err(|source| RepoError::BadHead { rev: head_rev.to_owned(), path: self.path.clone(), source })?;
         let mut warnings = Vec::new();
-        if !self.shallow.is_empty() {
+        if self.shallow > 0 {
             warnings.push(format!(
                 "{} is a shallow clone: history stops at {} commit(s), so older commits and their tags are missing; \
                  fetch with --unshallow for a complete answer",
                 self.path.display(),
-                self.shallow.len()
+                self.shallow
+            ));
+        }
+        if self.grafts > 0 {
+            warnings.push(format!(
+                "{} has grafts (info/grafts): the history of {} commit(s) is replaced, so what lies behind them is \
+                 unknown here",
+                self.path.display(),
+                self.grafts
             ));
         }
         let odb = self.repo.odb().map_err(self.git("open the object database"))?;
@@ -125,9 +185,20 @@ impl GitRepo {
                     continue;
                 }
             };
-            match Self::tag_commit(&reference, &odb) {
+            match self.tag_commit(&reference, &odb) {
                 Ok(commit) => tags.push(Tag { version, commit: commit.to_string() }),
-                Err(why) => warnings.push(format!("tag {name} skipped: {why}")),
+                // Behind a shallow cut, a tag's commit is expected to be missing.
+                Err(TagTarget::Missing(oid)) if self.history_is_cut() => warnings.push(format!(
+                    "tag {name} skipped: it points to {oid}, which is not in this repository (history stops at a \
+                     shallow cut or a graft)"
+                )),
+                Err(TagTarget::Missing(oid)) => {
+                    return Err(self.damaged(
+                        Some(oid.clone()),
+                        format!("tag {name} points to {oid}, which is missing (the repository is not shallow)"),
+                    ));
+                }
+                Err(TagTarget::Other(why)) => warnings.push(format!("tag {name} skipped: {why}")),
             }
         }
         tags.sort_by(|a, b| a.version.cmp(&b.version));
@@ -141,11 +212,17 @@ impl GitRepo {
         'names: for name in &names {
             for (short, full) in branch_refs(name) {
                 branches_tried.push(short.clone());
-                if let Ok(commit) = self.repo.find_reference(&full).and_then(|r| r.peel_to_commit()) {
-                    let fallback_from = (name != target_branch).then(|| target_branch.to_owned());
-                    branch = Some(BranchTip { name: short, commit: commit.id().to_string(), fallback_from });
-                    break 'names;
-                }
+                let Ok(reference) = self.repo.find_reference(&full) else { continue };
+                // A branch that exists but whose commit cannot be read is
+                // damage, not a missing branch to fall back from.
+                let commit = reference.peel_to_commit().map_err(|e| {
+                    let target = reference.target().map(|t| t.to_string());
+                    let at = target.as_deref().map(|t| format!(" at {t}")).unwrap_or_default();
+                    self.damaged(target, format!("branch {short}{at} cannot be read: {}", e.message()))
+                })?;
+                let fallback_from = (name != target_branch).then(|| target_branch.to_owned());
+                branch = Some(BranchTip { name: short, commit: commit.id().to_string(), fallback_from });
+                break 'names;
             }
         }
         Ok(Facts {
@@ -154,7 +231,7 @@ impl GitRepo {
             tags,
             branches_tried,
             branch,
-            shallow: !self.shallow.is_empty(),
+            shallow: self.history_is_cut(),
             warnings,
         })
     }
@@ -162,25 +239,28 @@ impl GitRepo {
     /// The commit a tag points to, reading as little as possible: thousands
     /// of tags are common, and parsing every commit they name would cost more
     /// than the rest of the resolution. `Err` says why there is none.
-    fn tag_commit(reference: &git2::Reference<'_>, odb: &git2::Odb<'_>) -> Result<Oid, String> {
-        let missing = |oid: Oid| {
-            format!("it points to {oid}, which is not in this repository (a shallow clone, or objects not fetched)")
-        };
+    fn tag_commit(&self, reference: &git2::Reference<'_>, odb: &git2::Odb<'_>) -> Result<Oid, TagTarget> {
         // `packed-refs` records the commit an annotated tag peels to (the
         // `^<oid>` lines `git pack-refs` writes): an index lookup confirms it
         // is here, and no object is read.
         if let Some(peeled) = reference.target_peel() {
-            return if odb.exists(peeled) { Ok(peeled) } else { Err(missing(peeled)) };
+            return if odb.exists(peeled) { Ok(peeled) } else { Err(TagTarget::Missing(peeled.to_string())) };
         }
-        let peel = || reference.peel_to_commit().map(|c| c.id()).map_err(|e| e.message().to_owned());
-        let Some(target) = reference.target() else { return peel() };
-        // A lightweight tag names its commit directly: the object header
-        // confirms the type without inflating the commit.
-        match odb.read_header(target) {
-            Ok((_, ObjectType::Commit)) => Ok(target),
-            Ok((_, ObjectType::Tag)) => peel(),
-            Ok((_, other)) => Err(format!("it points to a {other}, not a commit")),
-            Err(_) => Err(missing(target)),
+        let Some(mut id) = reference.target() else {
+            return Err(TagTarget::Other("it is a symbolic reference, not a tag".to_owned()));
+        };
+        // An object header tells the type without inflating a commit; only
+        // annotated tags are read, one link of the chain at a time, so that a
+        // missing object is named exactly.
+        loop {
+            match odb.read_header(id) {
+                Ok((_, ObjectType::Commit)) => return Ok(id),
+                Ok((_, ObjectType::Tag)) => {
+                    id = self.repo.find_tag(id).map_err(|e| TagTarget::Other(e.message().to_owned()))?.target_id();
+                }
+                Ok((_, other)) => return Err(TagTarget::Other(format!("it points to a {other}, not a commit"))),
+                Err(_) => return Err(TagTarget::Missing(id.to_string())),
+            }
         }
     }
 
@@ -200,6 +280,14 @@ impl GitRepo {
     }
 }
 
+/// Why a tag has no commit.
+enum TagTarget {
+    /// An object it points to (or through) is not in the repository.
+    Missing(String),
+    /// It points to something that is not a commit.
+    Other(String),
+}
+
 /// `name` as a remote-tracking branch of `origin` first, then a local branch;
 /// a name that already says `origin/...` or `refs/...` is taken as it is.
 fn branch_refs(name: &str) -> Vec<(String, String)> {
@@ -216,52 +304,54 @@ fn branch_refs(name: &str) -> Vec<(String, String)> {
 }
 
 impl Graph for GitRepo {
-    fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Ancestry {
+    fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Result<Ancestry, Unreadable> {
         let (Ok(a), Ok(d)) = (Oid::from_str(ancestor), Oid::from_str(descendant)) else {
-            return Ancestry::Unknown(format!("{ancestor} or {descendant} is not a commit id"));
+            return Ok(Ancestry::Unknown(format!("{ancestor} or {descendant} is not a commit id")));
         };
         if a == d {
-            return Ancestry::No;
+            return Ok(Ancestry::No);
         }
-        if self.shallow.is_empty() {
-            return match self.repo.graph_descendant_of(d, a) {
-                Ok(true) => Ancestry::Yes,
-                Ok(false) => Ancestry::No,
-                Err(e) => Ancestry::Unknown(e.message().to_owned()),
-            };
+        // libgit2 stops at a shallow cut or a graft by itself, so a failed
+        // walk is a missing object in history that should be complete.
+        let unreadable = |e: git2::Error| {
+            let object = named_object(&e);
+            let what = object.as_deref().map_or_else(|| "an object".to_owned(), |o| format!("object {o}"));
+            Unreadable {
+                detail: format!("the history of commit {d} needs {what}, which cannot be read: {}", e.message()),
+                object,
+            }
+        };
+        if !self.history_is_cut() {
+            return Ok(if self.repo.graph_descendant_of(d, a).map_err(unreadable)? {
+                Ancestry::Yes
+            } else {
+                Ancestry::No
+            });
         }
-        // In a shallow clone "not found" is only a "no" if the walk never
-        // reached the cut: beyond it, the ancestor may well be.
-        match self.walk_shallow(a, d) {
-            Ok(true) => Ancestry::Yes,
-            Ok(false) => Ancestry::No,
-            Err(why) => Ancestry::Unknown(why),
+        // Behind a cut "not found" is only a "no" if the walk never reached
+        // the cut: beyond it, the ancestor may well be.
+        let mut walk = self.repo.revwalk().map_err(unreadable)?;
+        walk.push(d).map_err(unreadable)?;
+        let mut reached_cut = false;
+        for oid in walk {
+            let oid = oid.map_err(unreadable)?;
+            if oid == a {
+                return Ok(Ancestry::Yes);
+            }
+            reached_cut |= self.cut.contains(&oid);
         }
+        Ok(if reached_cut {
+            Ancestry::Unknown(format!(
+                "the clone is shallow or grafted and its history stops before the answer (at {} commit(s)); fetch \
+                 with --unshallow",
+                self.cut.len()
+            ))
+        } else {
+            Ancestry::No
+        })
     }
 
     fn find_commit(&self, id: &str) -> Option<String> {
         self.repo.revparse_single(id).and_then(|o| o.peel_to_commit()).ok().map(|c| c.id().to_string())
-    }
-}
-
-impl GitRepo {
-    fn walk_shallow(&self, ancestor: Oid, descendant: Oid) -> Result<bool, String> {
-        let cut = || {
-            format!(
-                "the clone is shallow and its history stops before the answer (at {} commit(s)); fetch with --unshallow",
-                self.shallow.len()
-            )
-        };
-        let mut walk = self.repo.revwalk().map_err(|e| e.message().to_owned())?;
-        walk.push(descendant).map_err(|e| e.message().to_owned())?;
-        let mut reached_cut = false;
-        for oid in walk {
-            let oid = oid.map_err(|_| cut())?;
-            if oid == ancestor {
-                return Ok(true);
-            }
-            reached_cut |= self.shallow.contains(&oid);
-        }
-        if reached_cut { Err(cut()) } else { Ok(false) }
     }
 }

@@ -337,14 +337,20 @@ fn packed_annotated_tags_use_the_recorded_peel() {
         ),
     )
     .unwrap();
+    // The tag object of 1.2.0+gone peels to a commit that is here; the peel
+    // line names one that is not, and that is what lkg read. Not a shallow
+    // clone, so the repository is damaged.
+    let err = resolve(t.path(), &Inputs::new("main")).unwrap_err();
+    assert!(err.to_string().contains(&format!("tag 1.2.0+gone points to {missing}, which is missing")), "{err}");
+    std::fs::write(gitdir.join("shallow"), format!("{}\n", main[0])).unwrap();
     let plan = resolve(t.path(), &Inputs::new("main")).unwrap();
     assert_eq!((plan.value.as_deref(), plan.commit), (Some("1.1.0+1.1"), Some(main[1].to_string())));
     let plan = resolve(t.path(), &Inputs::new(&main[1].to_string())).unwrap();
     assert_eq!((plan.value.as_deref(), plan.commit), (Some("1.0.0+1.0"), Some(main[0].to_string())));
     assert_eq!(
-        plan.warnings,
-        [format!(
-            "tag 1.2.0+gone skipped: it points to {missing}, which is not in this repository (a shallow clone, or objects not fetched)"
-        )]
+        plan.warnings[1],
+        format!(
+            "tag 1.2.0+gone skipped: it points to {missing}, which is not in this repository (history stops at a shallow cut or a graft)"
+        )
     );
 }
