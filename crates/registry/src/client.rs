@@ -262,6 +262,14 @@ impl Request {
     }
 }
 
+/// Why a request got no answer.
+enum Unsent {
+    /// The connection failed (retried).
+    Transport(String),
+    /// lkg refused to send it (never retried).
+    Refused(RegistryError),
+}
+
 fn is_transient(status: StatusCode) -> bool {
     matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
 }
@@ -391,7 +399,7 @@ impl Client {
                 if let Some(value) = cached() {
                     return Ok(Some(value));
                 }
-                let token = self.fetch_token(registry, host, &realm, service.as_deref(), scopes).await?;
+                let token = self.fetch_token(registry, &realm, service.as_deref(), scopes).await?;
                 let value = format!("Bearer {}", token.value);
                 self.inner.auth.lock().expect("auth state").tokens.insert(key, token);
                 Ok(Some(value))
@@ -403,7 +411,6 @@ impl Client {
     async fn fetch_token(
         &self,
         registry: &str,
-        host: &str,
         realm: &str,
         service: Option<&str>,
         scopes: &[Scope],
@@ -420,7 +427,11 @@ impl Client {
             Some(p) => format!("{realm_host}:{p}"),
             None => realm_host.clone(),
         };
-        if url.scheme() == "http" && !self.plain_http_allowed(&realm_authority) && !self.plain_http_allowed(host) {
+        // The realm gets the credentials: plain HTTP to it only on the same
+        // terms as to a registry (loopback, or listed), whatever the
+        // registry's own host is. A loopback registry naming a remote
+        // `http://` realm would otherwise send them in clear over the network.
+        if url.scheme() == "http" && !self.plain_http_allowed(&realm_authority) {
             return Err(RegistryError::InsecureRefused { registry: realm_authority });
         }
         let credential = self.credential(registry)?;
@@ -531,7 +542,8 @@ impl Client {
             let method = request.method.clone();
             let url = request.url.clone();
             match self.send_following(request, auth).await {
-                Err(e) => {
+                Err(Unsent::Refused(e)) => return Err(e),
+                Err(Unsent::Transport(e)) => {
                     attempt += 1;
                     if attempt >= retry.attempts {
                         return Err(RegistryError::Unreachable { registry: host, reason: e });
@@ -602,9 +614,9 @@ impl Client {
     /// One attempt, following redirects for GET and HEAD. Authorization is
     /// dropped as soon as a redirect leaves the registry's host (blob
     /// storage on another host must never see the registry's token).
-    async fn send_following(&self, request: Request, auth: Option<String>) -> Result<reqwest::Response, String> {
+    async fn send_following(&self, request: Request, auth: Option<String>) -> Result<reqwest::Response, Unsent> {
         let Request { method, url, headers, body } = request;
-        let mut url = Url::parse(&url).map_err(|e| format!("bad URL {}: {e}", display_url(&url)))?;
+        let mut url = Url::parse(&url).map_err(|e| Unsent::Transport(format!("bad URL {}: {e}", display_url(&url))))?;
         let origin = (url.scheme().to_owned(), url.host_str().map(str::to_owned), url.port_or_known_default());
         let mut auth = auth;
         for _ in 0..=5 {
@@ -616,7 +628,7 @@ impl Client {
                 rb = rb.body(b.clone());
             }
             self.inner.requests.fetch_add(1, Ordering::Relaxed);
-            let response = rb.send().await.map_err(|e| without_url(&e))?;
+            let response = rb.send().await.map_err(|e| Unsent::Transport(without_url(&e)))?;
             let follow = response.status().is_redirection() && (method == Method::GET || method == Method::HEAD);
             if !follow {
                 return Ok(response);
@@ -624,7 +636,7 @@ impl Client {
             let Some(location) = response.headers().get(header::LOCATION).and_then(|l| l.to_str().ok()) else {
                 return Ok(response);
             };
-            let next = url.join(location).map_err(|e| format!("bad redirect {location:?}: {e}"))?;
+            let next = url.join(location).map_err(|e| Unsent::Transport(format!("bad redirect {location:?}: {e}")))?;
             let next_origin =
                 (next.scheme().to_owned(), next.host_str().map(str::to_owned), next.port_or_known_default());
             if next_origin != origin {
@@ -636,12 +648,12 @@ impl Client {
                     None => next.host_str().unwrap_or_default().to_owned(),
                 };
                 if !self.plain_http_allowed(&authority) {
-                    return Err(format!("refusing a redirect to plain HTTP ({authority})"));
+                    return Err(Unsent::Refused(RegistryError::InsecureRefused { registry: authority }));
                 }
             }
             url = next;
         }
-        Err(format!("too many redirects from {}", display_url(url.as_str())))
+        Err(Unsent::Transport(format!("too many redirects from {}", display_url(url.as_str()))))
     }
 
     async fn unexpected(response: reqwest::Response, method: &Method, url: &str) -> RegistryError {
@@ -711,14 +723,15 @@ impl Client {
             registry: r.api_host().to_owned(),
             reason: format!("reading manifest {r}: {}", without_url(&e)),
         })?;
-        let manifest = Manifest::from_bytes(bytes.to_vec(), content_type.as_deref())?;
+        // Verified before it is parsed: altered bytes are a digest mismatch,
+        // whether or not they still parse.
         let what = format!("manifest {r}");
         if let Some(expected) = r.digest() {
-            expected.verify(&manifest.bytes, &what)?;
+            expected.verify(&bytes, &what)?;
         } else if let Some(Ok(expected)) = header_digest.as_deref().map(str::parse::<Digest>) {
-            expected.verify(&manifest.bytes, &what)?;
+            expected.verify(&bytes, &what)?;
         }
-        Ok(Some(manifest))
+        Ok(Some(Manifest::from_bytes(bytes.to_vec(), content_type.as_deref())?))
     }
 
     /// Stores `manifest` in `repo` under `target` (a tag, or its digest).
@@ -807,8 +820,13 @@ impl Client {
         let registry = repo.api_host().to_owned();
         let what = format!("blob {digest} from {}/{}", repo.registry(), repo.repository());
         let expected = digest.clone();
-        let state = (response.bytes_stream(), DigestWriter::new(digest.algorithm()), false);
-        let stream = futures_util::stream::unfold(state, move |(mut inner, mut hasher, done)| {
+        // The last chunk is held back until the whole blob is hashed: a
+        // consumer never receives every byte of content that is not the
+        // blob. That matters for an upload with a Content-Length, which stops
+        // reading the stream after its last byte and would never see an
+        // error that came after it.
+        let state = (response.bytes_stream(), DigestWriter::new(digest.algorithm()), None::<Bytes>, false);
+        let stream = futures_util::stream::unfold(state, move |(mut inner, mut hasher, mut held, done)| {
             let registry = registry.clone();
             let what = what.clone();
             let expected = expected.clone();
@@ -816,24 +834,29 @@ impl Client {
                 if done {
                     return None;
                 }
-                match inner.next().await {
-                    Some(Ok(chunk)) => {
-                        hasher.update(&chunk);
-                        Some((Ok(chunk), (inner, hasher, false)))
-                    }
-                    Some(Err(e)) => Some((
-                        Err(RegistryError::Unreachable {
-                            registry,
-                            reason: format!("reading {what}: {}", without_url(&e)),
-                        }),
-                        (inner, hasher, true),
-                    )),
-                    None => {
-                        let actual = hasher.clone().finish();
-                        if actual == expected {
-                            None
-                        } else {
-                            Some((Err(RegistryError::DigestMismatch { what, expected, actual }), (inner, hasher, true)))
+                loop {
+                    match inner.next().await {
+                        Some(Ok(chunk)) => {
+                            hasher.update(&chunk);
+                            if let Some(previous) = held.replace(chunk) {
+                                return Some((Ok(previous), (inner, hasher, held, false)));
+                            }
+                        }
+                        Some(Err(e)) => {
+                            let reason = format!("reading {what}: {}", without_url(&e));
+                            return Some((
+                                Err(RegistryError::Unreachable { registry, reason }),
+                                (inner, hasher, None, true),
+                            ));
+                        }
+                        None => {
+                            let actual = hasher.clone().finish();
+                            return if actual == expected {
+                                held.map(|last| (Ok(last), (inner, hasher, None, true)))
+                            } else {
+                                let mismatch = RegistryError::DigestMismatch { what, expected, actual };
+                                Some((Err(mismatch), (inner, hasher, None, true)))
+                            };
                         }
                     }
                 }
@@ -1034,7 +1057,7 @@ impl Client {
         self.inner.requests.fetch_add(1, Ordering::Relaxed);
         let response = rb.send().await.map_err(|e| RegistryError::Unreachable {
             registry: repo.api_host().to_owned(),
-            reason: format!("uploading blob {digest}: {}", error_chain(&e)),
+            reason: format!("uploading blob {digest}: {}", without_url(&e)),
         })?;
         if response.status() != StatusCode::CREATED {
             return Err(Client::unexpected(response, &Method::PUT, &url).await);
@@ -1063,10 +1086,6 @@ fn without_url(e: &reqwest::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-fn error_chain(e: &reqwest::Error) -> String {
-    without_url(e)
 }
 
 #[cfg(test)]

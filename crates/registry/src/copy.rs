@@ -3,8 +3,8 @@
 //! allows it.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde::Serialize;
@@ -227,13 +227,35 @@ async fn copy_blob(
             }
         };
         let uploaded = Arc::new(AtomicU64::new(0));
+        // The source stream ends in a digest mismatch when what it served is
+        // not the blob: the upload is then cut off (the destination keeps
+        // nothing), and the copy stops with that mismatch, not a retried
+        // "upload failed".
+        let mismatch: Arc<Mutex<Option<RegistryError>>> = Arc::default();
         let counted = {
-            let uploaded = Arc::clone(&uploaded);
-            stream.inspect_ok(move |chunk| {
-                uploaded.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            let (uploaded, mismatch) = (Arc::clone(&uploaded), Arc::clone(&mismatch));
+            stream.map(move |chunk| {
+                match &chunk {
+                    Ok(bytes) => {
+                        uploaded.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    }
+                    Err(RegistryError::DigestMismatch { what, expected, actual }) => {
+                        *mismatch.lock().expect("mismatch slot") = Some(RegistryError::DigestMismatch {
+                            what: what.clone(),
+                            expected: expected.clone(),
+                            actual: actual.clone(),
+                        });
+                    }
+                    Err(_) => {}
+                }
+                chunk
             })
         };
-        match client.push_blob_stream(dst, &blob.digest, blob.size, counted.boxed(), session.take()).await {
+        let pushed = client.push_blob_stream(dst, &blob.digest, blob.size, counted.boxed(), session.take()).await;
+        if let Some(e) = mismatch.lock().expect("mismatch slot").take() {
+            return Err(e);
+        }
+        match pushed {
             Ok(()) => {
                 counters.blobs_uploaded.fetch_add(1, Ordering::Relaxed);
                 counters.bytes_uploaded.fetch_add(uploaded.load(Ordering::Relaxed), Ordering::Relaxed);

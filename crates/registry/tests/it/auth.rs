@@ -8,7 +8,7 @@ use lkg_registry::{Credential, Digest, DockerConfig, RegistryError, StaticCreden
 use crate::common::{client, client_with, env, reference, small_image};
 use crate::servers::{SillyRegistry, TokenServer, response, serve};
 
-fn basic(registry: &str, user: &str, password: &str) -> Arc<StaticCredentials> {
+pub fn basic(registry: &str, user: &str, password: &str) -> Arc<StaticCredentials> {
     let mut m = BTreeMap::new();
     m.insert(registry.to_owned(), Credential::Basic { username: user.to_owned(), password: password.to_owned() });
     Arc::new(StaticCredentials(m))

@@ -8,6 +8,7 @@ mod common;
 mod copy;
 mod fault;
 mod inspect;
+mod integrity;
 mod promote;
 mod random;
 mod resolver;
