@@ -131,20 +131,7 @@ fn exit_codes_follow_the_documented_table() {
     let stack = unique_name("snapexit");
     let volume = Volume::new(env, &stack, "data");
     let container = unique_name("snapexit");
-    let mount = format!("{}:/data", volume.name);
-    env.docker(&[
-        "run",
-        "-d",
-        "--name",
-        &container,
-        "--network",
-        "none",
-        "-v",
-        &mount,
-        &env.busybox_image,
-        "sleep",
-        "600",
-    ]);
+    env.hold_volume(&volume.name, &container);
     let out = snap(state.path(), &["take", "--app", &stack, "--stack", &stack]);
     let _ = env.try_docker(&["rm", "-f", &container]);
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));

@@ -217,6 +217,26 @@ impl Env {
         self.docker(&args)
     }
 
+    /// Starts busybox container `container` with `volume` at `/data`, no
+    /// network, sleeping for ten minutes: a volume in use by a running
+    /// container. The test removes it (`docker rm -f`).
+    pub fn hold_volume(&self, volume: &str, container: &str) {
+        let mount = format!("{volume}:/data");
+        self.docker(&[
+            "run",
+            "-d",
+            "--name",
+            container,
+            "--network",
+            "none",
+            "-v",
+            &mount,
+            &self.busybox_image,
+            "sleep",
+            "600",
+        ]);
+    }
+
     /// The never-started helper containers that lkg-warmsnap keeps for `app`
     /// (label `org.lkg.warmsnap.helper=<app>`).
     pub fn warmsnap_helpers(&self, app: &str) -> Vec<String> {

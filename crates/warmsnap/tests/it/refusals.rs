@@ -66,20 +66,7 @@ async fn refuses_a_volume_in_use_by_a_container() {
     take(&docker, &store, &request, &NoProgress).await.unwrap();
 
     let container = lkg_testkit::unique_name("snapuser");
-    let mount = format!("{data}:/data");
-    env().docker(&[
-        "run",
-        "-d",
-        "--name",
-        &container,
-        "--network",
-        "none",
-        "-v",
-        &mount,
-        &env().busybox_image,
-        "sleep",
-        "600",
-    ]);
+    env().hold_volume(&data, &container);
     let err = take(&docker, &store, &request, &NoProgress).await.unwrap_err();
     assert!(
         matches!(&err, SnapError::VolumeInUse { volume, running: true, containers } if volume == &data && containers[0].starts_with(&container)),
