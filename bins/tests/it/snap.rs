@@ -1,6 +1,7 @@
 //! `lkg-snap` as a user runs it: output, exit codes, and SIGKILL at many
-//! points of a take. These run the real binary, which is why they live in
-//! the bins package (`CARGO_BIN_EXE_lkg-snap` exists only here).
+//! points of a take and of a restore. These run the real binary, which is
+//! why they live in the bins package (`CARGO_BIN_EXE_lkg-snap` exists only
+//! here).
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -220,4 +221,70 @@ fn sigkill_during_a_direct_take_never_loses_the_last_known_good() {
 #[test]
 fn sigkill_during_an_archive_take_never_loses_the_last_known_good() {
     sigkill_sweep("archive");
+}
+
+/// Names, owners, modes, sizes and content of everything in the volume, as
+/// one hash.
+fn fingerprint(volume: &Volume<'_>) -> String {
+    volume.sh("cd /data; (find . -exec stat -c '%n %u:%g %a %s' {} + | sort; \
+         find . -type f | sort | xargs md5sum) | md5sum")
+}
+
+/// Kills `lkg-snap restore --access ACCESS` with SIGKILL at points spread
+/// over a whole restore. After each kill the snapshot still verifies, and a
+/// re-run of the restore brings back exactly the snapshot's content, however
+/// far the killed run got (volume removed, half filled, or done), and leaves
+/// no helper container.
+#[allow(clippy::print_stderr)] // where the kills landed, for `--no-capture` readers
+fn restore_sigkill_sweep(access: &str) {
+    const KILLS: u32 = 6;
+    let env = env();
+    let stack = unique_name("snaprkill");
+    let volume = Volume::new(env, &stack, "data");
+    volume.sh("dd if=/dev/urandom of=/data/big bs=1M count=24 2>/dev/null; mkdir /data/many; \
+         i=0; while [ $i -lt 800 ]; do echo $i > /data/many/$i; i=$((i+1)); done; \
+         chown -R 1000:1000 /data/many; chmod 0750 /data/many");
+    let state = tempfile::tempdir().unwrap();
+    let out = snap(state.path(), &["take", "--app", &stack, "--stack", &stack, "--access", access]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let snapshot = fingerprint(&volume);
+    let restore = ["restore", "--app", stack.as_str(), "--access", access];
+
+    let mutate = || volume.sh("echo changed > /data/many/7; rm /data/big; touch /data/extra");
+    mutate();
+    let started = Instant::now();
+    let out = snap(state.path(), &restore);
+    let full = started.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(fingerprint(&volume), snapshot);
+
+    let mut outcomes = Vec::new();
+    for i in 0..KILLS {
+        mutate();
+        let mut child =
+            snap_command(state.path(), &restore).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(full * (2 * i + 1) / (2 * KILLS));
+        child.kill().unwrap(); // SIGKILL
+        let status = child.wait().unwrap();
+        outcomes.push(if status.success() { "finished" } else { "killed" });
+
+        let out = snap(state.path(), &["verify", "--app", &stack]);
+        assert_eq!(out.status.code(), Some(0), "kill {i}: the snapshot must still verify: {}", text(&out.stderr));
+        let out = snap(state.path(), &restore);
+        assert_eq!(out.status.code(), Some(0), "re-run after kill {i}: {}", text(&out.stderr));
+        assert_eq!(fingerprint(&volume), snapshot, "after kill {i} and a re-run the volume is the snapshot");
+        assert!(volume.helpers().is_empty(), "after re-run {i}: helper containers left: {:?}", volume.helpers());
+    }
+    eprintln!("{access}: a full restore took {full:?}; kills: {outcomes:?}");
+    assert!(outcomes.contains(&"killed"), "{outcomes:?} (a full restore took {full:?})");
+}
+
+#[test]
+fn sigkill_during_a_direct_restore_is_healed_by_a_rerun() {
+    restore_sigkill_sweep("direct");
+}
+
+#[test]
+fn sigkill_during_an_archive_restore_is_healed_by_a_rerun() {
+    restore_sigkill_sweep("archive");
 }
