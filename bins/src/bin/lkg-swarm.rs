@@ -296,8 +296,9 @@ async fn deploy<D: Deployer + Sync>(
         ProgressEvent::Phase { service, phase } => progress.update(&format!("{service}: {phase}")),
         ProgressEvent::Decided(v) => progress.step(&format!("{}: {}", v.service, v.verdict)),
         ProgressEvent::EventsUnavailable { reason } => {
-            progress.step(&format!("events unavailable ({reason}); polling"));
+            progress.step(&format!("events unavailable ({reason}); polling, subscribing again shortly"));
         }
+        ProgressEvent::EventsResumed => progress.step("events resumed"),
         ProgressEvent::Removed { service } => progress.step(&format!("removed orphan {service}")),
         _ => {}
     };

@@ -77,4 +77,4 @@ pub use stack::{
     UndeployReport,
 };
 pub use verdict::{ServiceVerdict, ServiceWatch, StackVerdict, Verdict};
-pub use watch::{NoProgress, ProgressEvent, ReportProgress, WatchOptions};
+pub use watch::{NoProgress, ProgressEvent, RESUBSCRIBE_AFTER, ReportProgress, WatchOptions};

@@ -7,7 +7,10 @@
 //! `generateClusterEvent` handles nodes, services, networks, secrets and
 //! configs only), and container events come only from the node lkg talks to,
 //! so the loop also re-inspects every `poll_interval` in case an event was
-//! missed, and keeps polling alone if the event stream fails.
+//! missed. If the event stream fails (an engine restart, a proxy that cuts
+//! long requests), the loop polls alone and subscribes again after
+//! [`RESUBSCRIBE_AFTER`], then re-inspects at once, since whatever happened
+//! in between came with no event.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -51,11 +54,14 @@ pub enum ProgressEvent<'a> {
     },
     /// A service reached its verdict.
     Decided(&'a ServiceVerdict),
-    /// The events API failed; the watch goes on by polling.
+    /// The events API failed; the watch goes on by polling and subscribes
+    /// again after [`RESUBSCRIBE_AFTER`].
     EventsUnavailable {
         /// The error.
         reason: &'a str,
     },
+    /// The watch subscribed to events again after they failed.
+    EventsResumed,
 }
 
 /// Receives progress. Any `FnMut(ProgressEvent)` is one.
@@ -140,6 +146,10 @@ impl Default for WatchOptions {
     }
 }
 
+/// How long the loop polls alone after the event stream failed before it
+/// subscribes again.
+pub const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
+
 /// Query errors in a row that end the watch: one is a blip (a service removed
 /// between two calls), several mean the engine is gone.
 const MAX_QUERY_ERRORS: u32 = 5;
@@ -158,10 +168,17 @@ pub async fn watch(
 ) -> Result<StackVerdict, QueryError> {
     let names: Vec<String> = services.iter().map(|s| s.name().to_owned()).collect();
     let filters = HashMap::from([("type".to_owned(), vec!["service".to_owned(), "container".to_owned()])]);
-    let events_options =
-        EventsOptions { since: Some(since.as_second().to_string()), until: None, filters: Some(filters) };
-    let mut events = Box::pin(docker.events(Some(events_options)));
-    let mut events_alive = true;
+    let subscribe = |since: Option<Timestamp>| {
+        let options = EventsOptions {
+            since: since.map(|t| t.as_second().to_string()),
+            until: None,
+            filters: Some(filters.clone()),
+        };
+        Box::pin(docker.events(Some(options)))
+    };
+    let mut events = subscribe(Some(since));
+    // `None` while the stream is alive; else when to subscribe again.
+    let mut resubscribe_at: Option<Instant> = None;
     let start = Instant::now();
     let mut verdicts: Vec<ServiceVerdict> = Vec::new();
     let mut phases: HashMap<String, Phase> = HashMap::new();
@@ -207,9 +224,18 @@ pub async fn watch(
         }
         let wake_at = start + next_wake;
         loop {
+            if resubscribe_at.is_some_and(|at| at <= Instant::now()) {
+                // New events only: the re-inspection that follows sees what
+                // happened while there was no stream.
+                events = subscribe(None);
+                resubscribe_at = None;
+                progress.report(ProgressEvent::EventsResumed);
+                break;
+            }
+            let sleep_until = resubscribe_at.map_or(wake_at, |at| at.min(wake_at));
             tokio::select! {
                 biased;
-                event = events.next(), if events_alive => match event {
+                event = events.next(), if resubscribe_at.is_none() => match event {
                     Some(Ok(event)) => {
                         if is_relevant(&event, stack, &names) {
                             // Coalesce a burst (a deploy emits several events at once).
@@ -218,15 +244,19 @@ pub async fn watch(
                         }
                     }
                     Some(Err(e)) => {
-                        events_alive = false;
+                        resubscribe_at = Some(Instant::now() + RESUBSCRIBE_AFTER);
                         progress.report(ProgressEvent::EventsUnavailable { reason: &e.to_string() });
                     }
                     None => {
-                        events_alive = false;
+                        resubscribe_at = Some(Instant::now() + RESUBSCRIBE_AFTER);
                         progress.report(ProgressEvent::EventsUnavailable { reason: "the event stream ended" });
                     }
                 },
-                () = tokio::time::sleep_until(wake_at) => break,
+                () = tokio::time::sleep_until(sleep_until) => {
+                    if Instant::now() >= wake_at {
+                        break;
+                    }
+                }
             }
         }
     }

@@ -3,6 +3,7 @@
 
 mod deploy;
 mod docker;
+mod events;
 mod lifecycle;
 
 use std::path::PathBuf;
