@@ -25,9 +25,10 @@ use lkg_registry::{Client, ClientOptions, Platform, RegistryResolver, ResolverEr
 /// Same commit, different behaviour: `lkg-inputs diff good/build-inputs.json bad/build-inputs.json`.
 ///
 /// Exit codes: 0 ok (lock valid, same inputs, written); 1 the verdict is no
-/// (lock problems, replay mismatch, inputs differ); 2 bad input (unreadable
-/// or malformed file, spec error, image or label missing); 5 environment
-/// (registry or file system).
+/// (lock problems, replay mismatch, inputs differ; check-lock counts a
+/// missing or unparsable lock as a problem); 2 bad input (a missing or
+/// malformed file, spec error, image or label missing); 5 environment
+/// (registry unreachable, a file that exists but cannot be read).
 #[derive(Parser)]
 #[command(name = "lkg-inputs", version, about, long_about)]
 struct Cli {
@@ -91,8 +92,9 @@ enum Command {
     /// metadata comes from GITHUB_* variables when set.
     ///
     /// Images are read from their registries: credentials come from
-    /// REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json or ~/.docker/config.json
-    /// (and their credential helpers); loopback registries are spoken to over
+    /// REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json,
+    /// $DOCKER_CONFIG/config.json or ~/.docker/config.json (and their
+    /// credential helpers); loopback registries are spoken to over
     /// plain HTTP, others only over HTTPS unless listed with
     /// --insecure-registry. With --layout, every image is read from OCI image
     /// layouts on disk instead, and no registry is asked.

@@ -34,11 +34,12 @@ use lkg_reconcile::{
 /// first, so a killed run is finished or rolled back by the next update,
 /// quick or recover of the same app.
 ///
-/// Exit codes: 0 ok; 1 rolled back, rollback failed, or quick candidate
-/// failed; 2 bad input (nothing changed; also: quick without a canonical);
-/// 3 held by the safety gate; 5 environment: engine unreachable, app locked
-/// by another run, state directory unusable, or (quick) the canonical itself
-/// unhealthy. See docs/reconcile.md and docs/runbook.md.
+/// Exit codes: 0 ok; 1 rolled back, rollback failed, a first install that
+/// failed, a quick candidate that failed, was interrupted or whose restore
+/// failed, or a recover whose rollback failed again; 2 bad input (nothing
+/// changed; also: quick without a canonical); 3 held by the safety gate; 5
+/// environment: engine unreachable, app locked by another run, state
+/// directory unusable, or (quick) the canonical itself unhealthy. See docs/reconcile.md and docs/runbook.md.
 #[derive(Parser)]
 #[command(name = "lkg-reconcile", version, about, long_about)]
 struct Cli {
@@ -173,16 +174,18 @@ struct AppArgs {
     /// Do not require every service to run all its tasks with healthy containers.
     #[arg(long)]
     no_task_health: bool,
-    /// Consecutive passing rounds required.
+    /// Consecutive passing rounds required (default 3, or the config file's).
     #[arg(long, value_name = "N")]
     health_passes: Option<u32>,
-    /// Seconds between rounds.
+    /// Seconds between rounds (default 2, or the config file's).
     #[arg(long, value_name = "SECS")]
     health_interval: Option<f64>,
-    /// Seconds allowed to reach the passes in a row.
+    /// Seconds allowed to reach the passes in a row (default 120, or the
+    /// config file's).
     #[arg(long, value_name = "SECS")]
     health_deadline: Option<f64>,
-    /// Seconds allowed for swarm's verdict on a deploy (and for an undeploy).
+    /// Seconds allowed for swarm's verdict on a deploy (and for an undeploy);
+    /// default 300, or the config file's.
     #[arg(long, value_name = "SECS")]
     deploy_timeout: Option<f64>,
     /// A command in place of `docker stack deploy` ({stack}, {compose}, {overlay}, {deploy_id}).

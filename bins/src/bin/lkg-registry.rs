@@ -16,10 +16,18 @@ use lkg_registry::{Client, ClientOptions, Platform, Reference, RegistryError, co
 
 /// Inspect, copy, promote and sign images in any OCI registry.
 ///
-/// Credentials come from REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json or
-/// ~/.docker/config.json (and their credential helpers). Loopback registries
-/// are spoken to over plain HTTP; others only over HTTPS unless listed with
-/// --insecure-registry.
+/// Credentials come from REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json,
+/// $DOCKER_CONFIG/config.json or ~/.docker/config.json (and their credential
+/// helpers). Loopback registries are spoken to over plain HTTP; others only
+/// over HTTPS unless listed with --insecure-registry.
+///
+/// Exit codes: 0 ok (promotion complete or nothing to move, signature
+/// verified); 1 failed (a signature does not verify, content does not match
+/// its digest, a promoted tag names something else, the registry refused the
+/// work); 2 bad input (malformed reference or key, an image or
+/// candidate that does not exist: nothing was changed); 4 partial (a
+/// promotion moved some stable tags: re-run it, or --revert); 5 environment
+/// (registry unreachable, auth refused, promotion locked by another run).
 // Doc comments here are the `--help` text, where backticks would show.
 #[allow(clippy::doc_markdown)]
 #[derive(Debug, Parser)]

@@ -15,8 +15,10 @@ use lkg_warmsnap::{
 ///
 /// A snapshot is one tar per volume of the stack plus meta.json, kept under
 /// <state-dir>/apps/<app>/snapshot/. It is taken only while the stack is
-/// undeployed, streamed through the engine's archive endpoint of a helper
-/// container that never runs, and replaces the previous snapshot atomically,
+/// undeployed, read from the volume's mount point when this machine can
+/// (--access auto, the default) or else streamed through the engine's archive
+/// endpoint of a helper container that never runs, and replaces the previous
+/// snapshot atomically,
 /// only after it has been read back and checked. Restore checks every
 /// checksum and every archive entry before it touches a live volume, then
 /// recreates each volume and fills it with exactly the archived content.

@@ -405,7 +405,18 @@ fn help_names_the_commands_options_and_exit_codes() {
     let out = registry(state.path(), &["--help"]);
     assert_eq!(code(&out), (Some(0), String::new()));
     let help = text(&out.stdout);
-    for word in ["inspect", "copy", "promote", "sign", "verify", "--insecure-registry", "--json", "--state-dir"] {
+    for word in [
+        "inspect",
+        "copy",
+        "promote",
+        "sign",
+        "verify",
+        "--insecure-registry",
+        "--json",
+        "--state-dir",
+        "Exit codes",
+        "XDG_RUNTIME_DIR",
+    ] {
         assert!(help.contains(word), "--help lacks {word}:\n{help}");
     }
     let out = registry(state.path(), &["promote", "--help"]);

@@ -92,7 +92,9 @@ pub struct LastGood {
     #[serde(with = "crate::alert::ts")]
     pub since: Timestamp,
     /// How lkg knows: `health-gate` (an update passed it), `recorded` (the
-    /// version running when an update began), `given` (--last-good).
+    /// record an update began with), `deployed` (the stack's identity label,
+    /// with no record), `adopted` (a healthy version an operator deployed by
+    /// hand over the record), `given` (--last-good).
     pub source: String,
 }
 

@@ -90,7 +90,7 @@ impl std::io::Read for BlobReader {
 
 /// How often and how patiently a request is retried.
 ///
-/// Connection errors, `429` and `5xx` answers are retried with exponential
+/// Connection errors and `408`, `429`, `500`, `502`, `503`, `504` answers are retried with exponential
 /// backoff, or after the registry's `Retry-After` when it sends one (capped
 /// at a minute).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

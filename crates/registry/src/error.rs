@@ -40,7 +40,7 @@ pub enum RegistryError {
     },
     /// The registry refused the credentials (or has none for us).
     #[error(
-        "{registry} refused access ({scope}): {reason}\n  check the credentials in REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json or ~/.docker/config.json"
+        "{registry} refused access ({scope}): {reason}\n  check the credentials in REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, $DOCKER_CONFIG/config.json or ~/.docker/config.json"
     )]
     Unauthorized {
         /// The registry host.
