@@ -45,6 +45,9 @@ use crate::take::Access;
 pub const HELPER_IMAGE: &str = "lkg-warmsnap/helper:1";
 /// Label on helper containers; its value is the app.
 pub const HELPER_LABEL: &str = "org.lkg.warmsnap.helper";
+/// Label on helper containers; its value is the process id of the lkg run
+/// that asked for it, so a leftover says which run left it.
+pub const HELPER_PID_LABEL: &str = "org.lkg.warmsnap.pid";
 /// Where helpers mount the volume; also the name of every archive's root.
 const MOUNT: &str = "/data";
 /// The engine imports an empty tar (two zero blocks) as an image with no files.
@@ -190,17 +193,29 @@ impl<'d> Engine<'d> {
 
     /// Refuses unless `stack` has no services and no container uses `volumes`
     /// (running ones for take, any for restore).
-    pub(crate) async fn check_quiet(&self, stack: &str, volumes: &[String], purpose: Purpose) -> Result<(), SnapError> {
+    ///
+    /// `app`'s own helpers do not count: they never run, and each step that
+    /// needs a volume free removes them. One can appear at any time after a
+    /// run of `app` was killed, since the engine still finishes a request
+    /// whose client died (a create the killed run had sent lands later).
+    pub(crate) async fn check_quiet(
+        &self,
+        app: &AppName,
+        stack: &str,
+        volumes: &[String],
+        purpose: Purpose,
+    ) -> Result<(), SnapError> {
         let services = stack_services(self.docker, stack)
             .await?
             .into_iter()
             .map(|s| s.spec.and_then(|spec| spec.name).or(s.id).unwrap_or_default())
             .collect();
-        let users = self.volume_users(volumes).await?;
+        let users = self.volume_users(app, volumes).await?;
         quiet_verdict(stack, services, &users, purpose)
     }
 
-    async fn volume_users(&self, volumes: &[String]) -> Result<Vec<VolumeUser>, SnapError> {
+    /// The containers that mount `volumes`, except `app`'s helpers.
+    async fn volume_users(&self, app: &AppName, volumes: &[String]) -> Result<Vec<VolumeUser>, SnapError> {
         if volumes.is_empty() {
             return Ok(Vec::new());
         }
@@ -213,6 +228,10 @@ impl<'d> Engine<'d> {
             .map_err(engine_error("list the containers using the volumes"))?;
         let mut users = Vec::new();
         for container in containers {
+            let ours = container.labels.as_ref().and_then(|l| l.get(HELPER_LABEL)).is_some_and(|a| a == app.as_str());
+            if ours {
+                continue;
+            }
             let name = container
                 .names
                 .as_ref()
@@ -279,7 +298,10 @@ impl<'d> Engine<'d> {
             // Never run: the image has no files, so there is nothing to run.
             cmd: Some(vec!["/lkg-warmsnap-helper-never-starts".to_owned()]),
             network_disabled: Some(true),
-            labels: Some(HashMap::from([(HELPER_LABEL.to_owned(), app.to_string())])),
+            labels: Some(HashMap::from([
+                (HELPER_LABEL.to_owned(), app.to_string()),
+                (HELPER_PID_LABEL.to_owned(), std::process::id().to_string()),
+            ])),
             host_config: Some(HostConfig {
                 mounts: Some(vec![mount]),
                 network_mode: Some("none".to_owned()),
@@ -320,6 +342,15 @@ impl<'d> Engine<'d> {
             self.remove_container(&id).await?;
         }
         Ok(())
+    }
+
+    /// Removes helpers of `app` that appeared during a run that is done: the
+    /// engine finishes requests whose client died, so a helper a killed
+    /// earlier run had asked for can be created late. Best effort: the work
+    /// is done, a leftover helper blocks nothing lkg does, and the next run
+    /// removes it, so an error here is not the run's failure.
+    pub(crate) async fn sweep_late_helpers(&self, app: &AppName) {
+        let _ = self.remove_leftover_helpers(app).await;
     }
 
     /// Mode (Go `FileMode` bits) and mtime of the helper's `/data`.
@@ -390,13 +421,34 @@ impl<'d> Engine<'d> {
         }
     }
 
-    pub(crate) async fn remove_volume(&self, name: &str) -> Result<(), SnapError> {
-        self.docker
-            .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
-            .await
-            .map_err(engine_error(format!("remove volume {name} (to recreate it empty)")))
+    /// Removes volume `name`, which must be free but for `app`'s helpers: a
+    /// helper a killed run of `app` had asked for may be created meanwhile,
+    /// so on "in use" those are removed and the removal is tried again, a few
+    /// times. A volume that is already gone is fine.
+    pub(crate) async fn remove_volume(&self, app: &AppName, name: &str) -> Result<(), SnapError> {
+        const ATTEMPTS: u32 = 5;
+        let mut attempt = 1;
+        loop {
+            match self.docker.remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>).await {
+                Ok(()) => return Ok(()),
+                Err(e) if is_not_found(&e) => return Ok(()),
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. })
+                    if attempt < ATTEMPTS =>
+                {
+                    self.remove_leftover_helpers(app).await?;
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(engine_error(format!("remove volume {name} (to recreate it empty)"))(e)),
+            }
+        }
     }
 
+    /// Creates the volume of `spec`, and checks that the engine's volume is
+    /// the one asked for: the engine answers a create of an existing name with
+    /// the existing volume, which a late request of a killed run (a helper
+    /// mounting the name) may have created bare, without driver options or
+    /// labels.
     pub(crate) async fn create_volume(&self, spec: &VolumeSpec) -> Result<Volume, SnapError> {
         let request = VolumeCreateRequest {
             name: Some(spec.name.clone()),
@@ -405,10 +457,16 @@ impl<'d> Engine<'d> {
             labels: Some(spec.labels.clone().into_iter().collect()),
             ..VolumeCreateRequest::default()
         };
-        self.docker
+        let volume = self
+            .docker
             .create_volume(request)
             .await
-            .map_err(engine_error(format!("create volume {} (driver {})", spec.name, spec.driver)))
+            .map_err(engine_error(format!("create volume {} (driver {})", spec.name, spec.driver)))?;
+        let created = VolumeSpec::from(&volume);
+        if created != *spec {
+            return Err(SnapError::Recreated { volume: spec.name.clone() });
+        }
+        Ok(volume)
     }
 }
 

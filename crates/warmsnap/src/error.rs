@@ -141,6 +141,17 @@ pub enum SnapError {
         /// The stack asked for.
         target: String,
     },
+    /// The engine answered a volume create with a volume that is not the one
+    /// asked for (other driver, options or labels): another request created
+    /// the name between lkg's removal and creation, typically a late request
+    /// of a killed lkg run.
+    #[error(
+        "volume {volume} was created by another request while lkg recreated it, without the recorded driver,          options or labels; run the restore again"
+    )]
+    Recreated {
+        /// The volume.
+        volume: String,
+    },
     /// A restore failed after it had started replacing volumes.
     #[error(
         "restore of app {app} stopped while restoring volume {failed}{}: {source}; the snapshot is intact: \

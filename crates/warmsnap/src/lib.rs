@@ -77,7 +77,7 @@ mod verify;
 
 pub use archive::{ArchiveError, ArchiveSummary, Refusal};
 pub use bollard::Docker;
-pub use engine::{HELPER_IMAGE, HELPER_LABEL};
+pub use engine::{HELPER_IMAGE, HELPER_LABEL, HELPER_PID_LABEL};
 pub use error::SnapError;
 pub use lkg_swarm::docker::{ConnectError, connect, connect_to};
 pub use meta::{FORMAT, Meta, MetaError, VolumeRecord};

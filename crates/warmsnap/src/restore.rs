@@ -179,7 +179,7 @@ pub async fn restore<S: Store>(
     let stack = request.stack.clone().unwrap_or_else(|| meta.stack.clone());
     let targets = meta.volumes.iter().map(|r| target_name(&meta, r, &stack)).collect::<Result<Vec<_>, _>>()?;
     // Cheap refusals first, before reading every archive.
-    engine.check_quiet(&stack, &targets, Purpose::Take).await?;
+    engine.check_quiet(&request.app, &stack, &targets, Purpose::Take).await?;
 
     let count = meta.volumes.len();
     for (index, record) in meta.volumes.iter().enumerate() {
@@ -204,7 +204,7 @@ pub async fn restore<S: Store>(
     };
     let accesses =
         planned.iter().map(|p| choose_access(request.access, &p.spec, &locality)).collect::<Result<Vec<_>, _>>()?;
-    engine.check_quiet(&stack, &targets, Purpose::Restore).await?;
+    engine.check_quiet(&request.app, &stack, &targets, Purpose::Restore).await?;
     engine.ensure_helper_image().await?;
     let mut untouched: Vec<String> =
         stack_volumes(docker, &stack).await?.into_iter().map(|v| v.name).filter(|n| !targets.contains(n)).collect();
@@ -236,6 +236,7 @@ pub async fn restore<S: Store>(
         });
     }
     drop(reader);
+    engine.sweep_late_helpers(&request.app).await;
     Ok(RestoreReport { app: request.app.clone(), stack, location, snapshot: meta, volumes, untouched })
 }
 
@@ -251,7 +252,7 @@ async fn replace_volume<R: SnapshotReader>(
 ) -> Result<Access, SnapError> {
     let archive = reader.open_volume(&planned.from)?;
     if planned.existed {
-        engine.remove_volume(&planned.spec.name).await?;
+        engine.remove_volume(app, &planned.spec.name).await?;
     }
     let volume = engine.create_volume(&planned.spec).await?;
     let helper = engine.create_helper(app, &planned.spec.name, true).await?;

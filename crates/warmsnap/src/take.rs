@@ -156,7 +156,7 @@ pub async fn take<S: Store>(
         check_object_name("volume", &volume.name)?;
     }
     let names: Vec<String> = volumes.iter().map(|v| v.name.clone()).collect();
-    engine.check_quiet(&request.stack, &names, Purpose::Take).await?;
+    engine.check_quiet(&request.app, &request.stack, &names, Purpose::Take).await?;
 
     let mut staging = {
         let (store, app) = (store.clone(), request.app.clone());
@@ -213,7 +213,7 @@ pub async fn take<S: Store>(
     }
 
     // Someone may have deployed while the volumes were read.
-    engine.check_quiet(&request.stack, &names, Purpose::Take).await?;
+    engine.check_quiet(&request.app, &request.stack, &names, Purpose::Take).await?;
     let now = Timestamp::now();
     let meta = Meta::new(
         request.app.clone(),
@@ -226,6 +226,7 @@ pub async fn take<S: Store>(
     );
     let committed = meta.clone();
     let location = blocking(move || staging.commit(&committed)).await??;
+    engine.sweep_late_helpers(&request.app).await;
     Ok(TakeReport { location, meta, volumes: taken })
 }
 
