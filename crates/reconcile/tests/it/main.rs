@@ -34,7 +34,11 @@ pub enum Service {
     /// judges (an unhealthy image answers 503).
     Plain,
     /// A container health check and `failure_action: rollback`: swarm rolls
-    /// a failing update back by itself.
+    /// a failing update back by itself. Its update monitor is 5 s: swarm
+    /// counts a task failure against the update only if it sees it within the
+    /// monitor period after it saw the task run, and on a busy engine a
+    /// crash at start reached the manager more than 1 s later, so the update
+    /// "completed" and the service crash-looped (a deadline, not a rollback).
     SwarmChecked,
 }
 
@@ -165,12 +169,12 @@ impl Drop for TestApp {
 }
 
 /// The fixture app as a one-service stack: a data volume, a host port, short
-/// swarm timings (1 s monitor, 1 s stop grace), stop-first updates that swarm
-/// rolls back on failure.
+/// swarm timings (1 s monitor, 5 s for [`Service::SwarmChecked`]; 1 s stop
+/// grace), stop-first updates that swarm rolls back on failure.
 pub fn compose_text(repo: &str, port: u16, service: Service) -> String {
-    let healthcheck = match service {
-        Service::Plain => "",
-        Service::SwarmChecked => APP_HEALTHCHECK,
+    let (healthcheck, monitor) = match service {
+        Service::Plain => ("", "1s"),
+        Service::SwarmChecked => (APP_HEALTHCHECK, "5s"),
     };
     format!(
         r#"version: "3.8"
@@ -181,7 +185,7 @@ services:
     ports: [{{target: 8080, published: {port}, protocol: tcp, mode: host}}]
     volumes: [data:/data]
     deploy:
-      update_config: {{order: stop-first, failure_action: rollback, monitor: 1s}}
+      update_config: {{order: stop-first, failure_action: rollback, monitor: {monitor}}}
       rollback_config: {{order: stop-first, monitor: 1s}}
 volumes:
   data:

@@ -132,13 +132,17 @@ exec docker stack deploy --detach=true --resolve-image never $args "$LKG_STACK"
 async fn a_target_swarm_rolled_back_is_redeployed_and_checked() {
     images(&[("1.0.0", Behaviour::Healthy), ("1.1.0", Behaviour::Crash)]);
     let app = TestApp::new("rcswarm").await;
-    let spec = app.spec(Service::SwarmChecked, false);
+    let mut spec = app.spec(Service::SwarmChecked, false);
+    // swarm's own rollback waits out the crashing task's restart delay and a
+    // monitor period: on an overloaded engine (5 of these at once beside 3
+    // busy loops on 2 cores) it once took more than the usual 40 s.
+    spec.deploy.timeout = std::time::Duration::from_secs(90);
     assert_eq!(app.update(&spec, "1.0.0").await.outcome, Outcome::Installed);
 
     let target = bad("1.1.0", Behaviour::Crash);
     let report = app.update(&spec, &target).await;
     assert_eq!(report.outcome, Outcome::RolledBack, "{report:#?}");
-    assert_eq!(report.reason, Some(Reason::RolledBack));
+    assert_eq!(report.reason, Some(Reason::RolledBack), "{report:#?}");
     assert!(!report.data_restored, "a stateless app has no snapshot");
     let steps: Vec<Step> = report.timeline.steps.iter().map(|s| s.step).collect();
     assert_eq!(
