@@ -47,13 +47,15 @@ impl TestStack {
         format!("{}_{short}", self.name)
     }
 
-    /// `lkg-swarm deploy --stack NAME -c FILE... ARGS` (`--timeout 60` unless
-    /// ARGS give one); fixture images exist only in the engine, so no
-    /// registry is asked.
+    /// `lkg-swarm deploy --stack NAME -c FILE... ARGS` (`--timeout 90` unless
+    /// ARGS give one, as in lkg-swarm's own tests: swarm's rollback of a
+    /// crashing update takes about 10 s alone and four times that under the
+    /// whole suite); fixture images exist only in the engine, so no registry
+    /// is asked.
     fn deploy(&self, files: &[&str], args: &[&str]) -> Output {
         let mut all = vec!["deploy", "--stack", &self.name, "--resolve-image", "never"];
         if !args.contains(&"--timeout") {
-            all.extend(["--timeout", "60"]);
+            all.extend(["--timeout", "90"]);
         }
         for file in files {
             all.extend(["-c", file]);
