@@ -146,7 +146,8 @@ pub enum SnapError {
     /// the name between lkg's removal and creation, typically a late request
     /// of a killed lkg run.
     #[error(
-        "volume {volume} was created by another request while lkg recreated it, without the recorded driver,          options or labels; run the restore again"
+        "volume {volume} was created by another request while lkg recreated it, without the recorded driver, \
+         options or labels; run the restore again"
     )]
     Recreated {
         /// The volume.

@@ -34,11 +34,11 @@ pub enum Service {
     /// judges (an unhealthy image answers 503).
     Plain,
     /// A container health check and `failure_action: rollback`: swarm rolls
-    /// a failing update back by itself. Its update monitor is 5 s: swarm
-    /// counts a task failure against the update only if it sees it within the
-    /// monitor period after it saw the task run, and on a busy engine a
-    /// crash at start reached the manager more than 1 s later, so the update
-    /// "completed" and the service crash-looped (a deadline, not a rollback).
+    /// a failing update back by itself. Its update monitor is 5 s (swarm's
+    /// default): swarm counts a task failure against the update only within
+    /// the monitor period after the manager saw the task run, and on a busy
+    /// engine a failure report can arrive later than 1 s; the update would
+    /// then "complete" and the service crash-loop (a deadline, not a rollback).
     SwarmChecked,
 }
 
