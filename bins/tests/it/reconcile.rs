@@ -183,7 +183,7 @@ fn exit_codes_and_json_follow_the_documented_table() {
     assert_eq!(status["last_run"]["outcome"], "held");
 
     let out = app.run(&["gate", "--last-good", "10.6.0+25.0.6", "--target", "10.7.0+26.0.1"]);
-    // keycloak 25 -> 26 behind a minor recipe bump: held (seed 002, WC1.2).
+    // keycloak 25 -> 26 behind a minor recipe bump: held, the app's major changed.
     assert_eq!(out.status.code(), Some(3));
     insta::assert_snapshot!(text(&out.stdout), @"HOLD (held-major): 10.6.0+25.0.6 -> 10.7.0+26.0.1 is a major update (app major 25 -> 26)");
     let gate = |args: &[&str]| app.run(&[&["gate", "--last-good", "1.0.0"], args].concat()).status.code();

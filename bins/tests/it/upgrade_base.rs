@@ -79,7 +79,7 @@ impl Repo {
     }
 }
 
-/// Seed 003, discourse: tags up to 0.7.0+3.3.1 on main, then main moved on
+/// Discourse's history: tags up to 0.7.0+3.3.1 on main, then main moved on
 /// (0.8.1+3.5.0, untagged, also on origin/main) and a PR branched from its
 /// tip. Two tags are not versions. Returns the repository and main's ids.
 fn discourse() -> (Repo, Vec<String>) {

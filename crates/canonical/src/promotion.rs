@@ -1,8 +1,9 @@
 //! Which runs may advance a canonical: a pure function over a run's facts.
 //!
 //! A canonical's data is the known-good state later upgrade tests start
-//! from, so only a run that proves a version from scratch may replace it
-//! (seed `002`, WC5 "cold-only advancement"):
+//! from, so only a run that proves a version from scratch may replace it: a
+//! canonical advanced by any other run would make the next upgrade test
+//! start from a state nothing has proven good:
 //!
 //! | condition | why |
 //! |---|---|

@@ -23,8 +23,8 @@ pub struct Diff {
     /// expected between two runs, never a cause on their own.
     pub run: Vec<Difference>,
     /// The commit both runs built, when their `run.sha` is the same: then
-    /// any input difference is a floating input that moved (the seed's
-    /// failure pattern E).
+    /// any input difference is a floating input that moved: the likely cause
+    /// when one commit behaves differently in two runs.
     pub same_commit: Option<String>,
 }
 

@@ -2,7 +2,8 @@
 //! may be applied automatically.
 //!
 //! A passing health check does not prove that a required manual migration
-//! ran (seed 002, WC1.2), so two kinds of update are held for an operator:
+//! ran: an automatic update could leave an app answering its probes on data
+//! that was never migrated. So two kinds of update are held for an operator:
 //! a major bump of either side of `<recipe-semver>+<app-version>` relative to
 //! last-good (checking both sides covers keycloak's app-major 25 -> 26 behind
 //! a minor recipe bump), and a target whose release notes mention a manual

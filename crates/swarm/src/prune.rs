@@ -1,8 +1,9 @@
 //! Orphans: services of a stack that its compose files no longer declare.
 //!
 //! `docker stack deploy` only creates and updates services; one the new
-//! compose dropped keeps running the old version (seed 003: a base's
-//! `sidekiq` outlived the upgrade that removed it). `docker stack deploy
+//! compose dropped keeps running the old version (a base's `sidekiq` kept
+//! running its old image after an upgrade that removed it, so the upgraded
+//! stack was not the one the new version declares). `docker stack deploy
 //! --prune` exists but prunes by the CLI's own view and cannot be told to
 //! do nothing when the compose is unreadable; lkg plans the removal from the
 //! parsed compose files and removes nothing if they cannot be read.

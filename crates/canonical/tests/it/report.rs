@@ -21,7 +21,7 @@ fn request<'a>(version: &str, commit: &str, run: Run, scheme: &'a DomainScheme, 
 
 const COLD: Run = Run { kind: RunKind::Cold, stages: Stages::Full, target: Target::Latest, result: RunResult::Green };
 
-/// Seed 001: gitea's canonical is 3.5.3; a green cold run on 3.6.0 advances it,
+/// Gitea's canonical is 3.5.3; a green cold run on 3.6.0 advances it,
 /// a quick run does not.
 #[test]
 #[allow(clippy::too_many_lines)] // one lifecycle told in order; its length is the snapshots

@@ -1,6 +1,6 @@
-//! Quick mode on the real swarm (seed 002, WC4): a pass leaves the canonical
-//! and its snapshot unchanged; a failure restores the known-good data; quick
-//! never promotes; without a canonical it says so.
+//! Quick mode on the real swarm: a pass leaves the canonical and its
+//! snapshot unchanged; a failure restores the known-good data; quick never
+//! promotes; without a canonical it says so.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;

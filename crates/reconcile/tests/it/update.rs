@@ -46,9 +46,9 @@ async fn a_healthy_target_is_upgraded_with_its_data_and_becomes_last_good() {
     assert!(again.timeline.steps.is_empty(), "nothing was done: {:?}", again.timeline);
 }
 
-/// Seed 002's marquee proof: a broken latest is rolled back, the pre-upgrade
-/// data is intact although the broken version changed it, last-good does not
-/// advance, and an alert lands in the alerts directory.
+/// A failed update costs no data: a broken latest is rolled back, the
+/// pre-upgrade data is intact although the broken version changed it,
+/// last-good does not advance, and an alert lands in the alerts directory.
 #[tokio::test]
 async fn an_unhealthy_target_is_rolled_back_and_the_data_it_changed_restored() {
     images(&[("1.0.0", Behaviour::Healthy), ("1.1.0", Behaviour::Unhealthy)]);
@@ -93,8 +93,8 @@ async fn an_unhealthy_target_is_rolled_back_and_the_data_it_changed_restored() {
     assert!(!app.journal_exists(), "a finished rollback leaves no journal");
 }
 
-/// Seed 002 again: the broken tag failed at abra's lint, so the deploy itself
-/// failed; the rollback must still restore and redeploy.
+/// A broken tag can fail before it runs (abra's lint rejects it), so the
+/// deploy itself fails; the rollback must still restore and redeploy.
 #[tokio::test]
 async fn a_target_that_fails_to_deploy_is_rolled_back() {
     images(&[("1.0.0", Behaviour::Healthy)]);

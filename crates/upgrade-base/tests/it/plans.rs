@@ -13,7 +13,7 @@ fn outcomes(plan: &lkg_upgrade_base::BasePlan) -> Vec<(Source, Outcome)> {
     plan.steps.iter().map(|s| (s.source, s.outcome)).collect()
 }
 
-/// Seed 003, discourse: tags up to 0.7.0+3.3.1 on main, then main moved on
+/// Discourse's history: tags up to 0.7.0+3.3.1 on main, then main moved on
 /// (0.8.1+3.5.0, untagged) and a PR branched from main's tip. The old rule,
 /// "the second-newest tag", would have skipped two releases.
 fn discourse() -> (TestRepo, Vec<git2::Oid>, git2::Oid) {
