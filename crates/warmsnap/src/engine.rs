@@ -1,5 +1,6 @@
 //! The Docker engine side: the helper image and containers, volume archives,
-//! volumes, and whether a stack is quiet enough to touch its volumes.
+//! volumes, and the facts that say whether a stack is quiet enough to touch
+//! its volumes (the verdict itself is [`crate::access`]'s).
 //!
 //! Volume data moves through the archive endpoints of a *helper container*:
 //! one created (never started) from an empty image with the volume mounted at
@@ -22,7 +23,7 @@
 //!   mount point's mode and mtime in nanoseconds, which is how lkg checks
 //!   that a local mount point is really this engine's volume.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io;
 
 use bollard::Docker;
@@ -37,9 +38,9 @@ use bollard::query_parameters::{
 use futures_util::{Stream, StreamExt};
 use lkg_swarm::docker::stack_services;
 
+use crate::access::{Locality, Purpose, VolumeSpec, VolumeUser, quiet_verdict};
 use crate::error::SnapError;
 use crate::name::AppName;
-use crate::take::Access;
 
 /// The helper image: an empty root file system, imported once per engine.
 pub const HELPER_IMAGE: &str = "lkg-warmsnap/helper:1";
@@ -52,113 +53,6 @@ pub const HELPER_PID_LABEL: &str = "org.lkg.warmsnap.pid";
 const MOUNT: &str = "/data";
 /// The engine imports an empty tar (two zero blocks) as an image with no files.
 const EMPTY_TAR: [u8; 1024] = [0; 1024];
-
-/// How a volume is created: name, driver, options, labels.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct VolumeSpec {
-    pub(crate) name: String,
-    pub(crate) driver: String,
-    pub(crate) options: BTreeMap<String, String>,
-    pub(crate) labels: BTreeMap<String, String>,
-}
-
-impl From<&Volume> for VolumeSpec {
-    fn from(volume: &Volume) -> VolumeSpec {
-        VolumeSpec {
-            name: volume.name.clone(),
-            driver: volume.driver.clone(),
-            options: volume.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            labels: volume.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        }
-    }
-}
-
-/// A container that references a volume.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct VolumeUser {
-    pub(crate) volume: String,
-    pub(crate) container: String,
-    pub(crate) state: String,
-}
-
-impl VolumeUser {
-    fn running(&self) -> bool {
-        matches!(self.state.as_str(), "running" | "restarting" | "paused" | "removing" | "stopping")
-    }
-}
-
-/// What the volumes are needed for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Purpose {
-    /// Reading: only running containers matter.
-    Take,
-    /// Removing and recreating: any container blocks it.
-    Restore,
-}
-
-/// Decides whether a stack is quiet enough: no services, and no container
-/// that could write to (take) or holds (restore) one of its volumes.
-pub(crate) fn quiet_verdict(
-    stack: &str,
-    mut services: Vec<String>,
-    users: &[VolumeUser],
-    purpose: Purpose,
-) -> Result<(), SnapError> {
-    if !services.is_empty() {
-        services.sort();
-        return Err(SnapError::Deployed { stack: stack.to_owned(), services });
-    }
-    let blocking = |u: &&VolumeUser| purpose == Purpose::Restore || u.running();
-    let mut by_volume: BTreeMap<&str, Vec<&VolumeUser>> = BTreeMap::new();
-    for user in users.iter().filter(blocking) {
-        by_volume.entry(&user.volume).or_default().push(user);
-    }
-    if let Some((volume, users)) = by_volume.into_iter().next() {
-        return Err(SnapError::VolumeInUse {
-            volume: volume.to_owned(),
-            containers: users.iter().map(|u| format!("{} ({})", u.container, u.state)).collect(),
-            running: users.iter().any(|u| u.running()),
-        });
-    }
-    Ok(())
-}
-
-/// Facts about where lkg runs, relative to the engine.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Locality {
-    /// The engine reports this machine's host name.
-    pub(crate) same_host: bool,
-    /// lkg runs as root, so it can read every file of a volume.
-    pub(crate) root: bool,
-}
-
-/// Which access to use for a volume, or why direct access is impossible.
-/// A direct read or write is only safe for a plain local volume: with driver
-/// options (an NFS or tmpfs mount) the data is mounted at the mount point
-/// only while a container uses it, so the directory would look empty.
-/// Whether the mount point really is the engine's is checked later, against
-/// a helper container ([`Engine::is_local_mount`]).
-pub(crate) fn choose_access(requested: Access, volume: &VolumeSpec, locality: &Locality) -> Result<Access, SnapError> {
-    if requested == Access::Archive {
-        return Ok(Access::Archive);
-    }
-    let reason = if volume.driver != "local" {
-        Some(format!("its driver is {:?}, which keeps the data elsewhere", volume.driver))
-    } else if !volume.options.is_empty() {
-        Some("it is a local volume with mount options, mounted only while a container uses it".to_owned())
-    } else if !locality.same_host {
-        Some("the engine runs on another host".to_owned())
-    } else if !locality.root {
-        Some("lkg does not run as root, so it may not read or write every file".to_owned())
-    } else {
-        None
-    };
-    match (reason, requested) {
-        (None, _) => Ok(Access::Direct),
-        (Some(_), Access::Auto) => Ok(Access::Archive),
-        (Some(reason), _) => Err(SnapError::DirectUnavailable { volume: volume.name.clone(), reason }),
-    }
-}
 
 /// Local facts: host name (`/proc/sys/kernel/hostname`, which is what the
 /// engine reports as `Name`) and effective uid (`/proc/self/status`).
@@ -476,56 +370,4 @@ fn helper_name(app: &AppName) -> String {
     let mut hasher = std::hash::RandomState::new().build_hasher();
     hasher.write_u32(std::process::id());
     format!("lkg-snap-{app}-{:08x}", hasher.finish() & 0xffff_ffff)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn user(volume: &str, container: &str, state: &str) -> VolumeUser {
-        VolumeUser { volume: volume.to_owned(), container: container.to_owned(), state: state.to_owned() }
-    }
-
-    #[test]
-    fn a_deployed_stack_is_refused_naming_its_services() {
-        let err = quiet_verdict("app", vec!["app_web".into(), "app_db".into()], &[], Purpose::Take).unwrap_err();
-        insta::assert_snapshot!(err, @"stack app is deployed (services: app_db, app_web): undeploy it first (`docker stack rm app`) and wait until its containers have stopped");
-    }
-
-    #[test]
-    fn take_ignores_stopped_users_restore_does_not() {
-        let users = [user("app_data", "old", "exited")];
-        assert!(quiet_verdict("app", vec![], &users, Purpose::Take).is_ok());
-        let err = quiet_verdict("app", vec![], &users, Purpose::Restore).unwrap_err();
-        insta::assert_snapshot!(err, @"volume app_data is in use by container old (exited): stop and remove it first");
-        let users = [user("app_data", "app_web.1.x", "running"), user("app_data", "b", "exited")];
-        let err = quiet_verdict("app", vec![], &users, Purpose::Take).unwrap_err();
-        insta::assert_snapshot!(err, @"volume app_data is in use by container app_web.1.x (running): stop it first");
-    }
-
-    fn volume(driver: &str, options: &[(&str, &str)]) -> VolumeSpec {
-        VolumeSpec {
-            name: "app_data".to_owned(),
-            driver: driver.to_owned(),
-            options: options.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
-            labels: BTreeMap::new(),
-        }
-    }
-
-    #[test]
-    fn direct_access_only_for_plain_local_volumes_on_this_host_as_root() {
-        let here = Locality { same_host: true, root: true };
-        let plain = volume("local", &[]);
-        assert_eq!(choose_access(Access::Auto, &plain, &here).unwrap(), Access::Direct);
-        assert_eq!(choose_access(Access::Archive, &plain, &here).unwrap(), Access::Archive);
-        let nfs = volume("local", &[("type", "nfs"), ("o", "addr=10.0.0.1")]);
-        assert_eq!(choose_access(Access::Auto, &nfs, &here).unwrap(), Access::Archive);
-        let err = choose_access(Access::Direct, &nfs, &here).unwrap_err();
-        assert!(err.to_string().contains("mounted only while a container uses it"), "{err}");
-        assert_eq!(choose_access(Access::Auto, &volume("rexray", &[]), &here).unwrap(), Access::Archive);
-        let remote = Locality { same_host: false, root: true };
-        assert_eq!(choose_access(Access::Auto, &plain, &remote).unwrap(), Access::Archive);
-        let user = Locality { same_host: true, root: false };
-        assert!(matches!(choose_access(Access::Direct, &plain, &user), Err(SnapError::DirectUnavailable { .. })));
-    }
 }

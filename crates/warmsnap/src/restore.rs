@@ -11,15 +11,15 @@ use lkg_swarm::docker::{STACK_NAMESPACE_LABEL, stack_volumes};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::access::{Access, Locality, Purpose, VolumeSpec, choose_access};
 use crate::archive::{WalkError, read_archive};
 use crate::direct::Extractor;
-use crate::engine::{Engine, Locality, Purpose, VolumeSpec, choose_access, locality};
+use crate::engine::{Engine, locality};
 use crate::error::SnapError;
 use crate::meta::{Meta, VolumeRecord, hex};
 use crate::name::{AppName, NameError, check_object_name};
 use crate::progress::{Phase, Progress};
 use crate::store::{LockMode, SnapshotReader, Store};
-use crate::take::Access;
 use crate::transfer::{Reporter, blocking_with_progress};
 use crate::verify::{check_volume, open_snapshot};
 

@@ -11,29 +11,15 @@ use jiff::Timestamp;
 use lkg_swarm::docker::stack_volumes;
 use serde::Serialize;
 
+use crate::access::{Access, Locality, Purpose, VolumeSpec, choose_access};
 use crate::archive::{ArchiveSummary, inspect};
-use crate::engine::{Engine, Locality, Purpose, VolumeSpec, choose_access, locality};
+use crate::engine::{Engine, locality};
 use crate::error::SnapError;
 use crate::meta::{Meta, VolumeRecord};
 use crate::name::{AppName, NameError, check_object_name};
 use crate::progress::{Phase, Progress};
 use crate::store::{Staging, Store, VolumeSink};
 use crate::transfer::{ChunkWriter, HashingWriter, Reporter, blocking, blocking_with_progress};
-
-/// How volume data is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Access {
-    /// Direct when it is safe (plain local volume, engine on this host, lkg
-    /// running as root, and the mount point checked to be the engine's),
-    /// otherwise through the engine's archive endpoint.
-    #[default]
-    Auto,
-    /// Always through the engine's archive endpoint (works anywhere).
-    Archive,
-    /// Always by reading the mount point; refused where that is not safe.
-    Direct,
-}
 
 /// What to snapshot and what to record about it.
 ///
