@@ -357,6 +357,7 @@ fn resolve_failure(e: &ResolveError) -> Failure {
     }
 }
 
+#[allow(clippy::disallowed_methods, reason = "its errors carry the path as a field")]
 fn kernels(out: Output, layers: &[PathBuf]) -> Result<Exit, Failure> {
     let mut progress = Progress::stderr();
     let mut scanned = Vec::with_capacity(layers.len());
@@ -429,6 +430,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::disallowed_methods, reason = "a test writes its fixture")]
     fn layouts_are_repository_equals_an_existing_layout() {
         let dir = tempfile::tempdir().unwrap();
         let err = oci_layouts(&["ghcr.io/x".into()], "linux/amd64").unwrap_err();

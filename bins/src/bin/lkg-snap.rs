@@ -256,7 +256,7 @@ fn header(w: &mut dyn Write, what: &str, meta: &Meta) -> std::io::Result<()> {
 }
 
 fn app_name(app: &str) -> Result<AppName, Failure> {
-    AppName::new(app).map_err(|e| usage(&e))
+    AppName::new(app).map_err(|e| usage(&e.into()))
 }
 
 fn usage(e: &lkg_warmsnap::NameError) -> Failure {

@@ -4,17 +4,16 @@
 //! The swarm CI harness derived a canonical's domain as `warm-<app>.<base>`,
 //! the same scheme its live shared services used: the canonical of `keycloak`
 //! was `warm-keycloak.<base>`, exactly the domain of the live identity
-//! provider every app logged in through (seed `001`, "keycloak" row), so
-//! enrolling it would have overwritten production SSO. Here the namespace is
-//! explicit (default `warm-canon`) and every derived domain is checked against
-//! declared reserved names, so such a clash is an error before anything is
-//! deployed.
+//! provider every app logged in through, so enrolling it would have
+//! overwritten production SSO. Here the namespace is explicit (default
+//! `warm-canon`) and every derived domain is checked against declared
+//! reserved names, so such a clash is an error before anything is deployed.
 
 use std::fmt;
 
 use serde::Serialize;
 
-use crate::app::{AppName, AppNameError, check_label};
+use lkg_core::{AppName, AppNameError, check_label};
 
 /// The namespace canonicals live in unless told otherwise: `warm-canon-<app>.<base>`.
 pub const DEFAULT_NAMESPACE: &str = "warm-canon";
@@ -213,7 +212,7 @@ impl DomainScheme {
     /// too long or collides with a reserved name.
     pub fn domain_for(&self, app: &AppName) -> Result<String, DomainError> {
         let label = format!("{}-{}", self.namespace, app);
-        if label.len() > crate::app::MAX_LABEL_LEN {
+        if label.len() > lkg_core::MAX_LABEL_LEN {
             return Err(DomainError::LabelTooLong { app: app.clone(), len: label.len(), label });
         }
         let domain = format!("{label}.{}", self.base);
@@ -250,7 +249,8 @@ mod tests {
         AppName::new(name).unwrap()
     }
 
-    /// Seed 001: the live identity provider and the data canonical shared
+    /// The clash this module exists for: the live identity provider and
+    /// keycloak's data canonical both derived
     /// `warm-keycloak.ci.commoninternet.net`.
     #[test]
     fn the_keycloak_collision_names_both_users() {

@@ -64,10 +64,10 @@
 //!   stack's volumes itself (`lkg_swarm::docker::stack_volumes` does).
 //! - Forgetting a canonical removes its record only: its stack and volumes
 //!   are the operator's to remove.
+#![cfg_attr(test, allow(clippy::disallowed_methods, reason = "unit tests write and read their fixtures"))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod app;
 #[cfg(feature = "docker")]
 mod docker;
 mod domain;
@@ -78,12 +78,12 @@ mod record;
 mod report;
 mod store;
 
-pub use app::{AppName, AppNameError};
 #[cfg(feature = "docker")]
 pub use docker::{EngineLookupError, EngineVolumes};
 pub use domain::{DEFAULT_NAMESPACE, DomainError, DomainScheme, Namespace, Reserved};
 /// The timestamp type of records and requests (re-exported so callers need not depend on jiff).
 pub use jiff::Timestamp;
+pub use lkg_core::{AppName, AppNameError};
 pub use lock::{AppLock, Holder, Liveness, LockError, Owner};
 pub use presence::{Presence, PresenceError, VolumeLookup};
 pub use promotion::{PromotionVerdict, Refusal, Run, RunKind, RunResult, Stages, Target, decide_promotion};

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::app::AppName;
+use lkg_core::AppName;
 
 /// How often a waiting run retries the lock.
 const POLL: Duration = Duration::from_millis(100);
@@ -243,6 +243,7 @@ impl AppLock {
     /// a process that it started (`lkg-canonical lock APP -- CMD` tells CMD
     /// the id). The result changes records like a held lock, but releases
     /// nothing when dropped.
+    #[allow(clippy::disallowed_methods, reason = "the lock needs a std File; its errors carry the path as a field")]
     pub(crate) fn join(path: PathBuf, app: &AppName, id: &str) -> Result<AppLock, LockError> {
         let not_joinable = |holder: Option<Holder>| LockError::NotJoinable {
             app: app.clone(),
@@ -292,7 +293,7 @@ impl Drop for AppLock {
 
 /// Who holds the lock at `path`, without taking it.
 pub(crate) fn read_holder(path: &Path) -> Holder {
-    let owner = std::fs::read_to_string(path).ok().and_then(|text| serde_json::from_str::<Owner>(&text).ok());
+    let owner = fs_err::read_to_string(path).ok().and_then(|text| serde_json::from_str::<Owner>(&text).ok());
     let liveness = owner.as_ref().map_or(Liveness::Unknown, |o| judge(o, &HostFacts::here(), process_start));
     Holder { owner, liveness }
 }
@@ -351,7 +352,7 @@ fn random_id() -> String {
 
 /// The host name, from the kernel (Linux); `unknown` elsewhere.
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
+    fs_err::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .ok()
         .filter(|h| !h.is_empty())
@@ -359,14 +360,14 @@ fn hostname() -> String {
 }
 
 fn boot_id() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|id| id.trim().to_owned())
+    fs_err::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|id| id.trim().to_owned())
 }
 
 /// Field 22 of `/proc/<pid>/stat`, the process start time. The command name
 /// (field 2) is in parentheses and may hold spaces, so fields are counted
 /// after its closing parenthesis.
 fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = fs_err::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after_comm = &stat[stat.rfind(')')? + 1..];
     // After the name come field 3 (state) onwards: field 22 is the 20th.
     after_comm.split_whitespace().nth(19)?.parse().ok()

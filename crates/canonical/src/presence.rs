@@ -10,9 +10,9 @@ use std::future::Future;
 
 use serde::Serialize;
 
-use crate::app::AppName;
 use crate::record::Record;
 use crate::store::{Canonicals, StoreError};
+use lkg_core::AppName;
 
 /// Asks whether a volume exists. The `docker` feature provides
 /// `EngineVolumes`, over the Docker engine; tests of

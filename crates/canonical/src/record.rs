@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::app::AppName;
+use lkg_core::AppName;
 
 /// The `schema_version` this crate writes. Records without one (the swarm CI
 /// harness's, which say `recipe` instead of `app`) are read as version 0 and
@@ -177,7 +177,8 @@ mod tests {
 
     #[test]
     fn reads_the_harness_record_format() {
-        // Shape of the swarm CI harness's canonical.json (seed 002, WC2).
+        // Shape of the swarm CI harness's canonical.json: `recipe` for `app`,
+        // no schema version, no volumes, a compact timestamp.
         let text = r#"{"recipe":"custom-html","domain":"warm-custom-html.ci.commoninternet.net",
             "version":"1.11.0+1.29.0","commit":"wc2proof","status":"idle","ts":"20260529T005510Z"}"#;
         let record: Record = serde_json::from_str(text).unwrap();

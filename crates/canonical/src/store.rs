@@ -1,7 +1,6 @@
 //! The records on disk: `<state-dir>/apps/<app>/canonical.json`, written
 //! atomically, changed only under the app's lock.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -9,7 +8,9 @@ use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::app::AppName;
+use lkg_core::AppName;
+use lkg_core::state_file::{self, StateFileError};
+
 use crate::domain::{DomainError, DomainScheme};
 use crate::lock::{AppLock, Holder, LockError, read_holder};
 use crate::promotion::{PromotionVerdict, Refusal, Run, decide_promotion};
@@ -17,9 +18,6 @@ use crate::record::{Record, SCHEMA_VERSION, Status};
 
 const RECORD_FILE: &str = "canonical.json";
 const LOCK_FILE: &str = "lock";
-/// Temp files of an unfinished write: `.canonical.json.<pid>.<nanos>.tmp`.
-const TEMP_PREFIX: &str = ".canonical.json.";
-const TEMP_SUFFIX: &str = ".tmp";
 
 /// The canonical records under a state directory.
 ///
@@ -229,13 +227,9 @@ impl Canonicals {
     /// The app's record, if it has one.
     pub fn get(&self, app: &AppName) -> Result<Option<Record>, StoreError> {
         let path = self.record_path(app);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(StoreError::Io { action: "read", path, source }),
-        };
+        let Some(text) = state_file::read(&path)? else { return Ok(None) };
         let malformed = |source| StoreError::Malformed { app: app.clone(), path: path.clone(), source };
-        let value: Value = serde_json::from_str(&text).map_err(malformed)?;
+        let value: Value = serde_json::from_slice(&text).map_err(malformed)?;
         if let Some(found) = value.get("schema_version").and_then(Value::as_u64).filter(|v| *v > SCHEMA_VERSION.into())
         {
             return Err(StoreError::NewerSchema { path, found, supported: SCHEMA_VERSION });
@@ -249,6 +243,7 @@ impl Canonicals {
 
     /// Every app's record, by app name. Directories that are not app names or
     /// hold no record (an app whose canonical was forgotten) are passed over.
+    #[allow(clippy::disallowed_methods, reason = "its errors carry the path as a field")]
     pub fn all(&self) -> Result<Vec<Record>, StoreError> {
         let entries = match std::fs::read_dir(&self.apps) {
             Ok(entries) => entries,
@@ -274,6 +269,7 @@ impl Canonicals {
 
     /// Takes the app's lock (see [`AppLock`]), waiting up to `wait`.
     /// `purpose` tells a refused run what the holder is doing.
+    #[allow(clippy::disallowed_methods, reason = "its errors carry the path as a field")]
     pub fn lock(
         &self,
         app: &AppName,
@@ -294,6 +290,7 @@ impl Canonicals {
     }
 
     /// Who holds the app's lock, if anyone does; does not take it.
+    #[allow(clippy::disallowed_methods, reason = "the lock needs a std File; its errors carry the path as a field")]
     pub fn lock_holder(&self, app: &AppName) -> Result<Option<Holder>, LockError> {
         let path = self.lock_path(app);
         let file = match std::fs::File::open(&path) {
@@ -317,21 +314,14 @@ impl Canonicals {
     /// Never in practice: a [`Record`] always serialises to JSON.
     pub fn stage(&self, lock: &AppLock, record: &Record) -> Result<StagedRecord, StoreError> {
         check_lock(lock, &record.app)?;
-        let dir = self.app_dir(&record.app);
-        remove_stale_temps(&dir)?;
+        let path = self.record_path(&record.app);
+        // Temp files of a writer that died between writing and renaming: we
+        // hold the app's lock, so no live writer owns them.
+        state_file::remove_stale_temps(&path)?;
         let mut record = record.clone();
         record.schema_version = SCHEMA_VERSION;
-        let mut text = serde_json::to_vec_pretty(&record).expect("a record serialises");
-        text.push(b'\n');
-        let nanos = Timestamp::now().as_nanosecond();
-        let temp = dir.join(format!("{TEMP_PREFIX}{}.{nanos}{TEMP_SUFFIX}", std::process::id()));
-        let io = |action, source| StoreError::Io { action, path: temp.clone(), source };
-        let mut file =
-            std::fs::OpenOptions::new().write(true).create_new(true).open(&temp).map_err(|e| io("create", e))?;
-        let staged = StagedRecord { temp: temp.clone(), target: self.record_path(&record.app), dir, done: false };
-        file.write_all(&text).map_err(|e| io("write", e))?;
-        file.sync_all().map_err(|e| io("sync", e))?;
-        Ok(staged)
+        let text = state_file::to_json(&path, &record).expect("a record serialises");
+        Ok(StagedRecord(state_file::stage(&path, &text, state_file::Mode::Shared)?))
     }
 
     /// Replaces the app's record with `record`, atomically.
@@ -350,11 +340,7 @@ impl Canonicals {
             Err(e) => return Err(e),
         };
         let path = self.record_path(app);
-        match std::fs::remove_file(&path) {
-            Ok(()) => sync_dir(&self.app_dir(app))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(StoreError::Io { action: "remove", path, source }),
-        }
+        state_file::remove(&path)?;
         Ok(record)
     }
 
@@ -427,72 +413,39 @@ impl Canonicals {
     }
 }
 
-/// Temp files left by a writer that died between writing and renaming.
-/// Only called under the app's lock, so no live writer owns them.
-fn remove_stale_temps(dir: &Path) -> Result<(), StoreError> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|source| StoreError::Io { action: "list", path: dir.to_owned(), source })?;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX) {
-            let path = entry.path();
-            std::fs::remove_file(&path).map_err(|source| StoreError::Io {
-                action: "remove the stale temp file",
-                path,
-                source,
-            })?;
-        }
-    }
-    Ok(())
-}
-
 fn check_lock(lock: &AppLock, app: &AppName) -> Result<(), StoreError> {
     if lock.app() == app { Ok(()) } else { Err(StoreError::WrongLock { app: app.clone(), locked: lock.app().clone() }) }
-}
-
-/// The directory entry of a rename is durable only once the directory is synced.
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|source| StoreError::Io {
-        action: "sync",
-        path: dir.to_owned(),
-        source,
-    })
 }
 
 /// A record written to its temp file and not yet in place. Dropping it
 /// without [`commit`](StagedRecord::commit) removes the temp file.
 #[derive(Debug)]
 #[must_use = "a staged record replaces nothing until it is committed"]
-pub struct StagedRecord {
-    temp: PathBuf,
-    target: PathBuf,
-    dir: PathBuf,
-    done: bool,
-}
+pub struct StagedRecord(state_file::Staged);
 
 impl StagedRecord {
     /// The temp file holding the new record.
     pub fn temp_path(&self) -> &Path {
-        &self.temp
+        self.0.temp_path()
     }
 
     /// Renames the temp file over the record and syncs the directory.
-    pub fn commit(mut self) -> Result<(), StoreError> {
-        std::fs::rename(&self.temp, &self.target).map_err(|source| StoreError::Io {
-            action: "rename into place",
-            path: self.temp.clone(),
-            source,
-        })?;
-        self.done = true;
-        sync_dir(&self.dir)
+    pub fn commit(self) -> Result<(), StoreError> {
+        Ok(self.0.commit()?)
     }
 }
 
-impl Drop for StagedRecord {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = std::fs::remove_file(&self.temp);
+impl From<StateFileError> for StoreError {
+    fn from(error: StateFileError) -> StoreError {
+        match error {
+            StateFileError::Io { action, path, source } => StoreError::Io { action, path, source },
+            // The shared writer reports a format error only for JSON it
+            // serialises or parses itself; the store parses its own records.
+            other => StoreError::Io {
+                action: "write",
+                path: other.path().to_owned(),
+                source: std::io::Error::other(other.to_string()),
+            },
         }
     }
 }

@@ -1,5 +1,7 @@
 //! App names: one DNS label, because an app's name becomes part of its
-//! canonical domain and of a directory under the state dir.
+//! canonical domain, of its stack's objects and of a directory under the
+//! state dir (`<state-dir>/apps/<app>/`), which every crate keeps its
+//! per-app state in. One type, so no crate can accept a name another refuses.
 
 use std::fmt;
 use std::str::FromStr;
@@ -7,7 +9,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The longest DNS label (RFC 1035 §2.3.4).
-pub(crate) const MAX_LABEL_LEN: usize = 63;
+pub const MAX_LABEL_LEN: usize = 63;
 
 /// A validated app name: a DNS label of lowercase letters, digits and `-`,
 /// 1 to 63 characters, neither starting nor ending with `-`.
@@ -16,7 +18,7 @@ pub(crate) const MAX_LABEL_LEN: usize = 63;
 /// `gitea` would share a domain while owning two state directories.
 ///
 /// ```
-/// use lkg_canonical::AppName;
+/// use lkg_core::AppName;
 /// assert!(AppName::new("mattermost-lts").is_ok());
 /// assert!(AppName::new("Mattermost").is_err());
 /// ```
@@ -72,8 +74,9 @@ impl AppName {
     }
 }
 
-/// The DNS label rules shared by app names and namespaces.
-pub(crate) fn check_label(name: &str) -> Result<(), AppNameError> {
+/// Checks the DNS label rule of app names, for other labels that must follow
+/// it (a canonical domain's namespace).
+pub fn check_label(name: &str) -> Result<(), AppNameError> {
     if name.is_empty() {
         return Err(AppNameError::Empty);
     }

@@ -5,7 +5,6 @@
 //! generic [`Inputs`] view is derived from it on demand.
 
 use std::collections::BTreeSet;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -139,6 +138,7 @@ pub const OS_IMAGE_LOCK_DESCRIPTION: &str = "Pinned inputs for workflow_dispatch
 
 impl Document {
     /// Reads and recognises a manifest or lock file.
+    #[allow(clippy::disallowed_methods, reason = "its error carries the path as a field")]
     pub fn read(path: &Path) -> Result<Document, DocumentError> {
         let text = std::fs::read_to_string(path).map_err(|source| {
             if source.kind() == std::io::ErrorKind::NotFound {
@@ -283,8 +283,11 @@ impl Document {
     /// Writes the file atomically: a reader sees the old file or the new
     /// one, never half of one, and a failure leaves the old one in place.
     pub fn write(&self, path: &Path) -> Result<(), DocumentError> {
-        write_atomic(path, self.to_json().as_bytes())
-            .map_err(|source| DocumentError::Write { path: path.to_owned(), source })
+        // Mode 0644 whatever the umask: a lock file is committed and read by everyone.
+        lkg_core::state_file::write(path, self.to_json().as_bytes()).map_err(|error| match error {
+            lkg_core::StateFileError::Io { source, .. } => DocumentError::Write { path: path.to_owned(), source },
+            other => DocumentError::Write { path: path.to_owned(), source: std::io::Error::other(other.to_string()) },
+        })
     }
 }
 
@@ -462,25 +465,4 @@ pub(crate) fn parts_of(input: &Input) -> Vec<Part> {
         Input::Git(git) => GitPart::ALL.into_iter().filter(|p| git.part(*p).is_some()).map(Part::Git).collect(),
         Input::Value(_) => vec![Part::Value],
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same directory,
-/// fsynced and renamed over the destination.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut temp = tempfile::Builder::new().prefix(".lkg-").suffix(".tmp").tempfile_in(dir)?;
-    temp.write_all(bytes)?;
-    temp.as_file().sync_all()?;
-    // tempfile creates 0600; a lock file is committed and read by everyone.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        temp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    }
-    temp.persist(path).map_err(|e| e.error)?;
-    // The rename is durable only once the directory is synced.
-    std::fs::File::open(dir).and_then(|d| d.sync_all())
 }

@@ -53,6 +53,7 @@
 //! - The OS-image lock knows its image fields by name (`base_image`,
 //!   `build_container`); another image field in that lock is treated as a
 //!   plain value (checked for placeholders, not for a digest).
+#![cfg_attr(test, allow(clippy::disallowed_methods, reason = "unit tests write and read their fixtures"))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -4,8 +4,8 @@
 //!
 //! The file is the alert. A webhook is a courtesy on top: it is tried a
 //! bounded number of times after the file is written, and its failure is
-//! recorded in the file, never instead of it (seed 002: an alert that did
-//! not land in the alerts directory was the adversary's first question).
+//! recorded in the file, never instead of it: a webhook that is down or
+//! misconfigured cannot make a hold or a rollback go unrecorded.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -198,6 +198,7 @@ impl Alerts {
         Ok(listed)
     }
 
+    #[allow(clippy::disallowed_methods, reason = "its errors carry the path as a field")]
     fn list_dir(dir: &Path, acked: bool) -> Result<Vec<ListedAlert>, ReconcileError> {
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
@@ -223,6 +224,7 @@ impl Alerts {
 
     /// Acknowledges the alerts with these ids: moves them to `alerts/acked/`.
     /// Returns the ids moved; an id already acknowledged or unknown is skipped.
+    #[allow(clippy::disallowed_methods, reason = "its errors carry the path as a field")]
     pub fn ack(&self, ids: &[String]) -> Result<Vec<String>, ReconcileError> {
         let acked_dir = self.dir.join("acked");
         fs_err::create_dir_all(&acked_dir).map_err(|source| state_io("create", &acked_dir, source))?;
@@ -319,7 +321,8 @@ impl Webhook {
     }
 }
 
-/// `20260529T005510Z`, the seed's alert file names.
+/// `20260529T005510Z`: UTC to the second, the form alert and run ids start
+/// with, so that their file names sort by time.
 pub(crate) fn compact(ts: Timestamp) -> String {
     ts.strftime("%Y%m%dT%H%M%SZ").to_string()
 }

@@ -2,8 +2,9 @@
 //! gate, with data-safe rollback, crash recovery and a quick mode.
 //!
 //! Watchtower never added rollback; Flux and Argo remediate on Kubernetes
-//! only. `lkg-reconcile` updates a swarm stack the way the swarm CI harness
-//! of seed 002 does (WC1.1, WC1.2, WC4), without its races:
+//! only. `lkg-reconcile` updates a swarm stack so that an update which needs
+//! an operator is held before anything is touched, and one that fails is
+//! rolled back together with the data it changed:
 //!
 //! 1. **Safety gate** ([`Gate`], a pure function): a major bump of either side
 //!    of `<recipe-semver>+<app-version>` relative to last-good, or release
@@ -74,6 +75,7 @@
 //! - One engine: the stack, its volumes and the snapshot helpers are reached
 //!   through the same `DOCKER_HOST`, so a stateful app's volumes must live on
 //!   the node lkg talks to.
+#![cfg_attr(test, allow(clippy::disallowed_methods, reason = "unit tests write and read their fixtures"))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -155,11 +155,6 @@ impl SwarmPlatform {
         *cached = Some((spec.clone(), Arc::clone(&deployer)));
         deployer
     }
-
-    fn snap_app(spec: &AppSpec) -> Result<lkg_warmsnap::AppName, ReconcileError> {
-        // The same DNS-label rule as lkg-canonical's app names.
-        lkg_warmsnap::AppName::new(spec.app.as_str()).map_err(|e| lkg_warmsnap::SnapError::from(e).into())
-    }
 }
 
 fn access(access: SnapshotAccess) -> Access {
@@ -314,7 +309,7 @@ impl Platform for SwarmPlatform {
     }
 
     async fn snapshot(&self, spec: &AppSpec, version: &str) -> Result<SnapshotRef, ReconcileError> {
-        let request = TakeRequest::new(Self::snap_app(spec)?, &spec.stack)
+        let request = TakeRequest::new(spec.app.clone(), &spec.stack)
             .map_err(lkg_warmsnap::SnapError::from)?
             .version(version)
             .access(access(spec.deploy.snapshot_access));
@@ -323,12 +318,12 @@ impl Platform for SwarmPlatform {
     }
 
     async fn current_snapshot(&self, spec: &AppSpec) -> Result<Option<SnapshotRef>, ReconcileError> {
-        let shown = lkg_warmsnap::show(&self.store, &Self::snap_app(spec)?).await?;
+        let shown = lkg_warmsnap::show(&self.store, &spec.app).await?;
         Ok(shown.map(|s| SnapshotRef { version: s.meta.version.clone(), ts: s.meta.ts, location: s.location }))
     }
 
     async fn restore(&self, spec: &AppSpec) -> Result<(), ReconcileError> {
-        let request = RestoreRequest::new(Self::snap_app(spec)?)
+        let request = RestoreRequest::new(spec.app.clone())
             .stack(&spec.stack)
             .map_err(lkg_warmsnap::SnapError::from)?
             .access(access(spec.deploy.snapshot_access));

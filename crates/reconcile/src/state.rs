@@ -251,6 +251,7 @@ pub fn app_status(state_dir: &Path, app: &lkg_canonical::AppName) -> Result<AppS
 }
 
 /// The apps with reconcile state under `state_dir`, sorted.
+#[allow(clippy::disallowed_methods, reason = "its errors carry the path as a field")]
 pub fn reconciled_apps(state_dir: &Path) -> Result<Vec<lkg_canonical::AppName>, ReconcileError> {
     let dir = state_dir.join("apps");
     let entries = match std::fs::read_dir(&dir) {

@@ -116,6 +116,7 @@ impl DockerConfig {
         DockerConfig { files }
     }
 
+    #[allow(clippy::disallowed_methods, reason = "its errors carry the path as a field")]
     fn lookup_file(path: &Path, registry: &str) -> Result<Option<Credential>, RegistryError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,

@@ -38,6 +38,7 @@
 //! - Reverting a promotion cannot delete a tag on registries that do not
 //!   support tag deletion (Distribution 2.x): a stable tag that did not exist
 //!   before is reported, not removed.
+#![cfg_attr(test, allow(clippy::disallowed_methods, reason = "unit tests write and read their fixtures"))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

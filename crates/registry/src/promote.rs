@@ -21,10 +21,10 @@
 //! The result never says `complete` unless step 4 saw every tag right.
 
 use std::fmt;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use lkg_core::state_file;
 use serde::{Deserialize, Serialize};
 
 use crate::copy::copy_by_digest;
@@ -189,34 +189,19 @@ pub struct Journal {
 impl Journal {
     /// Reads a journal; `None` when there is none.
     pub fn load(path: &Path) -> Result<Option<Journal>, PromoteError> {
-        match fs_err::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| PromoteError::Journal { path: path.to_owned(), reason: format!("malformed: {e}") }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(PromoteError::Journal { path: path.to_owned(), reason: e.to_string() }),
-        }
+        let journal_error = |e| PromoteError::Journal { path: path.to_owned(), reason: lkg_core::render_chain(&e) };
+        let Some(bytes) = state_file::read(path).map_err(journal_error)? else { return Ok(None) };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| PromoteError::Journal { path: path.to_owned(), reason: format!("malformed: {e}") })
     }
 
-    /// Writes atomically: a temp file, fsync, rename, fsync of the directory.
-    ///
-    /// # Panics
-    ///
-    /// Never: a journal always serialises.
+    /// Writes atomically through `lkg_core::state_file`: a temp file, fsync,
+    /// rename, fsync of the directory; any failure of these is an error.
     pub fn save(&mut self, path: &Path) -> Result<(), PromoteError> {
         self.updated_at = jiff::Timestamp::now().to_string();
-        let io = |e: std::io::Error| PromoteError::Journal { path: path.to_owned(), reason: e.to_string() };
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("journal")));
-        let mut file = fs_err::File::create(&tmp).map_err(io)?;
-        file.write_all(&serde_json::to_vec_pretty(self).expect("a journal serialises")).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        drop(file);
-        fs_err::rename(&tmp, path).map_err(io)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        state_file::write_json(path, self)
+            .map_err(|e| PromoteError::Journal { path: path.to_owned(), reason: lkg_core::render_chain(&e) })
     }
 
     fn is_open(&self) -> bool {
@@ -355,6 +340,7 @@ struct PlanLock {
     _file: std::fs::File,
 }
 
+#[allow(clippy::disallowed_methods, reason = "its errors carry the path as a field")]
 fn lock_plan(plan: &PromotionPlan, state_dir: &Path) -> Result<(PathBuf, PlanLock), PromoteError> {
     let journal = plan.journal_path(state_dir);
     let dir = journal.parent().expect("journal path has a parent");

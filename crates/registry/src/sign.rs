@@ -122,6 +122,7 @@ impl PublicKey {
     }
 
     /// Reads a public key file.
+    #[allow(clippy::disallowed_methods, reason = "its errors carry the path as a field")]
     pub fn from_file(path: &Path) -> Result<PublicKey, KeyError> {
         let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io { path: path.to_owned(), source })?;
         PublicKey::from_pem(&text, &path.display().to_string())
@@ -210,6 +211,7 @@ impl SigningKey {
     }
 
     /// Reads a private key file; `password` opens an encrypted one.
+    #[allow(clippy::disallowed_methods, reason = "its errors carry the path as a field")]
     pub fn from_file(path: &Path, password: Option<&[u8]>) -> Result<SigningKey, KeyError> {
         let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io { path: path.to_owned(), source })?;
         SigningKey::from_pem(&text, password, &path.display().to_string())

@@ -49,6 +49,7 @@
 //!   the watch relies on service events and polling (every 500 ms by default).
 //! - Prune reads service names from the compose files; compose-spec `!reset`
 //!   tags are refused (docker/cli does not support them either).
+#![cfg_attr(test, allow(clippy::disallowed_methods, reason = "unit tests write and read their fixtures"))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -31,6 +31,10 @@
 //! Linux only, and root only (dockerd needs it). The swarm has one node, and
 //! its ingress routing mesh is not usable on machines without `ip_vs`: publish
 //! ports with `mode: host` in test compose files.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test set-up panics with the path in its message; no user sees these errors"
+)]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![allow(clippy::missing_panics_doc)] // a test helper panics by design: that is how a test fails

@@ -3,7 +3,9 @@
 //! Testing an upgrade means deploying a *base* version and upgrading it to
 //! the candidate (the *head*). "The second-newest tag" is the wrong base
 //! whenever the branch has moved past the newest tag: discourse's `main` was
-//! at `0.8.1+3.5.0` while its newest tag was `0.7.0+3.3.1` (seed `003`).
+//! at `0.8.1+3.5.0` while its newest tag was `0.7.0+3.3.1`, so that rule
+//! tested an upgrade from `0.6.3+3.2.0`, two versions behind the one the
+//! change would be merged onto.
 //! `lkg-upgrade-base` resolves the base over a local git repository, in a
 //! documented order, and records why each step was taken or passed over:
 //!
@@ -62,6 +64,7 @@
 //! - Only tags named exactly `<recipe-semver>+<app-version>` are versions;
 //!   a prefix such as `v` or `release/` makes a tag a non-version.
 //! - The target branch is looked up under the remote `origin` only.
+#![cfg_attr(test, allow(clippy::disallowed_methods, reason = "unit tests write and read their fixtures"))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -4,7 +4,8 @@
 //! An overlay written to make an old release deployable (a pinned image, a
 //! removed service) is wrong for any other base: applied to a branch tip or a
 //! newer release it would deploy something that never existed, or leak onto
-//! the head (seed `003`). So each overlay declares its version by living in
+//! the head, which would then be tested with the old release's pins instead
+//! of its own. So each overlay declares its version by living in
 //! `previous/<version>/`; it applies only when the plan's base is that exact
 //! version, and is reported as stale otherwise.
 
@@ -65,6 +66,7 @@ pub struct OverlayError {
 }
 
 /// The overlays under `dir` (a `previous/` directory), by name.
+#[allow(clippy::disallowed_methods, reason = "its error carries the path as a field")]
 pub fn scan(dir: &Path) -> Result<Vec<Overlay>, OverlayError> {
     fn err(path: &Path) -> impl FnOnce(std::io::Error) -> OverlayError + '_ {
         move |source| OverlayError { path: path.to_owned(), source }
@@ -92,6 +94,7 @@ pub fn scan(dir: &Path) -> Result<Vec<Overlay>, OverlayError> {
     Ok(overlays)
 }
 
+#[allow(clippy::disallowed_methods, reason = "its error carries the path as a field")]
 fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), OverlayError> {
     let err = |source| OverlayError { path: dir.to_owned(), source };
     for entry in std::fs::read_dir(dir).map_err(err)? {

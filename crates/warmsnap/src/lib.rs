@@ -59,9 +59,11 @@
 //! - Checking hard-link targets costs 8 bytes of memory per file in a volume,
 //!   and sorting a directory holds its names: a directory of millions of
 //!   files needs memory in proportion.
+#![cfg_attr(test, allow(clippy::disallowed_methods, reason = "unit tests write and read their fixtures"))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod access;
 pub mod archive;
 mod direct;
 mod engine;
@@ -75,19 +77,20 @@ mod take;
 mod transfer;
 mod verify;
 
+pub use access::Access;
 pub use archive::{ArchiveError, ArchiveSummary, Refusal};
 pub use bollard::Docker;
 pub use engine::{HELPER_IMAGE, HELPER_LABEL, HELPER_PID_LABEL};
 pub use error::SnapError;
 pub use lkg_swarm::docker::{ConnectError, connect, connect_to};
 pub use meta::{FORMAT, Meta, MetaError, VolumeRecord};
-pub use name::{AppName, NameError};
+pub use name::{AppName, AppNameError, NameError};
 pub use progress::{Event, NoProgress, Phase, Progress};
 pub use restore::{RestoreReport, RestoreRequest, RestoredVolume, restore};
 pub use store::{
     LocalReader, LocalStaging, LocalStore, LockMode, SnapshotReader, Staging, Store, StoreError, VolumeSink,
 };
-pub use take::{Access, TakeReport, TakeRequest, TakenVolume, take};
+pub use take::{TakeReport, TakeRequest, TakenVolume, take};
 pub use verify::{Snapshot, Verdict, VerifyReport, VolumeCheck, list, show, verify};
 
 // The README's examples are compiled (and the first one run) with the doctests.

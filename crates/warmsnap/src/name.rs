@@ -2,12 +2,8 @@
 //! a volume name is a file name in a snapshot. Both are checked before any
 //! path is built from them, so `../x` or `a/b` can never reach the file system.
 
-use std::fmt;
+pub use lkg_core::{AppName, AppNameError};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-/// The longest DNS label (RFC 1035 §2.3.4).
-const MAX_APP_LEN: usize = 63;
 /// Docker refuses longer object names; it is also far below `NAME_MAX`.
 const MAX_OBJECT_LEN: usize = 200;
 
@@ -24,67 +20,22 @@ pub struct NameError {
     pub rule: &'static str,
 }
 
-/// A validated app name: a DNS label (lowercase letters, digits and `-`, 1 to
-/// 63 characters, not starting or ending with `-`), the same rule as
-/// `lkg-canonical`'s, since both keep their state under `<state-dir>/apps/<app>/`.
-///
-/// ```
-/// use lkg_warmsnap::AppName;
-/// assert!(AppName::new("gitea").is_ok());
-/// assert!(AppName::new("../etc").is_err());
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct AppName(String);
+/// An app name failed [`AppName`]'s rule: said as every other invalid name
+/// is (`app name "X" is invalid: ...`), the rule being the DNS label's.
+impl From<AppNameError> for NameError {
+    fn from(error: AppNameError) -> NameError {
+        let name = match &error {
+            AppNameError::TooLong { name, .. }
+            | AppNameError::BadChar { name, .. }
+            | AppNameError::EdgeHyphen { name } => name.clone(),
+            _ => String::new(),
+        };
+        NameError { kind: "app", name, rule: APP_RULE }
+    }
+}
 
 const APP_RULE: &str = "an app name is a DNS label: lowercase letters a-z, digits and '-', \
                         1 to 63 characters, not starting or ending with '-'";
-
-impl AppName {
-    /// Validates `name`.
-    pub fn new(name: &str) -> Result<AppName, NameError> {
-        let ok = !name.is_empty()
-            && name.len() <= MAX_APP_LEN
-            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !name.starts_with('-')
-            && !name.ends_with('-');
-        if ok {
-            Ok(AppName(name.to_owned()))
-        } else {
-            Err(NameError { kind: "app", name: name.to_owned(), rule: APP_RULE })
-        }
-    }
-
-    /// The name as a string.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for AppName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::str::FromStr for AppName {
-    type Err = NameError;
-    fn from_str(s: &str) -> Result<AppName, NameError> {
-        AppName::new(s)
-    }
-}
-
-impl Serialize for AppName {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for AppName {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<AppName, D::Error> {
-        let s = String::deserialize(deserializer)?;
-        AppName::new(&s).map_err(serde::de::Error::custom)
-    }
-}
 
 const OBJECT_RULE: &str = "Docker object names start with a letter or digit, continue with letters, digits, \
                            '_', '.' or '-', and are at most 200 characters";
@@ -110,8 +61,9 @@ mod tests {
             assert!(AppName::new(good).is_ok(), "{good}");
         }
         for bad in ["", "-a", "a-", "Gitea", "a_b", "a.b", "..", "a/b", &"x".repeat(64)] {
-            let err = AppName::new(bad).unwrap_err();
-            assert_eq!(err.kind, "app", "{bad}");
+            let err = NameError::from(AppName::new(bad).unwrap_err());
+            assert_eq!((err.kind, err.name.as_str()), ("app", bad), "{bad}");
+            assert!(err.to_string().starts_with(&format!("app name {bad:?} is invalid: an app name is a DNS label")));
         }
     }
 

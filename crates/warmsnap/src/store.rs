@@ -23,6 +23,8 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::meta::{Meta, MetaError};
+use lkg_core::state_file::{self, StateFileError};
+
 use crate::name::{AppName, NameError, check_object_name};
 
 /// Snapshot storage, one last-known-good per app. [`LocalStore`] is the
@@ -139,6 +141,9 @@ pub enum StoreError {
     /// A volume name that is not a safe file name.
     #[error(transparent)]
     Name(#[from] NameError),
+    /// A state file (`meta.json`) or a directory could not be written or synced.
+    #[error(transparent)]
+    State(#[from] StateFileError),
 }
 
 const CURRENT: &str = "snapshot";
@@ -204,6 +209,7 @@ impl LocalStore {
     }
 
     /// The generation `snapshot` points to, `None` if there is no snapshot.
+    #[allow(clippy::disallowed_methods, reason = "its error carries the path as a field")]
     fn current_generation(&self, app: &AppName) -> Result<Option<String>, StoreError> {
         let link = self.snapshot_dir(app);
         let target = match std::fs::read_link(&link) {
@@ -390,10 +396,7 @@ impl Staging for LocalStaging {
     fn commit(mut self, meta: &Meta) -> Result<String, StoreError> {
         meta.check(&self.app).map_err(|source| StoreError::Meta { path: self.dir.join(META), source })?;
         let meta_path = self.dir.join(META);
-        let mut file = fs_err::File::create_new(&meta_path)?;
-        file.write_all(&meta.to_json())?;
-        file.sync_all()?;
-        drop(file);
+        state_file::write(&meta_path, &meta.to_json())?;
         // Read back what the next reader will read.
         let written = fs_err::read(&meta_path)?;
         match Meta::parse(&written, &self.app) {
@@ -430,7 +433,7 @@ impl Staging for LocalStaging {
         fs_err::os::unix::fs::symlink(format!("{GENERATIONS}/{}", self.generation), &link)?;
         let current = self.app_dir.join(CURRENT);
         if let Err(e) = fs_err::rename(&link, &current) {
-            let _ = std::fs::remove_file(&link);
+            let _ = fs_err::remove_file(&link);
             return Err(if current.is_dir() && !current.is_symlink() {
                 StoreError::Layout {
                     path: current,
@@ -445,7 +448,7 @@ impl Staging for LocalStaging {
 
         // The old generation is garbage now; if removing it fails, the next take does.
         if let Some(previous) = self.previous.take() {
-            let _ = std::fs::remove_dir_all(generations.join(previous));
+            let _ = fs_err::remove_dir_all(generations.join(previous));
         }
         Ok(current.display().to_string())
     }
@@ -454,7 +457,7 @@ impl Staging for LocalStaging {
 impl Drop for LocalStaging {
     fn drop(&mut self) {
         if !self.committed {
-            let _ = std::fs::remove_dir_all(&self.dir);
+            let _ = fs_err::remove_dir_all(&self.dir);
         }
     }
 }
@@ -486,8 +489,7 @@ impl VolumeSink for LocalSink {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    fs_err::File::open(dir)?.sync_all()?;
-    Ok(())
+    Ok(state_file::sync_dir(dir)?)
 }
 
 /// `20260529T005510Z-0a1b2c3d`: sorts by time, unique per take.

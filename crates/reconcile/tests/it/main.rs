@@ -1,6 +1,7 @@
 //! lkg-reconcile against the real swarm of the test environment, with the
 //! fixture app: every path of an update, the safety gate, quick mode,
 //! alerts and the lock.
+#![allow(clippy::disallowed_methods, reason = "tests write and read their fixtures; a failure panics at the line")]
 #![allow(clippy::missing_panics_doc)] // a test helper panics by design: that is how a test fails
 
 mod held;

@@ -1,6 +1,7 @@
 //! Integration tests of lkg-registry against real registries (the test
 //! environment's `docker-registry` instances), with skopeo and openssl as
 //! independent peers.
+#![allow(clippy::disallowed_methods, reason = "tests write and read their fixtures; a failure panics at the line")]
 #![allow(unreachable_pub)] // helpers shared between the test modules
 
 mod auth;

@@ -1,4 +1,5 @@
 //! lkg-swarm against the real engine of the test environment.
+#![allow(clippy::disallowed_methods, reason = "tests write and read their fixtures; a failure panics at the line")]
 #![allow(clippy::missing_panics_doc)] // a test helper panics by design: that is how a test fails
 
 mod deploy;

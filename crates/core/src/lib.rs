@@ -1,0 +1,40 @@
+//! The concepts every lkg crate shares, so that each has one owner.
+//!
+//! - [`AppName`]: the name of an app lkg manages, one DNS label, valid as a
+//!   domain label, a stack name and a directory under the state dir
+//!   (`<state-dir>/apps/<app>/`, where every crate keeps its per-app state);
+//! - [`state_file`]: state files written atomically (temp file in the same
+//!   directory, fsync, rename, fsync of the directory), read back with errors
+//!   that name the path, with documented permissions;
+//! - [`FailureKind`] and [`Classify`]: what kind of failure an error is (bad
+//!   input, environment, verdict, held, partial), which the binaries map to
+//!   their exit codes in one table; [`render_chain`] renders an error with
+//!   its causes.
+//!
+//! ```
+//! use lkg_core::{AppName, state_file};
+//!
+//! let state = tempfile::tempdir()?;
+//! let app = AppName::new("gitea")?;
+//! let path = state.path().join("apps").join(app.as_str()).join("last-good.json");
+//! state_file::write_json(&path, &serde_json::json!({"version": "1.2.0+3.1.0"}))?;
+//! let read: serde_json::Value = state_file::read_json(&path)?.expect("just written");
+//! assert_eq!(read["version"], "1.2.0+3.1.0");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Limitations
+//!
+//! - Atomic replacement relies on `rename(2)` within one directory and on
+//!   `fsync` of files and directories, as POSIX local file systems provide;
+//!   on a network file system the guarantees are the server's.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod app;
+mod failure;
+pub mod state_file;
+
+pub use app::{AppName, AppNameError, MAX_LABEL_LEN, check_label};
+pub use failure::{Classify, FailureKind, render_chain};
+pub use state_file::StateFileError;
