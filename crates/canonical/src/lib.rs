@@ -77,6 +77,7 @@ mod promotion;
 mod record;
 mod report;
 mod store;
+mod version;
 
 #[cfg(feature = "docker")]
 pub use docker::{EngineLookupError, EngineVolumes};
@@ -90,6 +91,7 @@ pub use promotion::{PromotionVerdict, Refusal, Run, RunKind, RunResult, Stages, 
 pub use record::{Record, SCHEMA_VERSION, Status};
 pub use report::table;
 pub use store::{Canonicals, PromoteError, PromotionOutcome, PromotionRequest, StagedRecord, StoreError};
+pub use version::{MajorBump, MajorChange, RecipeVersion, VersionError, major_bump};
 
 // The README's example is compiled and run with the doctests.
 #[cfg(doctest)]

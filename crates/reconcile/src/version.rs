@@ -1,7 +1,7 @@
 //! How a version names a deployment: checked text, an image-tag-safe form
 //! for compose interpolation, and the major-bump rule the safety gate uses.
 
-use lkg_upgrade_base::{MajorBump, RecipeVersion, major_bump};
+use lkg_canonical::{MajorBump, RecipeVersion, major_bump};
 
 use crate::error::ReconcileError;
 
@@ -38,7 +38,7 @@ enum Comparable {
     /// `<recipe-semver>+<app-version>`: both sides count.
     Recipe(RecipeVersion),
     /// A plain semantic version (`1.4.2`, `v1.4.2`): read as a recipe
-    /// version whose app side never changes, so upgrade-base's major rule
+    /// version whose app side never changes, so the major rule of lkg-canonical's version grammar (also upgrade-base's)
     /// applies to it unchanged.
     Plain(RecipeVersion),
 }
@@ -68,7 +68,7 @@ pub(crate) enum Bump {
     Unknown(String),
 }
 
-/// Compares `from` (last-good) with `to` (target) with upgrade-base's rule:
+/// Compares `from` (last-good) with `to` (target) with the major rule that upgrade-base also uses:
 /// the major of a version is its leftmost non-zero component, on each side
 /// of the `+`.
 pub(crate) fn bump(from: &str, to: &str) -> Bump {

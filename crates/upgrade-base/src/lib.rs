@@ -72,7 +72,6 @@ pub mod overlay;
 mod plan;
 mod repo;
 mod report;
-mod version;
 
 use std::path::Path;
 
@@ -84,7 +83,9 @@ pub use plan::{
 };
 pub use repo::{GitRepo, RepoError};
 pub use report::overlays_report;
-pub use version::{MajorBump, MajorChange, RecipeVersion, VersionError, major_bump};
+// The version grammar lives in lkg-canonical (whose records hold versions),
+// so that crates which order versions need not build git2; re-exported here.
+pub use lkg_canonical::{MajorBump, MajorChange, RecipeVersion, VersionError, major_bump};
 
 /// What to resolve: the head under test and the caller's choices.
 ///

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::plan::{BaseKind, BasePlan};
-use crate::version::RecipeVersion;
+use lkg_canonical::RecipeVersion;
 
 /// An overlay directory found under `previous/`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::version::RecipeVersion;
+use lkg_canonical::RecipeVersion;
 
 /// Where a base can come from, in the order steps are tried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use git2::{ObjectType, Oid, Repository};
 
 use crate::plan::{Ancestry, BaseKind, BranchTip, Facts, Graph, Override, Tag, Unreadable};
-use crate::version::RecipeVersion;
+use lkg_canonical::RecipeVersion;
 
 /// Why the repository could not be read.
 #[derive(Debug, thiserror::Error)]

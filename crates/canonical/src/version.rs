@@ -25,12 +25,12 @@ use serde::{Serialize, Serializer};
 /// A recipe version, `<recipe-semver>+<app-version>`.
 ///
 /// ```
-/// use lkg_upgrade_base::RecipeVersion;
+/// use lkg_canonical::RecipeVersion;
 /// let a: RecipeVersion = "0.7.0+3.3.1".parse()?;
 /// let b: RecipeVersion = "0.8.1+3.5.0".parse()?;
 /// assert!(a < b);
 /// assert!("1.14.1-rootless_1".parse::<RecipeVersion>().is_err());
-/// # Ok::<(), lkg_upgrade_base::VersionError>(())
+/// # Ok::<(), lkg_canonical::VersionError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct RecipeVersion {
@@ -233,7 +233,7 @@ impl fmt::Display for MajorBump {
 /// of it counts as major. A major *downgrade* is reported too.
 ///
 /// ```
-/// use lkg_upgrade_base::{RecipeVersion, major_bump};
+/// use lkg_canonical::{RecipeVersion, major_bump};
 /// let v = |s: &str| s.parse::<RecipeVersion>().unwrap();
 /// assert!(major_bump(&v("10.7.1+26.6.2"), &v("10.7.9+26.6.2")).is_none());
 /// // keycloak 25 -> 26 is a database migration, though the recipe moved a minor only
