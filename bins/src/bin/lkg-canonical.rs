@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use lkg_canonical::{
-    AppLock, AppName, Canonicals, DomainError, DomainScheme, EngineVolumes, Holder, LockError, Namespace,
+    AppLock, AppName, Canonicals, DomainError, DomainScheme, EngineVolumes, Holder, LOCKS_VAR, LockError, Namespace,
     PresenceError, PromoteError, PromotionOutcome, PromotionRequest, Reserved, Run, RunKind, RunResult, Stages, Status,
     StoreError, Target, Timestamp,
 };
@@ -79,8 +79,9 @@ enum Command {
     /// Run a command while holding the app's lock: one run per app at a time.
     ///
     /// The command inherits the lock, so the app stays locked until it ends
-    /// even if lkg-canonical is killed. lkg-canonical commands it runs on the
-    /// same app join the lock (through LKG_CANONICAL_LOCKS) instead of
+    /// even if lkg-canonical is killed. lkg-canonical and lkg-reconcile
+    /// commands it runs on the same app join the lock (through
+    /// LKG_CANONICAL_LOCKS) instead of
     /// waiting for it. Exits with the command's exit code (128+N if a signal
     /// N ended it).
     #[command(arg_required_else_help = true)]
@@ -214,9 +215,6 @@ impl From<StatusArg> for Status {
     }
 }
 
-/// Lock ids of enclosing `lkg-canonical lock` runs, `app=id,app=id`.
-const LOCKS_VAR: &str = "LKG_CANONICAL_LOCKS";
-
 fn main() -> std::process::ExitCode {
     let mut command_exit = None;
     let exit = lkg_cli::run(|| {
@@ -294,11 +292,7 @@ fn run_locked(
     let shown = command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");
     let lock = lock(canonicals, app, &format!("lkg-canonical lock -- {shown}"), wait)?;
     lock.share_with_children().map_err(|e| Failure::from_error(Exit::Environment, &e))?;
-    let mine = format!("{app}={}", lock.id());
-    let locks = match std::env::var(LOCKS_VAR) {
-        Ok(outer) if !outer.is_empty() => format!("{outer},{mine}"),
-        _ => mine,
-    };
+    let locks = lock.locks_for_children(std::env::var(LOCKS_VAR).ok().as_deref());
     let status = std::process::Command::new(&command[0])
         .args(&command[1..])
         .env(LOCKS_VAR, locks)
@@ -375,20 +369,12 @@ fn check(canonicals: &Canonicals, app: &AppName, out: Output) -> Result<Exit, Fa
 }
 
 fn lock(canonicals: &Canonicals, app: &AppName, purpose: &str, wait: &WaitArg) -> Result<AppLock, Failure> {
-    // Started by `lkg-canonical lock APP -- ...`: that run holds the lock for us.
-    let inherited = std::env::var(LOCKS_VAR).ok().and_then(|locks| {
-        locks
-            .split(',')
-            .find_map(|entry| entry.split_once('=').filter(|(a, _)| *a == app.as_str()).map(|(_, id)| id.to_owned()))
-    });
-    if let Some(id) = inherited {
-        return canonicals.join_lock(app, &id).map_err(|e| Failure::from_error(Exit::Environment, &e));
-    }
     let wait = Duration::try_from_secs_f64(wait.wait)
         .map_err(|_| Failure::new(Exit::Usage, format!("--wait {} is not a number of seconds", wait.wait)))?;
     let mut progress = Progress::stderr();
+    // Joined instead when started by `lkg-canonical lock APP -- ...`, which holds it for us.
     let lock = canonicals
-        .lock(app, purpose, wait, |holder: &Holder| {
+        .lock_or_join(app, purpose, wait, |holder: &Holder| {
             progress.step(&format!("waiting up to {wait:?} for the lock of {app}, held by {holder}"));
         })
         // A held lock is the environment's state, not bad input (docs/exit-codes.md).

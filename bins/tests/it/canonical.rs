@@ -357,6 +357,41 @@ fn a_lock_held_by_another_run_exits_5_naming_it_and_lock_runs_commands_under_it(
     assert!(text(&out.stderr).contains("cannot run /nonexistent/run-ci.sh"), "{}", text(&out.stderr));
 }
 
+const RECONCILE: &str = env!("CARGO_BIN_EXE_lkg-reconcile");
+
+#[test]
+fn lkg_reconcile_inside_lkg_canonical_lock_joins_the_lock() {
+    let state = tempfile::tempdir().unwrap();
+    let s = state.path();
+    let dir = s.display().to_string();
+    let recover = [RECONCILE, "--state-dir", &dir, "recover", "--app", "gitea"];
+
+    // Inside `lock`, lkg-reconcile joins the lock its parent holds (it would
+    // otherwise find the app locked by that very parent and exit 5).
+    let mut inside = vec!["lock", "gitea", "--"];
+    inside.extend(recover);
+    let out = canonical(s, &inside);
+    assert_eq!(code(&out), (Some(0), String::new()));
+    assert_eq!(text(&out.stdout), "app gitea: no interrupted run; nothing to recover\n");
+
+    // The same command outside, while another run holds the lock, is refused:
+    // joining is what let it in, not a lock that was free.
+    let holder = Holder::start(s, "gitea");
+    let outside = || {
+        let mut command = Command::new(RECONCILE);
+        command.args(&recover[1..]).env("DOCKER_HOST", &env().docker_host).stdin(Stdio::null());
+        command
+    };
+    let out = outside().env_remove("LKG_CANONICAL_LOCKS").output().unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("app gitea is locked by another run"), "{}", text(&out.stderr));
+    // Naming a holding in the environment is not enough: it must be the
+    // holding that is current, so a stale or forged id joins nothing.
+    let out = outside().env("LKG_CANONICAL_LOCKS", "gitea=not-the-holder").output().unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert_eq!(holder.release(), Some(0));
+}
+
 #[test]
 fn help_names_the_commands_options_and_exit_codes() {
     let state = tempfile::tempdir().unwrap();

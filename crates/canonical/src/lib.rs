@@ -85,7 +85,7 @@ pub use domain::{DEFAULT_NAMESPACE, DomainError, DomainScheme, Namespace, Reserv
 /// The timestamp type of records and requests (re-exported so callers need not depend on jiff).
 pub use jiff::Timestamp;
 pub use lkg_core::{AppName, AppNameError};
-pub use lock::{AppLock, Holder, Liveness, LockError, Owner};
+pub use lock::{AppLock, Holder, LOCKS_VAR, Liveness, LockError, Owner, inherited_lock};
 pub use presence::{Presence, PresenceError, VolumeLookup};
 pub use promotion::{PromotionVerdict, Refusal, Run, RunKind, RunResult, Stages, Target, decide_promotion};
 pub use record::{Record, SCHEMA_VERSION, Status};

@@ -227,6 +227,17 @@ impl AppLock {
         self.file.is_none()
     }
 
+    /// The value of [`LOCKS_VAR`] for the processes this holding shares its
+    /// lock with ([`share_with_children`](AppLock::share_with_children)):
+    /// `outer` (this process's own value, if any) plus `app=id`.
+    pub fn locks_for_children(&self, outer: Option<&str>) -> String {
+        let mine = format!("{}={}", self.app, self.owner.id);
+        match outer {
+            Some(outer) if !outer.is_empty() => format!("{outer},{mine}"),
+            _ => mine,
+        }
+    }
+
     /// Lets the processes this run spawns from now on hold the lock too: the
     /// lock file stays open in them (its close-on-exec flag is cleared), and
     /// an `flock` lasts while any process holds its file open. So if this
@@ -289,6 +300,20 @@ impl Drop for AppLock {
         // Best effort: closing the file releases the flock in any case.
         let _ = self.clear();
     }
+}
+
+/// The environment variable through which a lock holder tells the
+/// processes it starts which locks they may join: `app=id,app=id`, each id a
+/// holding ([`AppLock::id`]) that the starting process keeps while they run.
+/// `lkg-canonical lock APP -- CMD` sets it; [`Canonicals::lock_or_join`]
+/// reads it.
+pub const LOCKS_VAR: &str = "LKG_CANONICAL_LOCKS";
+
+/// The holding id that `locks` (a [`LOCKS_VAR`] value) names for `app`.
+pub fn inherited_lock(locks: Option<&str>, app: &AppName) -> Option<String> {
+    locks?
+        .split(',')
+        .find_map(|entry| entry.split_once('=').filter(|(a, _)| *a == app.as_str()).map(|(_, id)| id.to_owned()))
 }
 
 /// Who holds the lock at `path`, without taking it.
@@ -387,6 +412,30 @@ mod tests {
             boot_id: Some(boot.to_owned()),
             process_start: Some(start),
         }
+    }
+
+    #[test]
+    fn the_inherited_lock_is_the_one_named_for_the_app() {
+        let gitea = AppName::new("gitea").unwrap();
+        assert_eq!(inherited_lock(None, &gitea), None);
+        assert_eq!(inherited_lock(Some(""), &gitea), None);
+        assert_eq!(inherited_lock(Some("discourse=a1"), &gitea), None);
+        assert_eq!(inherited_lock(Some("discourse=a1,gitea=b2"), &gitea).as_deref(), Some("b2"));
+        // A prefix of another app's name is not the app.
+        assert_eq!(inherited_lock(Some("gitea-lts=c3"), &gitea), None);
+    }
+
+    #[test]
+    fn children_inherit_the_outer_locks_and_this_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let gitea = AppName::new("gitea").unwrap();
+        let lock = AppLock::acquire(dir.path().join("lock"), &gitea, "test", Duration::ZERO, |_| {}).unwrap();
+        let id = lock.id().to_owned();
+        assert_eq!(lock.locks_for_children(None), format!("gitea={id}"));
+        assert_eq!(lock.locks_for_children(Some("")), format!("gitea={id}"));
+        let nested = lock.locks_for_children(Some("discourse=a1"));
+        assert_eq!(nested, format!("discourse=a1,gitea={id}"));
+        assert_eq!(inherited_lock(Some(&nested), &gitea), Some(id));
     }
 
     #[test]

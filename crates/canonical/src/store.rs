@@ -12,7 +12,7 @@ use lkg_core::AppName;
 use lkg_core::state_file::{self, StateFileError};
 
 use crate::domain::{DomainError, DomainScheme};
-use crate::lock::{AppLock, Holder, LockError, read_holder};
+use crate::lock::{AppLock, Holder, LOCKS_VAR, LockError, inherited_lock, read_holder};
 use crate::promotion::{PromotionVerdict, Refusal, Run, decide_promotion};
 use crate::record::{Record, SCHEMA_VERSION, Status};
 
@@ -280,6 +280,25 @@ impl Canonicals {
         let dir = self.app_dir(app);
         std::fs::create_dir_all(&dir).map_err(|source| LockError::Io { path: dir, source })?;
         AppLock::acquire(self.lock_path(app), app, purpose, wait, on_wait)
+    }
+
+    /// Takes the app's lock like [`lock`](Canonicals::lock), unless an
+    /// enclosing process holds it for this one: when [`LOCKS_VAR`] names the
+    /// app (as `lkg-canonical lock APP -- CMD` does for CMD), joins that
+    /// holding instead of waiting for it. Every lkg command that changes an
+    /// app takes its lock this way, so any of them can run inside
+    /// `lkg-canonical lock`.
+    pub fn lock_or_join(
+        &self,
+        app: &AppName,
+        purpose: &str,
+        wait: Duration,
+        on_wait: impl FnMut(&Holder),
+    ) -> Result<AppLock, LockError> {
+        match inherited_lock(std::env::var(LOCKS_VAR).ok().as_deref(), app) {
+            Some(id) => self.join_lock(app, &id),
+            None => self.lock(app, purpose, wait, on_wait),
+        }
     }
 
     /// Joins the app's lock held by an enclosing process under holding id

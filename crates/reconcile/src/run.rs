@@ -103,11 +103,13 @@ impl<'a, P: Platform> Reconciler<'a, P> {
         self.observer.event(&Event::Note(text));
     }
 
-    /// Takes the app's lock; the second value says whose lock was taken
-    /// over, when its holder ended without releasing it (killed).
+    /// Takes the app's lock, or joins it when an enclosing
+    /// `lkg-canonical lock APP -- ...` holds it for this process; the second
+    /// value says whose lock was taken over, when its holder ended without
+    /// releasing it (killed).
     fn lock(&self, app: &AppName, purpose: &str) -> Result<(AppLock, Option<String>), ReconcileError> {
         let canonicals = Canonicals::new(&self.state_dir);
-        let lock = canonicals.lock(app, purpose, self.lock_wait, |holder| {
+        let lock = canonicals.lock_or_join(app, purpose, self.lock_wait, |holder| {
             self.note(&format!("waiting for the lock of app {app}: held by {holder}"));
         })?;
         let took_over = lock.took_over_from().map(|previous| {
