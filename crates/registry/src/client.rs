@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,15 +17,13 @@ use serde::Deserialize;
 use crate::auth::{Challenge, Credential, CredentialSource, DockerConfig};
 use crate::manifest::{ImageConfig, ImageManifest, ManifestKind, Platform, media};
 use crate::reference::is_loopback;
+use crate::retry::{Failed, Unsent, send_with_retries};
 use crate::{Digest, DigestWriter, Manifest, Reference, RegistryError};
 
 /// A blob's content as a stream of chunks. The stream checks the digest as
 /// it goes and ends with [`RegistryError::DigestMismatch`] instead of its
 /// last chunk when the content is not what was asked for.
 pub type BlobStream = BoxStream<'static, Result<Bytes, RegistryError>>;
-
-/// The longest `Retry-After` honoured; a registry asking for more gets this.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// A [`BlobStream`] as a blocking [`std::io::Read`], for synchronous parsers
 /// (`tar`, `flate2`) that read a layer without holding it in memory.
@@ -92,7 +90,7 @@ impl std::io::Read for BlobReader {
 ///
 /// Connection errors and `408`, `429`, `500`, `502`, `503`, `504` answers are retried with exponential
 /// backoff, or after the registry's `Retry-After` when it sends one (capped
-/// at a minute).
+/// at a minute). Token requests are retried the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Attempts in total (1 = no retry).
@@ -110,7 +108,8 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    fn backoff(&self, attempt: u32) -> Duration {
+    /// The wait before attempt `attempt + 1` when the server names none.
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         let factor = 1u32 << attempt.min(16).saturating_sub(1);
         (self.initial_backoff * factor).min(self.max_backoff)
     }
@@ -262,33 +261,10 @@ impl Request {
     }
 }
 
-/// Why a request got no answer.
-enum Unsent {
-    /// The connection failed (retried).
-    Transport(String),
-    /// lkg refused to send it (never retried).
-    Refused(RegistryError),
-}
-
-fn is_transient(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
-}
-
 /// `https://host/path?query` -> `https://host/path`, for messages (upload
 /// URLs carry long state in their query).
 fn display_url(url: &str) -> String {
     url.split('?').next().unwrap_or(url).to_owned()
-}
-
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
-    let now = jiff::Timestamp::now();
-    let secs = when.as_second() - now.as_second();
-    Some(Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
 }
 
 async fn body_text(response: reqwest::Response) -> String {
@@ -407,7 +383,6 @@ impl Client {
         }
     }
 
-    #[allow(clippy::too_many_lines)] // one flow: build the request per credential kind, retry, parse
     async fn fetch_token(
         &self,
         registry: &str,
@@ -420,8 +395,7 @@ impl Client {
             scope: Client::scope_key(scopes),
             reason,
         };
-        let mut url =
-            Url::parse(realm).map_err(|e| unauthorized(format!("token realm {realm:?} is not a URL: {e}")))?;
+        let url = Url::parse(realm).map_err(|e| unauthorized(format!("token realm {realm:?} is not a URL: {e}")))?;
         let realm_host = url.host_str().unwrap_or_default().to_owned();
         let realm_authority = match url.port() {
             Some(p) => format!("{realm_host}:{p}"),
@@ -435,94 +409,84 @@ impl Client {
             return Err(RegistryError::InsecureRefused { registry: realm_authority });
         }
         let credential = self.credential(registry)?;
-        let retry = self.inner.options.retry;
-        let mut attempt = 0;
-        loop {
-            let request = match &credential {
-                Some(Credential::IdentityToken(refresh)) => {
-                    let mut form = Url::parse("http://x/").expect("static URL");
-                    {
-                        let mut q = form.query_pairs_mut();
-                        q.append_pair("grant_type", "refresh_token");
-                        q.append_pair("refresh_token", refresh);
-                        q.append_pair("client_id", "lkg");
-                        if let Some(s) = service {
-                            q.append_pair("service", s);
-                        }
-                        q.append_pair("scope", &Client::scope_key(scopes));
+        let request = || match &credential {
+            Some(Credential::IdentityToken(refresh)) => {
+                let mut form = Url::parse("http://x/").expect("static URL");
+                {
+                    let mut q = form.query_pairs_mut();
+                    q.append_pair("grant_type", "refresh_token");
+                    q.append_pair("refresh_token", refresh);
+                    q.append_pair("client_id", "lkg");
+                    if let Some(s) = service {
+                        q.append_pair("service", s);
                     }
-                    self.inner
-                        .http
-                        .post(url.clone())
-                        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                        .body(form.query().unwrap_or_default().to_owned())
+                    q.append_pair("scope", &Client::scope_key(scopes));
                 }
-                other => {
-                    {
-                        let mut q = url.query_pairs_mut();
-                        q.clear();
-                        if let Some(s) = service {
-                            q.append_pair("service", s);
-                        }
-                        for s in scopes {
-                            q.append_pair("scope", s.as_str());
-                        }
+                self.inner
+                    .http
+                    .post(url.clone())
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(form.query().unwrap_or_default().to_owned())
+            }
+            other => {
+                let mut url = url.clone();
+                {
+                    let mut q = url.query_pairs_mut();
+                    q.clear();
+                    if let Some(s) = service {
+                        q.append_pair("service", s);
                     }
-                    let mut rb = self.inner.http.get(url.clone());
-                    if let Some(h) = other.as_ref().and_then(Credential::basic_header) {
-                        rb = rb.header(header::AUTHORIZATION, h);
+                    for s in scopes {
+                        q.append_pair("scope", s.as_str());
                     }
-                    rb
                 }
-            };
+                let mut rb = self.inner.http.get(url);
+                if let Some(h) = other.as_ref().and_then(Credential::basic_header) {
+                    rb = rb.header(header::AUTHORIZATION, h);
+                }
+                rb
+            }
+        };
+        let sent = send_with_retries(self.inner.options.retry, || {
             self.inner.requests.fetch_add(1, Ordering::Relaxed);
-            let outcome = request.send().await;
-            attempt += 1;
-            let response = match outcome {
-                Ok(r) if is_transient(r.status()) && attempt < retry.attempts => {
-                    tokio::time::sleep(retry_after(r.headers()).unwrap_or_else(|| retry.backoff(attempt))).await;
-                    continue;
-                }
-                Ok(r) => r,
-                Err(_) if attempt < retry.attempts => {
-                    tokio::time::sleep(retry.backoff(attempt)).await;
-                    continue;
-                }
-                Err(e) => {
-                    return Err(RegistryError::Unreachable {
-                        registry: realm_authority,
-                        reason: format!("token server: {}", without_url(&e)),
-                    });
-                }
-            };
-            let status = response.status();
-            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                return Err(unauthorized(format!("the token server answered {status}: {}", body_text(response).await)));
+            let request = request();
+            async move { request.send().await.map_err(|e| Unsent::Transport(without_url(&e))) }
+        })
+        .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(Failed::Transient { response, .. }) => {
+                return Err(RegistryError::Unreachable {
+                    registry: realm_authority,
+                    reason: format!("token server answered {}", response.status()),
+                });
             }
-            if !status.is_success() {
-                if is_transient(status) {
-                    return Err(RegistryError::Unreachable {
-                        registry: realm_authority,
-                        reason: format!("token server answered {status}"),
-                    });
-                }
-                return Err(unauthorized(format!("the token server answered {status}: {}", body_text(response).await)));
+            Err(Failed::Transport(reason)) => {
+                return Err(RegistryError::Unreachable {
+                    registry: realm_authority,
+                    reason: format!("token server: {reason}"),
+                });
             }
-            let body = response.bytes().await.map_err(|e| RegistryError::Unreachable {
-                registry: realm_authority.clone(),
-                reason: format!("token server: {}", without_url(&e)),
-            })?;
-            let answer: TokenAnswer = serde_json::from_slice(&body)
-                .map_err(|e| unauthorized(format!("the token server answered malformed JSON: {e}")))?;
-            let value = answer
-                .token
-                .or(answer.access_token)
-                .filter(|t| !t.is_empty())
-                .ok_or_else(|| unauthorized("the token server answered without a token".to_owned()))?;
-            // Tokens live at least 60 s by spec; keep a margin for clock and latency.
-            let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(60).max(60));
-            return Ok(Token { value, expires: Instant::now() + lifetime.saturating_sub(Duration::from_secs(15)) });
+            Err(Failed::Refused(e)) => return Err(e),
+        };
+        let status = response.status();
+        if !status.is_success() {
+            return Err(unauthorized(format!("the token server answered {status}: {}", body_text(response).await)));
         }
+        let body = response.bytes().await.map_err(|e| RegistryError::Unreachable {
+            registry: realm_authority.clone(),
+            reason: format!("token server: {}", without_url(&e)),
+        })?;
+        let answer: TokenAnswer = serde_json::from_slice(&body)
+            .map_err(|e| unauthorized(format!("the token server answered malformed JSON: {e}")))?;
+        let value = answer
+            .token
+            .or(answer.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| unauthorized("the token server answered without a token".to_owned()))?;
+        // Tokens live at least 60 s by spec; keep a margin for clock and latency.
+        let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(60).max(60));
+        Ok(Token { value, expires: Instant::now() + lifetime.saturating_sub(Duration::from_secs(15)) })
     }
 
     /// Sends `make()` with authentication, retries and redirects.
@@ -533,81 +497,89 @@ impl Client {
         make: &(dyn Fn() -> Request + Sync),
     ) -> Result<reqwest::Response, RegistryError> {
         let host = r.api_host().to_owned();
-        let retry = self.inner.options.retry;
-        let mut attempt = 0;
-        let mut reauthenticated = false;
+        // `make` builds the same request every time: its method and URL name it in errors.
+        let Request { method, url, .. } = make();
+        let reauthenticated = AtomicBool::new(false);
+        let sent = send_with_retries(self.inner.options.retry, || {
+            self.send_authenticated(r, &host, scopes, make, &reauthenticated)
+        })
+        .await;
+        match sent {
+            Ok(response) => Ok(response),
+            Err(Failed::Refused(e)) => Err(e),
+            Err(Failed::Transport(reason)) => Err(RegistryError::Unreachable { registry: host, reason }),
+            Err(Failed::Transient { response, attempts }) => {
+                let status = response.status();
+                Err(RegistryError::Unreachable {
+                    registry: host,
+                    reason: format!(
+                        "{method} {} answered {status} {attempts} times: {}",
+                        display_url(&url),
+                        body_text(response).await
+                    ),
+                })
+            }
+        }
+    }
+
+    /// One attempt at `make()`: authorised, and sent again at once after a
+    /// 401 that teaches a new challenge or calls for a fresh token. That
+    /// happens once per request (`reauthenticated`), not once per attempt:
+    /// a registry that keeps answering 401 is refused, not retried.
+    async fn send_authenticated(
+        &self,
+        r: &Reference,
+        host: &str,
+        scopes: &[Scope],
+        make: &(dyn Fn() -> Request + Sync),
+        reauthenticated: &AtomicBool,
+    ) -> Result<reqwest::Response, Unsent> {
         loop {
-            let auth = self.authorization(r.registry(), &host, scopes).await?;
+            let auth = self.authorization(r.registry(), host, scopes).await.map_err(Unsent::Refused)?;
             let request = make();
             let method = request.method.clone();
             let url = request.url.clone();
-            match self.send_following(request, auth).await {
-                Err(Unsent::Refused(e)) => return Err(e),
-                Err(Unsent::Transport(e)) => {
-                    attempt += 1;
-                    if attempt >= retry.attempts {
-                        return Err(RegistryError::Unreachable { registry: host, reason: e });
-                    }
-                    tokio::time::sleep(retry.backoff(attempt)).await;
-                }
-                Ok(response) if response.status() == StatusCode::UNAUTHORIZED => {
-                    let challenge = response
-                        .headers()
-                        .get(header::WWW_AUTHENTICATE)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(Challenge::parse);
-                    let known = self.inner.auth.lock().expect("auth state").challenges.get(&host).cloned();
-                    let has_credential = self.credential(r.registry())?.is_some();
-                    let retry_auth = match (&challenge, &known) {
-                        (None, _) => false,
-                        (Some(Challenge::Basic), _) => !reauthenticated && has_credential,
-                        (Some(c), _) => !reauthenticated && (known.as_ref() != Some(c) || has_credential),
-                    };
-                    if retry_auth {
-                        let mut state = self.inner.auth.lock().expect("auth state");
-                        if let Some(c) = challenge {
-                            state.challenges.insert(host.clone(), c);
-                        }
-                        state.tokens.remove(&(host.clone(), Client::scope_key(scopes)));
-                        drop(state);
-                        reauthenticated = true;
-                        continue;
-                    }
-                    let reason = if has_credential {
-                        format!("{method} {} answered 401: {}", display_url(&url), body_text(response).await)
-                    } else {
-                        format!(
-                            "{method} {} needs credentials and none were found: {}",
-                            display_url(&url),
-                            body_text(response).await
-                        )
-                    };
-                    return Err(RegistryError::Unauthorized {
-                        registry: r.registry().to_owned(),
-                        scope: Client::scope_key(scopes),
-                        reason,
-                    });
-                }
-                Ok(response) if is_transient(response.status()) => {
-                    attempt += 1;
-                    if attempt >= retry.attempts {
-                        let status = response.status();
-                        return Err(RegistryError::Unreachable {
-                            registry: host,
-                            reason: format!(
-                                "{method} {} answered {status} {} times: {}",
-                                display_url(&url),
-                                attempt,
-                                body_text(response).await
-                            ),
-                        });
-                    }
-                    let wait = retry_after(response.headers())
-                        .map_or_else(|| retry.backoff(attempt), |d| d.min(MAX_RETRY_AFTER));
-                    tokio::time::sleep(wait).await;
-                }
-                Ok(response) => return Ok(response),
+            let response = self.send_following(request, auth).await?;
+            if response.status() != StatusCode::UNAUTHORIZED {
+                return Ok(response);
             }
+            let challenge = response
+                .headers()
+                .get(header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(Challenge::parse);
+            let known = self.inner.auth.lock().expect("auth state").challenges.get(host).cloned();
+            let has_credential = self.credential(r.registry()).map_err(Unsent::Refused)?.is_some();
+            let again = !reauthenticated.load(Ordering::Relaxed);
+            let retry_auth = match (&challenge, &known) {
+                (None, _) => false,
+                (Some(Challenge::Basic), _) => again && has_credential,
+                (Some(c), _) => again && (known.as_ref() != Some(c) || has_credential),
+            };
+            if retry_auth {
+                let mut state = self.inner.auth.lock().expect("auth state");
+                if let Some(c) = challenge {
+                    state.challenges.insert(host.to_owned(), c);
+                }
+                state.tokens.remove(&(host.to_owned(), Client::scope_key(scopes)));
+                drop(state);
+                reauthenticated.store(true, Ordering::Relaxed);
+                continue;
+            }
+            let reason = if has_credential {
+                format!("{method} {} answered 401: {}", display_url(&url), body_text(response).await)
+            } else {
+                format!(
+                    "{method} {} needs credentials and none were found: {}",
+                    display_url(&url),
+                    body_text(response).await
+                )
+            };
+            return Err(Unsent::Refused(RegistryError::Unauthorized {
+                registry: r.registry().to_owned(),
+                scope: Client::scope_key(scopes),
+                reason,
+            }));
         }
     }
 
@@ -1091,6 +1063,11 @@ fn without_url(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `Retry-After` read at the current time, as the retry loop reads it.
+    fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+        crate::retry::retry_after(headers, jiff::Timestamp::now())
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {

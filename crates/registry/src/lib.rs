@@ -52,6 +52,7 @@ mod manifest;
 pub mod promote;
 mod reference;
 mod resolver;
+mod retry;
 pub mod sign;
 
 pub use auth::{Anonymous, Credential, CredentialSource, DockerConfig, StaticCredentials};
