@@ -1,6 +1,8 @@
 use std::fmt;
 use std::process::ExitCode;
 
+use lkg_core::{Classify, FailureKind};
+
 /// The exit codes of every lkg binary, as documented in `docs/exit-codes.md`.
 ///
 /// A script can branch on them without parsing output: `1` means lkg did its
@@ -44,6 +46,21 @@ impl Exit {
     }
 }
 
+impl Exit {
+    /// The exit code of a kind of failure: the table of docs/exit-codes.md.
+    pub fn of(kind: FailureKind) -> Exit {
+        match kind {
+            FailureKind::Verdict => Exit::Failed,
+            FailureKind::Input => Exit::Usage,
+            FailureKind::Held => Exit::Held,
+            FailureKind::Partial => Exit::Partial,
+            // Environment, and any kind a newer lkg-core adds: lkg could not
+            // do its job, so a re-run is the next step.
+            _ => Exit::Environment,
+        }
+    }
+}
+
 impl From<Exit> for ExitCode {
     fn from(exit: Exit) -> ExitCode {
         ExitCode::from(exit.code())
@@ -68,7 +85,13 @@ impl Failure {
     /// A failure from an error value, rendering its whole `source()` chain so
     /// the cause ("connection refused") is never lost behind the context.
     pub fn from_error(exit: Exit, error: &(dyn std::error::Error + 'static)) -> Failure {
-        Failure::new(exit, error_chain(error))
+        Failure::new(exit, lkg_core::render_chain(error))
+    }
+
+    /// A failure from a library error, with the exit code of its kind
+    /// ([`Exit::of`]): the one place where kinds become exit codes.
+    pub fn of<E: Classify + 'static>(error: &E) -> Failure {
+        Failure::from_error(Exit::of(error.kind()), error)
     }
 
     /// Adds the next step for the reader ("re-run with --revert to ...").
@@ -103,23 +126,6 @@ impl From<std::io::Error> for Failure {
     fn from(error: std::io::Error) -> Failure {
         Failure::from_error(Exit::Environment, &error)
     }
-}
-
-/// Renders an error and its causes as `outer: inner: root`, skipping a cause
-/// whose text the outer message already contains (thiserror's `#[error("...: {0}")]`
-/// pattern would otherwise print it twice).
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// Runs a binary's body and turns its result into the process exit code.
@@ -173,6 +179,41 @@ mod tests {
                 "docs/exit-codes.md lacks the row for {code} {name}"
             );
         }
+    }
+
+    #[test]
+    fn each_kind_of_failure_has_its_documented_exit_code() {
+        let table: Vec<(&str, u8)> = [
+            FailureKind::Verdict,
+            FailureKind::Input,
+            FailureKind::Held,
+            FailureKind::Partial,
+            FailureKind::Environment,
+        ]
+        .into_iter()
+        .map(|kind| (kind.name(), Exit::of(kind).code()))
+        .collect();
+        assert_eq!(table, [("verdict", 1), ("input", 2), ("held", 3), ("partial", 4), ("environment", 5)]);
+    }
+
+    #[derive(Debug)]
+    struct Held;
+    impl fmt::Display for Held {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("the lock of gitea is held by pid 7")
+        }
+    }
+    impl std::error::Error for Held {}
+    impl Classify for Held {
+        fn kind(&self) -> FailureKind {
+            FailureKind::Environment
+        }
+    }
+
+    #[test]
+    fn a_library_error_exits_with_its_kinds_code() {
+        let failure = Failure::of(&Held);
+        assert_eq!((failure.exit(), failure.message()), (Exit::Environment, "the lock of gitea is held by pid 7"));
     }
 
     #[test]

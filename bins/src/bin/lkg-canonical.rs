@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use lkg_canonical::{
-    AppLock, AppName, Canonicals, DomainError, DomainScheme, EngineVolumes, Holder, LOCKS_VAR, LockError, Namespace,
-    PresenceError, PromoteError, PromotionOutcome, PromotionRequest, Reserved, Run, RunKind, RunResult, Stages, Status,
-    StoreError, Target, Timestamp,
+    AppLock, AppName, Canonicals, DomainScheme, EngineVolumes, Holder, LOCKS_VAR, LockError, Namespace,
+    PromotionOutcome, PromotionRequest, Reserved, Run, RunKind, RunResult, Stages, Status, StoreError, Target,
+    Timestamp,
 };
 use lkg_cli::{Common, Exit, Failure, Output, Progress};
 use serde_json::json;
@@ -230,14 +230,15 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Show { app: Some(app), .. } => show(&canonicals, &app_name(&app)?, out),
             Command::Show { app: None, .. } => {
-                let records = canonicals.all().map_err(store_failure)?;
+                let records = canonicals.all().map_err(|e| Failure::of(&e))?;
                 out.emit(&records, |w| w.write_all(lkg_canonical::table(&records).as_bytes()))?;
                 Ok(Exit::Ok)
             }
             Command::Promote(args) => promote(&canonicals, &args, out),
             Command::SetStatus { app, status, wait } => {
                 let lock = lock(&canonicals, &app_name(&app)?, "lkg-canonical set-status", &wait)?;
-                let record = canonicals.set_status(&lock, status.into(), Timestamp::now()).map_err(store_failure)?;
+                let record =
+                    canonicals.set_status(&lock, status.into(), Timestamp::now()).map_err(|e| Failure::of(&e))?;
                 release(lock)?;
                 out.emit(&record, |w| write!(w, "{record}"))?;
                 Ok(Exit::Ok)
@@ -251,7 +252,7 @@ fn main() -> std::process::ExitCode {
                     canonicals.get(lock.app()),
                     Err(StoreError::Malformed { .. } | StoreError::WrongApp { .. })
                 );
-                let record = canonicals.forget(&lock).map_err(store_failure)?;
+                let record = canonicals.forget(&lock).map_err(|e| Failure::of(&e))?;
                 release(lock)?;
                 let removed = record.is_some() || unreadable;
                 let value = json!({"app": app, "forgotten": record, "removed": removed});
@@ -272,7 +273,7 @@ fn main() -> std::process::ExitCode {
             Command::Domain { app, scheme } => {
                 let app = app_name(&app)?;
                 let scheme = build_scheme(&scheme.base_domain, &scheme.rest)?;
-                let domain = scheme.domain_for(&app).map_err(domain_failure)?;
+                let domain = scheme.domain_for(&app).map_err(|e| Failure::of(&e))?;
                 out.emit(&json!({"app": app, "domain": domain, "scheme": scheme}), |w| writeln!(w, "{domain}"))?;
                 Ok(Exit::Ok)
             }
@@ -291,7 +292,7 @@ fn run_locked(
 ) -> Result<u8, Failure> {
     let shown = command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");
     let lock = lock(canonicals, app, &format!("lkg-canonical lock -- {shown}"), wait)?;
-    lock.share_with_children().map_err(|e| Failure::from_error(Exit::Environment, &e))?;
+    lock.share_with_children().map_err(|e| Failure::of(&e))?;
     let locks = lock.locks_for_children(std::env::var(LOCKS_VAR).ok().as_deref());
     let status = std::process::Command::new(&command[0])
         .args(&command[1..])
@@ -309,7 +310,7 @@ fn run_locked(
 }
 
 fn show(canonicals: &Canonicals, app: &AppName, out: Output) -> Result<Exit, Failure> {
-    let record = canonicals.get(app).map_err(store_failure)?;
+    let record = canonicals.get(app).map_err(|e| Failure::of(&e))?;
     out.emit(&record, |w| match &record {
         Some(r) => write!(w, "{r}"),
         None => writeln!(w, "{app} has no canonical"),
@@ -345,11 +346,7 @@ fn promote(canonicals: &Canonicals, args: &PromoteArgs, out: Output) -> Result<E
         status: args.status.into(),
         now: Timestamp::now(),
     };
-    let outcome = canonicals.promote(&lock, &request).map_err(|e| match e {
-        PromoteError::Store(e) => store_failure(e),
-        PromoteError::Domain(e) => domain_failure(e),
-        e => Failure::from_error(Exit::Usage, &e),
-    })?;
+    let outcome = canonicals.promote(&lock, &request).map_err(|e| Failure::of(&e))?;
     release(lock)?;
     out.emit(&outcome, |w| write!(w, "{outcome}"))?;
     Ok(if matches!(outcome, PromotionOutcome::Refused { .. }) { Exit::Failed } else { Exit::Ok })
@@ -358,10 +355,7 @@ fn promote(canonicals: &Canonicals, args: &PromoteArgs, out: Output) -> Result<E
 fn check(canonicals: &Canonicals, app: &AppName, out: Output) -> Result<Exit, Failure> {
     let presence = lkg_cli::block_on(async {
         let docker = lkg_swarm::docker::connect().await.map_err(|e| Failure::from_error(Exit::Environment, &e))?;
-        canonicals.presence(app, &EngineVolumes::new(docker)).await.map_err(|e| match e {
-            PresenceError::Store(e) => store_failure(e),
-            e => Failure::from_error(Exit::Environment, &e),
-        })
+        canonicals.presence(app, &EngineVolumes::new(docker)).await.map_err(|e| Failure::of(&e))
     })??;
     let value = json!({"app": app, "has_canonical": presence.is_present(), "presence": presence});
     out.emit(&value, |w| writeln!(w, "{app}: {presence}"))?;
@@ -378,7 +372,7 @@ fn lock(canonicals: &Canonicals, app: &AppName, purpose: &str, wait: &WaitArg) -
             progress.step(&format!("waiting up to {wait:?} for the lock of {app}, held by {holder}"));
         })
         // A held lock is the environment's state, not bad input (docs/exit-codes.md).
-        .map_err(|e: LockError| Failure::from_error(Exit::Environment, &e))?;
+        .map_err(|e: LockError| Failure::of(&e))?;
     if let Some(previous) = lock.took_over_from() {
         eprintln!(
             "lkg-canonical: warning: took over the lock of {app} from pid {} on {} ({}, since {:.0}), which ended \
@@ -390,33 +384,19 @@ fn lock(canonicals: &Canonicals, app: &AppName, purpose: &str, wait: &WaitArg) -
 }
 
 fn release(lock: AppLock) -> Result<(), Failure> {
-    lock.release().map_err(|e| Failure::from_error(Exit::Environment, &e))
+    lock.release().map_err(|e| Failure::of(&e))
 }
 
 fn app_name(name: &str) -> Result<AppName, Failure> {
-    AppName::new(name).map_err(|e| Failure::from_error(Exit::Usage, &e))
+    AppName::new(name).map_err(|e| Failure::of(&e))
 }
 
 fn build_scheme(base: &str, rest: &NamespaceArgs) -> Result<DomainScheme, Failure> {
     let mut scheme = DomainScheme::new(base)
         .and_then(|s| Ok(s.namespace(Namespace::new(&rest.namespace)?)))
-        .map_err(domain_failure)?;
+        .map_err(|e| Failure::of(&e))?;
     for spec in &rest.reserved {
-        scheme = scheme.reserve(Reserved::parse(spec).map_err(domain_failure)?);
+        scheme = scheme.reserve(Reserved::parse(spec).map_err(|e| Failure::of(&e))?);
     }
     Ok(scheme)
-}
-
-#[allow(clippy::needless_pass_by_value)] // a `map_err` adaptor
-fn domain_failure(e: DomainError) -> Failure {
-    Failure::from_error(Exit::Usage, &e)
-}
-
-#[allow(clippy::needless_pass_by_value)] // a `map_err` adaptor
-fn store_failure(e: StoreError) -> Failure {
-    let exit = match e {
-        StoreError::Io { .. } => Exit::Environment,
-        _ => Exit::Usage,
-    };
-    Failure::from_error(exit, &e)
 }

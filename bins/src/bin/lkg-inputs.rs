@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 use lkg_cli::{Common, Exit, Failure, Output, Progress};
+use lkg_core::{Classify as _, FailureKind};
 use lkg_inputs_lock::{
-    Document, DocumentError, Event, Expectation, ImageRef, LockError, OciLayouts, Resolution, ResolveError, Resolver,
-    RunContext, ScanError, Spec, check_file, diff, lock_from, merge_layers, scan_layer, structure,
+    Document, Event, Expectation, ImageRef, LockError, OciLayouts, Resolution, ResolveError, Resolver, RunContext,
+    Spec, check_file, diff, lock_from, merge_layers, scan_layer, structure,
 };
 use lkg_registry::{Client, ClientOptions, Platform, RegistryResolver, ResolverError};
 
@@ -160,16 +161,13 @@ fn main() -> std::process::ExitCode {
 }
 
 fn check_lock(out: Output, file: &Path, expect: &[Expectation]) -> Result<Exit, Failure> {
-    let report = check_file(file, expect).map_err(|e| Failure::from_error(Exit::Environment, &e))?;
+    let report = check_file(file, expect).map_err(|e| Failure::of(&e))?;
     out.emit(&report, |w| write!(w, "{report}"))?;
     Ok(if report.is_ok() { Exit::Ok } else { Exit::Failed })
 }
 
 fn read(path: &Path) -> Result<Document, Failure> {
-    Document::read(path).map_err(|e| {
-        let exit = if matches!(e, DocumentError::Read { .. }) { Exit::Environment } else { Exit::Usage };
-        Failure::from_error(exit, &e)
-    })
+    Document::read(path).map_err(|e| Failure::of(&e))
 }
 
 /// Reads a document whose inputs will be compared: wrong field types make
@@ -207,7 +205,7 @@ fn lock_from_command(
 ) -> Result<Exit, Failure> {
     let doc = read(manifest)?;
     let lock = lock_from(&doc, description).map_err(|e| {
-        let failure = Failure::from_error(Exit::Usage, &e);
+        let failure = Failure::of(&e);
         match e {
             LockError::Invalid { .. } => {
                 failure.with_hint("lock from the build-inputs.json of a run that resolved every input")
@@ -221,7 +219,7 @@ fn lock_from_command(
             Output::new(false).emit(&(), |w| w.write_all(lock.to_json().as_bytes()))?;
         }
         Some(path) => {
-            lock.write(path).map_err(|e| Failure::from_error(Exit::Environment, &e))?;
+            lock.write(path).map_err(|e| Failure::of(&e))?;
             let summary = serde_json::json!({
                 "written": path,
                 "profile": lock.profile(),
@@ -255,7 +253,7 @@ fn resolve_command(
     lock_path: Option<&Path>,
     source: &ImageSource<'_>,
 ) -> Result<Exit, Failure> {
-    let spec = Spec::read(spec_path).map_err(|e| Failure::from_error(Exit::Usage, &e))?;
+    let spec = Spec::read(spec_path).map_err(|e| Failure::of(&e))?;
     let lock = lock_path.map(read).transpose()?;
     let mut context = RunContext::from_environment();
     context.lock_file_path = lock_path.map(|p| p.display().to_string());
@@ -265,7 +263,7 @@ fn resolve_command(
     } else {
         run_resolution(&oci_layouts(source.layouts, source.platform)?, &spec, lock.as_ref(), &context)?
     };
-    resolution.manifest.write(path).map_err(|e| Failure::from_error(Exit::Environment, &e))?;
+    resolution.manifest.write(path).map_err(|e| Failure::of(&e))?;
     let manifest = &resolution.manifest;
     let summary = serde_json::json!({
         "written": path,
@@ -291,7 +289,7 @@ fn resolve_command(
 fn registry_resolver(platform: &str, insecure_registries: &[String]) -> Result<RegistryResolver, Failure> {
     let platform: Platform = platform.parse().map_err(|e| Failure::from_error(Exit::Usage, &e))?;
     let options = ClientOptions { insecure_registries: insecure_registries.to_vec(), ..ClientOptions::default() };
-    let client = Client::new(options).map_err(|e| Failure::from_error(Exit::Environment, &e))?;
+    let client = Client::new(options).map_err(|e| Failure::of(&e))?;
     Ok(RegistryResolver::new(client, platform))
 }
 
@@ -302,7 +300,7 @@ fn oci_layouts(layouts: &[String], platform: &str) -> Result<OciLayouts, Failure
     for layout in layouts {
         let (repository, dir) =
             layout.split_once('=').ok_or_else(|| usage(format!("--layout {layout} is not REPOSITORY=DIR")))?;
-        let repository = ImageRef::parse(repository).map_err(|e| Failure::from_error(Exit::Usage, &e))?;
+        let repository = ImageRef::parse(repository).map_err(|e| Failure::of(&e))?;
         if !Path::new(dir).join("index.json").is_file() {
             return Err(usage(format!("--layout {layout}: {dir} is not an OCI image layout (no index.json)")));
         }
@@ -339,16 +337,16 @@ fn run_resolution<R: Resolver>(
 /// registry could not be asked or served the wrong content, 2 for what is
 /// missing or wrong in the spec, the lock's pins or the images.
 fn resolve_failure(e: &ResolveError) -> Failure {
-    let exit = match e {
-        ResolveError::LockInvalid { .. } => Exit::Failed,
+    // The resolver's error is lkg-registry's, which inputs-lock does not
+    // know: its kind is told here, where the two crates meet.
+    let failure = match e {
         ResolveError::Resolver { source, .. } => match source.downcast_ref::<ResolverError>() {
-            Some(r) if r.is_input() => Exit::Usage,
-            _ => Exit::Environment,
+            Some(r) if r.kind() == FailureKind::Input => Failure::from_error(Exit::Usage, e),
+            _ => Failure::of(e),
         },
-        ResolveError::DigestMismatch { .. } => Exit::Environment,
-        _ => Exit::Usage,
+        _ => Failure::of(e),
     };
-    let failure = Failure::from_error(exit, e);
+    let exit = failure.exit();
     match e {
         ResolveError::Resolver { .. } if exit == Exit::Environment => failure.with_hint(
             "re-run when the registry answers; a registry that is not on loopback and speaks plain HTTP needs --insecure-registry HOST",
@@ -366,7 +364,7 @@ fn kernels(out: Output, layers: &[PathBuf]) -> Result<Exit, Failure> {
         let file = std::fs::File::open(path)
             .map_err(|e| Failure::new(Exit::Usage, format!("cannot open layer {}: {e}", path.display())))?;
         let layer = scan_layer(file).map_err(|e| {
-            let exit = if matches!(e, ScanError::Read(_)) { Exit::Environment } else { Exit::Usage };
+            let exit = Exit::of(e.kind());
             Failure::new(exit, format!("layer {}: {e}", path.display()))
         })?;
         scanned.push(layer);

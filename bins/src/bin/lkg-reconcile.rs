@@ -12,8 +12,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use lkg_cli::{Common, Exit, Failure, Output, Progress};
 use lkg_reconcile::{
-    Alerts, AppConfig, AppName, AppStatus, ErrorKind, Event, Gate, GateDecision, HttpCheck, Outcome, QuickRequest,
-    ReconcileError, Reconciler, ReleaseNotes, Report, ResolveImage, SnapshotAccess, Step, SwarmPlatform, UpdateRequest,
+    Alerts, AppConfig, AppName, AppStatus, Event, Gate, GateDecision, HttpCheck, Outcome, QuickRequest, ReconcileError,
+    Reconciler, ReleaseNotes, Report, ResolveImage, SnapshotAccess, Step, SwarmPlatform, UpdateRequest,
 };
 
 /// Update long-lived swarm apps safely: a safety gate, a health gate, and a
@@ -449,11 +449,7 @@ fn secs(value: f64, flag: &str) -> Result<Duration, Failure> {
 }
 
 fn failure(error: &ReconcileError) -> Failure {
-    let exit = match error.kind() {
-        ErrorKind::Usage => Exit::Usage,
-        _ => Exit::Environment,
-    };
-    Failure::from_error(exit, error)
+    Failure::of(error)
 }
 
 fn print_report(report: &Report, out: Output) -> Result<(), Failure> {

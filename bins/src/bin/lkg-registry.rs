@@ -11,7 +11,7 @@ use lkg_cli::{Common, Exit, Failure, Output, Progress};
 use lkg_registry::promote::{
     Artifact, Outcome, PromoteError, PromoteOptions, PromotionPlan, PromotionReport, PromotionState,
 };
-use lkg_registry::sign::{KeyError, PublicKey, SigningKey, VerifyError};
+use lkg_registry::sign::{PublicKey, SigningKey, VerifyError};
 use lkg_registry::{Client, ClientOptions, Platform, Reference, RegistryError, copy, inspect, sign};
 
 /// Inspect, copy, promote and sign images in any OCI registry.
@@ -97,23 +97,8 @@ enum Command {
     },
 }
 
-fn registry_failure(e: &RegistryError) -> Failure {
-    let exit = if e.is_environment() {
-        Exit::Environment
-    } else if e.is_input() {
-        Exit::Usage
-    } else {
-        Exit::Failed
-    };
-    Failure::from_error(exit, e)
-}
-
-fn key_failure(e: &KeyError) -> Failure {
-    Failure::from_error(Exit::Usage, e)
-}
-
 fn parse_ref(s: &str) -> Result<Reference, Failure> {
-    s.parse().map_err(|e: RegistryError| registry_failure(&e))
+    s.parse().map_err(|e: RegistryError| Failure::of(&e))
 }
 
 fn password() -> Option<Vec<u8>> {
@@ -125,7 +110,7 @@ fn main() -> ExitCode {
         let cli = Cli::parse();
         let out = Output::new(cli.common.json);
         let options = ClientOptions { insecure_registries: cli.insecure_registry.clone(), ..ClientOptions::default() };
-        let client = Client::new(options).map_err(|e| registry_failure(&e))?;
+        let client = Client::new(options).map_err(|e| Failure::of(&e))?;
         let runtime = lkg_registry::runtime().map_err(|e| lkg_cli::runtime_failure(&e))?;
         runtime.block_on(run(&cli, &client, out))
     })
@@ -136,7 +121,7 @@ async fn run(cli: &Cli, client: &Client, out: Output) -> Result<Exit, Failure> {
     match &cli.command {
         Command::Inspect { reference } => {
             let r = parse_ref(reference)?;
-            let info = inspect::inspect(client, &r).await.map_err(|e| registry_failure(&e))?;
+            let info = inspect::inspect(client, &r).await.map_err(|e| Failure::of(&e))?;
             out.emit(&info, |w| print_inspection(w, &info))?;
             Ok(Exit::Ok)
         }
@@ -147,12 +132,11 @@ async fn run(cli: &Cli, client: &Client, out: Output) -> Result<Exit, Failure> {
                 .iter()
                 .map(|p| p.parse::<Platform>())
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| registry_failure(&e))?;
+                .map_err(|e| Failure::of(&e))?;
             let mut progress = Progress::stderr();
             progress.update(&format!("copying {src} to {dst}"));
-            let report = copy::copy(client, &src, &dst, &copy::CopyOptions { platforms })
-                .await
-                .map_err(|e| registry_failure(&e))?;
+            let report =
+                copy::copy(client, &src, &dst, &copy::CopyOptions { platforms }).await.map_err(|e| Failure::of(&e))?;
             progress.clear();
             out.emit(&report, |w| {
                 writeln!(w, "copied {src} to {dst}")?;
@@ -181,10 +165,10 @@ async fn run(cli: &Cli, client: &Client, out: Output) -> Result<Exit, Failure> {
                     .iter()
                     .map(|a| a.parse::<Artifact>())
                     .collect::<Result<_, _>>()
-                    .map_err(|e| registry_failure(&e))?,
+                    .map_err(|e| Failure::of(&e))?,
             };
             let sign_key = match sign_key {
-                Some(path) => Some(SigningKey::from_file(path, password().as_deref()).map_err(|e| key_failure(&e))?),
+                Some(path) => Some(SigningKey::from_file(path, password().as_deref()).map_err(|e| Failure::of(&e))?),
                 None => None,
             };
             let options = PromoteOptions { state_dir: cli.common.state_dir()?, sign_key };
@@ -204,8 +188,8 @@ async fn run(cli: &Cli, client: &Client, out: Output) -> Result<Exit, Failure> {
         }
         Command::Sign { reference, key } => {
             let r = parse_ref(reference)?;
-            let key = SigningKey::from_file(key, password().as_deref()).map_err(|e| key_failure(&e))?;
-            let report = sign::sign(client, &r, &key).await.map_err(|e| registry_failure(&e))?;
+            let key = SigningKey::from_file(key, password().as_deref()).map_err(|e| Failure::of(&e))?;
+            let report = sign::sign(client, &r, &key).await.map_err(|e| Failure::of(&e))?;
             out.emit(&report, |w| {
                 let what = if report.added { "signed" } else { "already signed by this key:" };
                 writeln!(
@@ -218,7 +202,7 @@ async fn run(cli: &Cli, client: &Client, out: Output) -> Result<Exit, Failure> {
         }
         Command::Verify { reference, key } => {
             let r = parse_ref(reference)?;
-            let key = PublicKey::from_file(key).map_err(|e| key_failure(&e))?;
+            let key = PublicKey::from_file(key).map_err(|e| Failure::of(&e))?;
             match sign::verify(client, &r, &key).await {
                 Ok(report) => {
                     out.emit(&serde_json::json!({"verified": true, "report": report}), |w| {
@@ -231,7 +215,7 @@ async fn run(cli: &Cli, client: &Client, out: Output) -> Result<Exit, Failure> {
                     })?;
                     Ok(Exit::Ok)
                 }
-                Err(VerifyError::Registry(e)) => Err(registry_failure(&e)),
+                Err(VerifyError::Registry(e)) => Err(Failure::of(&e)),
                 Err(e) => {
                     let kind = match &e {
                         VerifyError::NoSignature { .. } => "no_signature",
@@ -252,16 +236,14 @@ async fn run(cli: &Cli, client: &Client, out: Output) -> Result<Exit, Failure> {
 }
 
 fn promote_failure(e: &PromoteError) -> Failure {
+    let failure = Failure::of(e);
     match e {
-        PromoteError::CandidateMissing { .. } | PromoteError::InvalidPlan(_) | PromoteError::NoJournal { .. } => {
-            Failure::from_error(Exit::Usage, e).with_hint("stable tags were not touched")
-        }
-        PromoteError::Locked { .. } => {
-            Failure::from_error(Exit::Environment, e).with_hint("wait for the other run to finish, then re-run")
-        }
-        PromoteError::Journal { .. } => Failure::from_error(Exit::Environment, e),
-        PromoteError::Registry(r) => registry_failure(r).with_hint("stable tags were not touched"),
-        _ => Failure::from_error(Exit::Failed, e),
+        PromoteError::CandidateMissing { .. }
+        | PromoteError::InvalidPlan(_)
+        | PromoteError::NoJournal { .. }
+        | PromoteError::Registry(_) => failure.with_hint("stable tags were not touched"),
+        PromoteError::Locked { .. } => failure.with_hint("wait for the other run to finish, then re-run"),
+        _ => failure,
     }
 }
 
@@ -375,9 +357,9 @@ mod tests {
     #[test]
     fn errors_map_to_documented_exit_codes() {
         let unreachable = RegistryError::Unreachable { registry: "r".into(), reason: "down".into() };
-        assert_eq!(registry_failure(&unreachable).exit(), Exit::Environment);
+        assert_eq!(Failure::of(&unreachable).exit(), Exit::Environment);
         let missing = RegistryError::NotFound { what: "manifest x".into() };
-        assert_eq!(registry_failure(&missing).exit(), Exit::Usage);
+        assert_eq!(Failure::of(&missing).exit(), Exit::Usage);
         let e = PromoteError::CandidateMissing { candidate: "x".into() };
         assert_eq!(promote_failure(&e).exit(), Exit::Usage);
     }

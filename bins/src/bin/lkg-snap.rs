@@ -260,30 +260,21 @@ fn app_name(app: &str) -> Result<AppName, Failure> {
 }
 
 fn usage(e: &lkg_warmsnap::NameError) -> Failure {
-    Failure::from_error(Exit::Usage, e)
+    Failure::of(e)
 }
 
-/// The exit code of each error, per docs/exit-codes.md.
+/// An error with its exit code (its kind, docs/exit-codes.md) and what to do next.
 fn failure(error: &SnapError) -> Failure {
-    let (exit, hint) = match error {
-        SnapError::Name(_)
-        | SnapError::NoVolumes { .. }
-        | SnapError::NoSnapshot { .. }
-        | SnapError::DirectUnavailable { .. }
-        | SnapError::Unmappable { .. }
-        | SnapError::Store(StoreError::Name(_)) => (Exit::Usage, None),
+    let hint = match error {
         SnapError::Refused { .. } | SnapError::Mismatch { .. } => {
-            (Exit::Failed, Some("run `lkg-snap verify` for the state of every volume"))
+            Some("run `lkg-snap verify` for the state of every volume")
         }
         SnapError::Store(StoreError::Meta { .. } | StoreError::MissingVolume { .. } | StoreError::Layout { .. }) => {
-            (Exit::Failed, Some("the snapshot is damaged: take a new one from a known-good deployment"))
+            Some("the snapshot is damaged: take a new one from a known-good deployment")
         }
-        SnapError::Incomplete { .. } => (Exit::Partial, None),
-        // The stack deployed or a volume in use, the engine unreachable, a
-        // lock held, an I/O error: fix the environment and run again.
-        _ => (Exit::Environment, None),
+        _ => None,
     };
-    let failure = Failure::from_error(exit, error);
+    let failure = Failure::of(error);
     match hint {
         Some(hint) => failure.with_hint(hint),
         None => failure,

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use lkg_cli::{Common, Exit, Failure, Output, Progress};
+use lkg_core::Classify as _;
 use lkg_swarm::{
-    CommandDeployer, CommitCheck, ComposeFiles, DeployError, DeployRequest, Deployer, DeployerError, IdentityError,
-    ProgressEvent, PruneOutcome, ResolveImage, StackDeployer, Swarm, UndeployError,
+    CommandDeployer, CommitCheck, ComposeFiles, DeployError, DeployRequest, Deployer, ProgressEvent, PruneOutcome,
+    ResolveImage, StackDeployer, Swarm,
 };
 
 /// Deploy to Docker Swarm with an honest verdict, and manage a stack's lifecycle.
@@ -129,7 +130,7 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> Result<Exit, Failure> {
     let out = Output::new(cli.common.json);
-    let swarm = Swarm::connect().await.map_err(|e| Failure::from_error(Exit::Environment, &e))?;
+    let swarm = Swarm::connect().await.map_err(|e| Failure::of(&e))?;
     match cli.command {
         Command::Deploy { stack, compose, prune, timeout, resolve_image, docker, deploy_command, env } => {
             let mut request = DeployRequest::new(stack, compose).timeout(Duration::from_secs(timeout)).prune(prune);
@@ -153,7 +154,7 @@ async fn run(cli: Cli) -> Result<Exit, Failure> {
         }
         Command::Prune { stack, compose } => prune(&swarm, &stack, &compose, out).await,
         Command::Volumes { stack } => {
-            let volumes = swarm.volumes(&stack).await.map_err(|e| Failure::from_error(Exit::Environment, &e))?;
+            let volumes = swarm.volumes(&stack).await.map_err(|e| Failure::of(&e))?;
             let names: Vec<&str> = volumes.iter().map(|v| v.name.as_str()).collect();
             out.emit(&names, |w| names.iter().try_for_each(|n| writeln!(w, "{n}")))?;
             Ok(Exit::Ok)
@@ -165,7 +166,7 @@ async fn run(cli: Cli) -> Result<Exit, Failure> {
 }
 
 async fn status(swarm: &Swarm, stack: &str, out: Output) -> Result<Exit, Failure> {
-    let status = swarm.status(stack).await.map_err(|e| Failure::from_error(Exit::Environment, &e))?;
+    let status = swarm.status(stack).await.map_err(|e| Failure::of(&e))?;
     out.emit(&status, |w| {
         if status.services.is_empty() {
             writeln!(w, "stack {stack} has no services")?;
@@ -201,10 +202,7 @@ async fn identity(
     expect_commit: Option<&str>,
     out: Output,
 ) -> Result<Exit, Failure> {
-    let identity = swarm.identity(stack, service).await.map_err(|e| match e {
-        IdentityError::Query(e) => Failure::from_error(Exit::Environment, &e),
-        e => Failure::from_error(Exit::Failed, &e),
-    })?;
+    let identity = swarm.identity(stack, service).await.map_err(|e| Failure::of(&e))?;
     let check = expect_commit
         .map(|sha| identity.check_commit(sha))
         .transpose()
@@ -240,7 +238,7 @@ async fn identity(
 
 async fn prune(swarm: &Swarm, stack: &str, compose: &[PathBuf], out: Output) -> Result<Exit, Failure> {
     let outcome = match ComposeFiles::load(compose) {
-        Ok(files) => swarm.prune(stack, &files).await.map_err(|e| Failure::from_error(Exit::Environment, &e))?,
+        Ok(files) => swarm.prune(stack, &files).await.map_err(|e| Failure::of(&e))?,
         Err(e) => PruneOutcome::Skipped { reason: format!("removed nothing: {e}") },
     };
     let exit = if matches!(outcome, PruneOutcome::Skipped { .. }) { Exit::Usage } else { Exit::Ok };
@@ -260,10 +258,13 @@ async fn prune(swarm: &Swarm, stack: &str, compose: &[PathBuf], out: Output) -> 
 async fn undeploy(swarm: &Swarm, stack: &str, wait: Option<Duration>, out: Output) -> Result<Exit, Failure> {
     let report = match swarm.undeploy(stack, wait).await {
         Ok(report) => report,
-        Err(UndeployError::Query(e)) => return Err(Failure::from_error(Exit::Environment, &e)),
         Err(e) => {
-            return Err(Failure::from_error(Exit::Partial, &e)
-                .with_hint("the services are removed; re-run `lkg-swarm undeploy --wait` to wait for the rest"));
+            let failure = Failure::of(&e);
+            return Err(if failure.exit() == Exit::Partial {
+                failure.with_hint("the services are removed; re-run `lkg-swarm undeploy --wait` to wait for the rest")
+            } else {
+                failure
+            });
         }
     };
     out.emit(&report, |w| {
@@ -304,17 +305,9 @@ async fn deploy<D: Deployer + Sync>(
     };
     let report = match swarm.deploy(deployer, request, &mut report_progress).await {
         Ok(report) => report,
-        Err(e @ (DeployError::Compose(_) | DeployError::InvalidStack { .. })) => {
-            return Err(Failure::from_error(Exit::Usage, &e));
-        }
-        Err(DeployError::Deployer { source, applied }) => {
-            // A deployer that cannot even start (no docker CLI, a typo in
-            // --deploy-command) is the environment, not a verdict on the deploy.
-            let exit = match (&source, applied.is_empty()) {
-                (_, false) => Exit::Partial,
-                (DeployerError::Spawn { .. }, true) => Exit::Environment,
-                (_, true) => Exit::Failed,
-            };
+        Err(e @ DeployError::Deployer { .. }) => {
+            let exit = Exit::of(e.kind());
+            let DeployError::Deployer { source, applied } = e else { unreachable!("matched above") };
             // The deployer's whole cause chain ("No such file or directory"),
             // then the library's note on what the deploy changed and what to
             // do next, which its message ends with.
@@ -324,7 +317,7 @@ async fn deploy<D: Deployer + Sync>(
             let note = whole.strip_prefix(&shown).unwrap_or_default();
             return Err(Failure::new(exit, format!("{cause}{note}")));
         }
-        Err(e) => return Err(Failure::from_error(Exit::Environment, &e)),
+        Err(e) => return Err(Failure::of(&e)),
     };
     drop(progress);
     out.emit(&report, |w| {

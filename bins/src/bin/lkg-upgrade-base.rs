@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use lkg_canonical::{AppName, StoreError};
+use lkg_canonical::AppName;
 use lkg_cli::{Common, Exit, Failure, Output};
 use lkg_upgrade_base::overlay::{self, OverlayDecision};
-use lkg_upgrade_base::{BasePlan, Inputs, LastGreen, Order, RecipeVersion, RepoError, overlays_report, resolve};
+use lkg_upgrade_base::{BasePlan, Inputs, LastGreen, Order, RecipeVersion, overlays_report, resolve};
 use serde::Serialize;
 
 // Doc comments here are the --help text, where backticks would show.
@@ -76,9 +76,8 @@ fn main() -> std::process::ExitCode {
     lkg_cli::run(|| {
         let cli = Cli::parse();
         let out = Output::new(cli.common.json);
-        let usage = |e: &(dyn std::error::Error + 'static)| Failure::from_error(Exit::Usage, e);
         let order =
-            cli.order.as_deref().map(str::parse::<Order>).transpose().map_err(|e| usage(&e))?.unwrap_or_default();
+            cli.order.as_deref().map(str::parse::<Order>).transpose().map_err(|e| Failure::of(&e))?.unwrap_or_default();
         // The parse error quotes the value; name the flag it came from.
         let version = |flag: &str, value: &str| {
             RecipeVersion::parse(value).map_err(|e| Failure::new(Exit::Usage, format!("{flag} {e}")))
@@ -92,12 +91,9 @@ fn main() -> std::process::ExitCode {
                 Some(LastGreen { version: given.clone(), commit: None, from: "--last-green".to_owned() })
             }
             (None, Some(app)) => {
-                let app = AppName::new(app).map_err(|e| usage(&e))?;
+                let app = AppName::new(app).map_err(|e| Failure::of(&e))?;
                 let state = cli.common.state_dir()?;
-                lkg_upgrade_base::last_green_from_canonical(&state, &app).map_err(|e| {
-                    let exit = if matches!(e, StoreError::Io { .. }) { Exit::Environment } else { Exit::Usage };
-                    Failure::from_error(exit, &e)
-                })?
+                lkg_upgrade_base::last_green_from_canonical(&state, &app).map_err(|e| Failure::of(&e))?
             }
             (None, None) => None,
         };
@@ -109,19 +105,9 @@ fn main() -> std::process::ExitCode {
             order,
             ..Inputs::new(&cli.head)
         };
-        let plan = resolve(&cli.repo, &inputs).map_err(|e| {
-            // A damaged repository is the environment: repair or re-clone it and run again.
-            let exit = if matches!(e, RepoError::Git { .. } | RepoError::Damaged { .. }) {
-                Exit::Environment
-            } else {
-                Exit::Usage
-            };
-            Failure::from_error(exit, &e)
-        })?;
+        let plan = resolve(&cli.repo, &inputs).map_err(|e| Failure::of(&e))?;
         let decisions = match &cli.overlays {
-            Some(dir) => {
-                Some(overlay::decide(&overlay::scan(dir).map_err(|e| Failure::from_error(Exit::Usage, &e))?, &plan))
-            }
+            Some(dir) => Some(overlay::decide(&overlay::scan(dir).map_err(|e| Failure::of(&e))?, &plan)),
             None => None,
         };
         let report = Report { plan: &plan, overlays: decisions.as_deref() };

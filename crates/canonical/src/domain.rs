@@ -241,6 +241,12 @@ fn normalise(domain: &str) -> String {
     domain.trim().trim_end_matches('.').to_ascii_lowercase()
 }
 
+impl lkg_core::Classify for DomainError {
+    fn kind(&self) -> lkg_core::FailureKind {
+        lkg_core::FailureKind::Input
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

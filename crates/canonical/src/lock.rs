@@ -398,6 +398,14 @@ fn process_start(pid: u32) -> Option<u64> {
     after_comm.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// A held lock, one that cannot be joined or a lock file that cannot be
+/// used: the environment's state, not bad input.
+impl lkg_core::Classify for LockError {
+    fn kind(&self) -> lkg_core::FailureKind {
+        lkg_core::FailureKind::Environment
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

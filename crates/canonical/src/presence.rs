@@ -127,6 +127,16 @@ impl Canonicals {
     }
 }
 
+impl lkg_core::Classify for PresenceError {
+    fn kind(&self) -> lkg_core::FailureKind {
+        match self {
+            PresenceError::Store(e) => lkg_core::Classify::kind(e),
+            // The engine could not be asked.
+            _ => lkg_core::FailureKind::Environment,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

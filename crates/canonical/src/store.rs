@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use lkg_core::AppName;
 use lkg_core::state_file::{self, StateFileError};
+use lkg_core::{Classify, FailureKind};
 
 use crate::domain::{DomainError, DomainScheme};
 use crate::lock::{AppLock, Holder, LOCKS_VAR, LockError, inherited_lock, read_holder};
@@ -465,6 +466,26 @@ impl From<StateFileError> for StoreError {
                 path: other.path().to_owned(),
                 source: std::io::Error::other(other.to_string()),
             },
+        }
+    }
+}
+
+impl Classify for StoreError {
+    fn kind(&self) -> FailureKind {
+        match self {
+            StoreError::Io { .. } => FailureKind::Environment,
+            // A damaged, foreign or missing record, or the wrong lock: fix the input.
+            _ => FailureKind::Input,
+        }
+    }
+}
+
+impl Classify for PromoteError {
+    fn kind(&self) -> FailureKind {
+        match self {
+            PromoteError::Store(e) => e.kind(),
+            PromoteError::Domain(e) => e.kind(),
+            _ => FailureKind::Input,
         }
     }
 }

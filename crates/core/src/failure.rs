@@ -43,6 +43,22 @@ pub trait Classify: std::error::Error {
     fn kind(&self) -> FailureKind;
 }
 
+impl Classify for crate::AppNameError {
+    fn kind(&self) -> FailureKind {
+        FailureKind::Input
+    }
+}
+
+impl Classify for crate::StateFileError {
+    fn kind(&self) -> FailureKind {
+        match self {
+            crate::StateFileError::Io { .. } => FailureKind::Environment,
+            // A state file lkg did not write (or a damaged one): the input.
+            _ => FailureKind::Input,
+        }
+    }
+}
+
 /// Renders an error and its causes as `outer: inner: root`.
 ///
 /// A cause whose text the message so far already contains is skipped, so an

@@ -17,6 +17,7 @@
 //! let state = tempfile::tempdir()?;
 //! let app = AppName::new("gitea")?;
 //! let path = state.path().join("apps").join(app.as_str()).join("last-good.json");
+//! state_file::create_dir(&path)?; // <state-dir>/apps/gitea/
 //! state_file::write_json(&path, &serde_json::json!({"version": "1.2.0+3.1.0"}))?;
 //! let read: serde_json::Value = state_file::read_json(&path)?.expect("just written");
 //! assert_eq!(read["version"], "1.2.0+3.1.0");

@@ -139,11 +139,11 @@ impl Drop for Staged {
     }
 }
 
-/// Writes `bytes` to a temp file beside `path` (creating the directory if
-/// needed) and syncs it, without replacing `path` yet.
+/// Writes `bytes` to a temp file beside `path` and syncs it, without
+/// replacing `path` yet. The directory must exist ([`create_dir`] makes it):
+/// a missing one is an error, not a directory made where a typo pointed.
 pub fn stage(path: &Path, bytes: &[u8], mode: Mode) -> Result<Staged, StateFileError> {
     let dir = directory_of(path);
-    std::fs::create_dir_all(dir).map_err(|e| StateFileError::io("create", dir, e))?;
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed);
     let temp = dir.join(format!("{}{}.{nanos}.{sequence}{TEMP_SUFFIX}", temp_prefix(path), std::process::id()));
@@ -209,6 +209,12 @@ pub fn remove(path: &Path) -> Result<bool, StateFileError> {
     }
 }
 
+/// Creates the directory of `path` and its parents, if missing.
+pub fn create_dir(path: &Path) -> Result<(), StateFileError> {
+    let dir = directory_of(path);
+    std::fs::create_dir_all(dir).map_err(|e| StateFileError::io("create", dir, e))
+}
+
 /// Syncs a directory, making the renames and removals in it durable.
 pub fn sync_dir(dir: &Path) -> Result<(), StateFileError> {
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StateFileError::io("sync", dir, e))
@@ -254,6 +260,7 @@ mod tests {
     fn writes_replace_and_leave_no_temp_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/last-good.json");
+        create_dir(&path).unwrap();
         write_json(&path, &serde_json::json!({"version": "1.0.0"})).unwrap();
         write_json(&path, &serde_json::json!({"version": "1.1.0"})).unwrap();
         let read: serde_json::Value = read_json(&path).unwrap().unwrap();
@@ -326,12 +333,18 @@ mod tests {
         assert!(matches!(&err, StateFileError::Format { path: p, .. } if *p == path), "{err:?}");
         assert!(err.to_string().starts_with(&format!("{} is not valid: ", path.display())), "{err}");
 
-        // A directory where the file's directory should be.
+        // A file where the file's directory should be.
         let blocked = dir.path().join("state.json/inner.json");
-        let err = write(&blocked, b"x").unwrap_err();
+        let err = create_dir(&blocked).unwrap_err();
         let StateFileError::Io { action, path: p, source } = &err else { panic!("{err:?}") };
         assert_eq!((*action, p.as_path()), ("create", path.as_path()));
         assert!(!source.to_string().contains(&*path.to_string_lossy()), "the path is said once: {source}");
         assert_eq!(err.to_string(), format!("cannot create {}", path.display()));
+
+        // A missing directory is an error naming the temp file it could not create.
+        let err = write(&dir.path().join("missing/lock.json"), b"x").unwrap_err();
+        let StateFileError::Io { action, path: p, .. } = &err else { panic!("{err:?}") };
+        assert_eq!(*action, "create");
+        assert!(p.starts_with(dir.path().join("missing")), "{err}");
     }
 }

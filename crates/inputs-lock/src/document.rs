@@ -466,3 +466,13 @@ pub(crate) fn parts_of(input: &Input) -> Vec<Part> {
         Input::Value(_) => vec![Part::Value],
     }
 }
+
+impl lkg_core::Classify for DocumentError {
+    fn kind(&self) -> lkg_core::FailureKind {
+        match self {
+            // The file is there but cannot be read, or cannot be written.
+            DocumentError::Read { .. } | DocumentError::Write { .. } => lkg_core::FailureKind::Environment,
+            _ => lkg_core::FailureKind::Input,
+        }
+    }
+}

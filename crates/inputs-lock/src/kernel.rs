@@ -603,6 +603,15 @@ impl Write for TarScan {
     }
 }
 
+impl lkg_core::Classify for ScanError {
+    fn kind(&self) -> lkg_core::FailureKind {
+        match self {
+            ScanError::Read(_) => lkg_core::FailureKind::Environment,
+            _ => lkg_core::FailureKind::Input,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -68,3 +68,10 @@ pub fn lock_from(manifest: &Document, description: Option<&str>) -> Result<Docum
     let problems = check(&lock, &[]);
     if problems.is_empty() { Ok(lock) } else { Err(LockError::Invalid { problems }) }
 }
+
+/// A manifest that cannot become a lock: the input.
+impl lkg_core::Classify for LockError {
+    fn kind(&self) -> lkg_core::FailureKind {
+        lkg_core::FailureKind::Input
+    }
+}

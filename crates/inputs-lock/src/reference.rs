@@ -299,6 +299,12 @@ impl FromStr for ImageRef {
     }
 }
 
+impl lkg_core::Classify for ReferenceError {
+    fn kind(&self) -> lkg_core::FailureKind {
+        lkg_core::FailureKind::Input
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

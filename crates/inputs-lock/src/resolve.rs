@@ -889,6 +889,27 @@ async fn kernel_releases<R: Resolver>(
     Ok(releases)
 }
 
+impl lkg_core::Classify for SpecError {
+    fn kind(&self) -> lkg_core::FailureKind {
+        lkg_core::FailureKind::Input
+    }
+}
+
+impl lkg_core::Classify for ResolveError {
+    fn kind(&self) -> lkg_core::FailureKind {
+        use lkg_core::FailureKind;
+        match self {
+            // The lock fails its check: a replay would not be exact.
+            ResolveError::LockInvalid { .. } => FailureKind::Verdict,
+            // A registry that served other content than it named; and a
+            // resolver's error, which this crate cannot look into: "could not
+            // ask", unless the caller, who knows the resolver, tells bad input apart.
+            ResolveError::DigestMismatch { .. } | ResolveError::Resolver { .. } => FailureKind::Environment,
+            _ => FailureKind::Input,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -310,7 +310,7 @@ impl Webhook {
                     };
                 }
                 Ok(response) => error = Some(format!("HTTP {}", response.status().as_u16())),
-                Err(e) => error = Some(crate::error::chain(&e)),
+                Err(e) => error = Some(lkg_core::render_chain(&e)),
             }
             if attempt < self.attempts {
                 tokio::time::sleep(pause).await;

@@ -3,18 +3,6 @@
 
 use std::path::PathBuf;
 
-/// What kind of problem an error is, for exit codes: bad input changes
-/// nothing and needs a fixed command; an environment problem needs the
-/// environment fixed and the run repeated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// Bad input: a name, a version, a compose or config file. Nothing was changed.
-    Usage,
-    /// The engine, the file system or a lock is in the way.
-    Environment,
-}
-
 /// Why a reconcile could not run, or stopped. Each message says what
 /// happened and what to do next.
 #[derive(Debug, thiserror::Error)]
@@ -159,8 +147,18 @@ pub enum ReconcileError {
 }
 
 impl ReconcileError {
-    /// Whether the error is bad input or the environment.
-    pub fn kind(&self) -> ErrorKind {
+    /// What kind of failure this is ([`lkg_core::Classify`], callable
+    /// without importing the trait): bad input or the environment.
+    pub fn kind(&self) -> lkg_core::FailureKind {
+        lkg_core::Classify::kind(self)
+    }
+}
+
+/// Bad input changes nothing and needs a fixed command; anything else (the
+/// engine, the file system, a lock in the way) needs the environment fixed
+/// and the run repeated. A verdict (rolled back, held) is not an error.
+impl lkg_core::Classify for ReconcileError {
+    fn kind(&self) -> lkg_core::FailureKind {
         match self {
             ReconcileError::App(_)
             | ReconcileError::Stack { .. }
@@ -174,24 +172,8 @@ impl ReconcileError {
             | ReconcileError::NoSnapshot { .. }
             | ReconcileError::Deploy(
                 lkg_swarm::DeployError::InvalidStack { .. } | lkg_swarm::DeployError::Compose(_),
-            ) => ErrorKind::Usage,
-            _ => ErrorKind::Environment,
+            ) => lkg_core::FailureKind::Input,
+            _ => lkg_core::FailureKind::Environment,
         }
     }
-}
-
-/// Renders an error with its causes, `outer: inner`, skipping a cause the
-/// outer text already contains.
-pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

@@ -11,6 +11,7 @@ use crate::error::ReconcileError;
 
 /// Serialises `value` as pretty JSON (with a final newline) and writes it atomically.
 pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ReconcileError> {
+    state_file::create_dir(path)?;
     Ok(state_file::write_json(path, value)?)
 }
 

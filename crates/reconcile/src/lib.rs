@@ -97,12 +97,14 @@ mod state;
 mod version;
 
 pub use alert::{Alert, AlertFacts, AlertKind, Alerts, Delivery, ListedAlert, Webhook};
-pub use error::{ErrorKind, ReconcileError};
+pub use error::ReconcileError;
 pub use event::{Event, Observe, Quiet};
 pub use flow::{FailureNote, Flow, Outcome, Reason, Step};
 pub use gate::{DEFAULT_MARKERS, Gate, GateDecision, HoldKind, ReleaseNotes};
 pub use health::{CheckResult, HealthGate, HealthSpec, HealthState, HttpCheck, ProbeRound};
 pub use lkg_canonical::AppName;
+/// The kind of a [`ReconcileError`]: lkg's one failure classification.
+pub use lkg_core::FailureKind as ErrorKind;
 pub use platform::{DeployOutcome, Platform, SwarmPlatform, version_label};
 pub use report::{AlertRecord, Command, Report, Resumed, StepTiming, Timeline, Waits};
 pub use run::{QuickRequest, Reconciler, UpdateRequest};

@@ -23,12 +23,13 @@ use lkg_swarm::{
 use lkg_warmsnap::{Access, LocalStore, NoProgress, RestoreRequest, TakeRequest};
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::error::{ReconcileError, chain};
+use crate::error::ReconcileError;
 use crate::event::{Event, Observe};
 use crate::flow::Reason;
 use crate::health::{CheckResult, ProbeRound};
 use crate::spec::{AppSpec, DeploySpec, ResolveImage, SnapshotAccess};
 use crate::state::SnapshotRef;
+use lkg_core::render_chain as chain;
 
 /// How a deploy ended, as reconcile sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -41,7 +41,7 @@ pub(crate) async fn http(client: &reqwest::Client, check: &HttpCheck, version: &
     let name = format!("GET {url}");
     let response = match client.get(&url).timeout(timeout).send().await {
         Ok(response) => response,
-        Err(e) => return CheckResult { check: name, pass: false, detail: crate::error::chain(&e) },
+        Err(e) => return CheckResult { check: name, pass: false, detail: lkg_core::render_chain(&e) },
     };
     let status = response.status().as_u16();
     let body = response.text().await.unwrap_or_default();
@@ -108,7 +108,7 @@ pub(crate) async fn tasks(swarm: &Swarm, stack: &str) -> CheckResult {
     let fail = |detail: String| CheckResult { check: "tasks".to_owned(), pass: false, detail };
     let status = match swarm.status(stack).await {
         Ok(status) => status,
-        Err(e) => return fail(crate::error::chain(&e)),
+        Err(e) => return fail(lkg_core::render_chain(&e)),
     };
     if status.services.is_empty() {
         return fail(format!("stack {stack} has no services"));

@@ -280,6 +280,6 @@ mod tests {
         let err = AppConfig { app: Some("shop".into()), ..AppConfig::default() }.into_spec().unwrap_err();
         assert_eq!(err.to_string(), "no compose file: pass -c FILE, or set it in the config file (--config)");
         let err = AppConfig { app: Some("Shop".into()), ..AppConfig::default() }.into_spec().unwrap_err();
-        assert_eq!(err.kind(), crate::ErrorKind::Usage);
+        assert_eq!(lkg_core::Classify::kind(&err), lkg_core::FailureKind::Input);
     }
 }

@@ -113,6 +113,21 @@ pub enum RegistryError {
     },
 }
 
+/// "Could not ask" is the environment, bad input is the input, and a wrong
+/// answer (a digest mismatch, a malformed manifest) is a verdict on what the
+/// registry served.
+impl lkg_core::Classify for RegistryError {
+    fn kind(&self) -> lkg_core::FailureKind {
+        if self.is_environment() {
+            lkg_core::FailureKind::Environment
+        } else if self.is_input() {
+            lkg_core::FailureKind::Input
+        } else {
+            lkg_core::FailureKind::Verdict
+        }
+    }
+}
+
 impl RegistryError {
     /// Whether this error means "lkg could not ask" (exit code 5) rather
     /// than a bad answer: unreachable registries and refused credentials.

@@ -336,6 +336,20 @@ pub enum PromoteError {
     Registry(#[from] RegistryError),
 }
 
+impl lkg_core::Classify for PromoteError {
+    fn kind(&self) -> lkg_core::FailureKind {
+        use lkg_core::FailureKind;
+        match self {
+            // Nothing was touched: fix the plan or the candidates.
+            PromoteError::CandidateMissing { .. } | PromoteError::InvalidPlan(_) | PromoteError::NoJournal { .. } => {
+                FailureKind::Input
+            }
+            PromoteError::Locked { .. } | PromoteError::Journal { .. } => FailureKind::Environment,
+            PromoteError::Registry(e) => lkg_core::Classify::kind(e),
+        }
+    }
+}
+
 struct PlanLock {
     _file: std::fs::File,
 }

@@ -101,6 +101,18 @@ pub enum ResolverError {
     },
 }
 
+impl lkg_core::Classify for ResolverError {
+    fn kind(&self) -> lkg_core::FailureKind {
+        if self.is_environment() {
+            lkg_core::FailureKind::Environment
+        } else if self.is_input() {
+            lkg_core::FailureKind::Input
+        } else {
+            lkg_core::FailureKind::Verdict
+        }
+    }
+}
+
 impl ResolverError {
     /// Whether the error means "lkg could not ask" (exit code 5): the
     /// registry is unreachable or refused the credentials.

@@ -71,6 +71,13 @@ pub enum KeyError {
     },
 }
 
+/// A key that cannot be read, decrypted or parsed: the input.
+impl lkg_core::Classify for KeyError {
+    fn kind(&self) -> lkg_core::FailureKind {
+        lkg_core::FailureKind::Input
+    }
+}
+
 /// A public key that verifies signatures (ECDSA P-256).
 #[derive(Clone, PartialEq, Eq)]
 pub struct PublicKey(VerifyingKey);

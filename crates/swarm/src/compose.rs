@@ -242,6 +242,12 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
+impl lkg_core::Classify for ComposeError {
+    fn kind(&self) -> lkg_core::FailureKind {
+        lkg_core::FailureKind::Input
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

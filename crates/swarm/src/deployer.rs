@@ -280,3 +280,14 @@ async fn run(mut command: Command, program: &str, args: &[String]) -> Result<(),
         stderr: stderr[tail_start..].to_owned(),
     })
 }
+
+impl lkg_core::Classify for DeployerError {
+    fn kind(&self) -> lkg_core::FailureKind {
+        match self {
+            // A deployer that cannot even start (no docker CLI, a typo in the
+            // command) is the environment, not a verdict on the deploy.
+            DeployerError::Spawn { .. } => lkg_core::FailureKind::Environment,
+            _ => lkg_core::FailureKind::Verdict,
+        }
+    }
+}

@@ -93,3 +93,15 @@ pub async fn stack_volumes(docker: &Docker, stack: &str) -> Result<Vec<Volume>, 
         .map_err(|source| QueryError::Engine { what: format!("list the volumes of stack {stack}"), source })?;
     Ok(response.volumes.unwrap_or_default())
 }
+
+impl lkg_core::Classify for ConnectError {
+    fn kind(&self) -> lkg_core::FailureKind {
+        lkg_core::FailureKind::Environment
+    }
+}
+
+impl lkg_core::Classify for QueryError {
+    fn kind(&self) -> lkg_core::FailureKind {
+        lkg_core::FailureKind::Environment
+    }
+}

@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use lkg_core::{Classify, FailureKind};
+
 use bollard::Docker;
 use bollard::models::Volume;
 use bollard::query_parameters::{
@@ -583,4 +585,36 @@ impl Swarm {
 fn validate_stack(stack: &str) -> Result<(), DeployError> {
     let valid = !stack.is_empty() && stack.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
     if valid { Ok(()) } else { Err(DeployError::InvalidStack { stack: stack.to_owned() }) }
+}
+
+impl Classify for DeployError {
+    fn kind(&self) -> FailureKind {
+        match self {
+            DeployError::InvalidStack { .. } | DeployError::Compose(_) => FailureKind::Input,
+            // Services already carry this deploy's id: the stack is partly updated.
+            DeployError::Deployer { applied, .. } if !applied.is_empty() => FailureKind::Partial,
+            DeployError::Deployer { source, .. } => source.kind(),
+            _ => FailureKind::Environment,
+        }
+    }
+}
+
+impl Classify for IdentityError {
+    fn kind(&self) -> FailureKind {
+        match self {
+            IdentityError::Query(_) => FailureKind::Environment,
+            // The stack is there but does not say what it runs: a "no".
+            _ => FailureKind::Verdict,
+        }
+    }
+}
+
+impl Classify for UndeployError {
+    fn kind(&self) -> FailureKind {
+        match self {
+            UndeployError::Query(_) => FailureKind::Environment,
+            // The services are removed; what is left needs a re-run to wait for.
+            _ => FailureKind::Partial,
+        }
+    }
 }

@@ -143,3 +143,9 @@ pub fn decide(overlays: &[Overlay], plan: &BasePlan) -> Vec<OverlayDecision> {
         })
         .collect()
 }
+
+impl lkg_core::Classify for OverlayError {
+    fn kind(&self) -> lkg_core::FailureKind {
+        lkg_core::FailureKind::Input
+    }
+}

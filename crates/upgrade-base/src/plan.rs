@@ -562,6 +562,12 @@ impl<G: Graph> Context<'_, G> {
     }
 }
 
+impl lkg_core::Classify for OrderError {
+    fn kind(&self) -> lkg_core::FailureKind {
+        lkg_core::FailureKind::Input
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

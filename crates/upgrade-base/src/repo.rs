@@ -359,3 +359,13 @@ impl Graph for GitRepo {
         self.repo.revparse_single(id).and_then(|o| o.peel_to_commit()).ok().map(|c| c.id().to_string())
     }
 }
+
+impl lkg_core::Classify for RepoError {
+    fn kind(&self) -> lkg_core::FailureKind {
+        match self {
+            // A damaged repository is the environment: repair or re-clone it and run again.
+            RepoError::Git { .. } | RepoError::Damaged { .. } => lkg_core::FailureKind::Environment,
+            _ => lkg_core::FailureKind::Input,
+        }
+    }
+}

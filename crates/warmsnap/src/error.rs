@@ -181,3 +181,23 @@ fn describe(containers: &[String]) -> String {
         many => format!("containers {}", many.join(", ")),
     }
 }
+
+impl lkg_core::Classify for SnapError {
+    fn kind(&self) -> lkg_core::FailureKind {
+        use lkg_core::FailureKind;
+        match self {
+            SnapError::Name(_)
+            | SnapError::NoVolumes { .. }
+            | SnapError::NoSnapshot { .. }
+            | SnapError::DirectUnavailable { .. }
+            | SnapError::Unmappable { .. } => FailureKind::Input,
+            // The snapshot does not check: lkg answered "no".
+            SnapError::Refused { .. } | SnapError::Mismatch { .. } => FailureKind::Verdict,
+            SnapError::Store(e) => e.kind(),
+            SnapError::Incomplete { .. } => FailureKind::Partial,
+            // The stack deployed or a volume in use, the engine unreachable,
+            // a lock held, an I/O error: fix the environment and run again.
+            _ => FailureKind::Environment,
+        }
+    }
+}

@@ -34,6 +34,12 @@ impl From<AppNameError> for NameError {
     }
 }
 
+impl lkg_core::Classify for NameError {
+    fn kind(&self) -> lkg_core::FailureKind {
+        lkg_core::FailureKind::Input
+    }
+}
+
 const APP_RULE: &str = "an app name is a DNS label: lowercase letters a-z, digits and '-', \
                         1 to 63 characters, not starting or ending with '-'";
 

@@ -146,6 +146,20 @@ pub enum StoreError {
     State(#[from] StateFileError),
 }
 
+impl lkg_core::Classify for StoreError {
+    fn kind(&self) -> lkg_core::FailureKind {
+        use lkg_core::FailureKind;
+        match self {
+            StoreError::Name(_) => FailureKind::Input,
+            // A damaged snapshot: the store's answer is "no".
+            StoreError::Meta { .. } | StoreError::MissingVolume { .. } | StoreError::Layout { .. } => {
+                FailureKind::Verdict
+            }
+            _ => FailureKind::Environment,
+        }
+    }
+}
+
 const CURRENT: &str = "snapshot";
 const GENERATIONS: &str = "snapshots";
 const LOCK: &str = ".lock";
