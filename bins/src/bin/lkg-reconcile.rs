@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use lkg_cli::{Common, Exit, Failure, Output, Progress};
 use lkg_reconcile::{
     Alerts, AppConfig, AppName, AppStatus, Event, Gate, GateDecision, HttpCheck, Outcome, QuickRequest, ReconcileError,
-    Reconciler, ReleaseNotes, Report, ResolveImage, SnapshotAccess, Step, SwarmPlatform, UpdateRequest,
+    Reconciler, ReleaseNotes, Report, ResolveImage, SnapshotAccess, SwarmPlatform, UpdateRequest,
 };
 
 /// Update long-lived swarm apps safely: a safety gate, a health gate, and a
@@ -682,21 +682,23 @@ fn alerts(state: &Path, app: Option<&str>, all: bool, ack: bool, out: Output) ->
     Ok(Exit::Ok)
 }
 
-/// Progress on stderr when it is a terminal; the crash-test hook always.
+/// Progress on stderr when it is a terminal; in test builds, the crash-test hook.
 struct Observer {
     progress: Mutex<Progress>,
-    kill_at: Option<(Step, Duration)>,
+    #[cfg(feature = "fault-injection")]
+    kill_at: Option<(lkg_reconcile::Step, Duration)>,
 }
 
 impl Observer {
     fn new() -> Observer {
         Observer {
             progress: Mutex::new(Progress::stderr()),
-            // Crash testing (bins/tests/it/reconcile.rs): with
-            // `LKG_RECONCILE_KILL_AT=<step>` the process SIGKILLs itself right
-            // after the journal names that step, before the step does
-            // anything; with `<step>+<secs>`, that long into the step. Unset
-            // in normal use.
+            // Crash testing (bins/tests/it/reconcile.rs), only in builds with
+            // the `fault-injection` feature: with `LKG_RECONCILE_KILL_AT=<step>`
+            // the process SIGKILLs itself right after the journal names that
+            // step, before the step does anything; with `<step>+<secs>`, that
+            // long into the step.
+            #[cfg(feature = "fault-injection")]
             kill_at: std::env::var("LKG_RECONCILE_KILL_AT").ok().and_then(|spec| {
                 let (step, delay) = spec.split_once('+').unwrap_or((&spec, "0"));
                 Some((step.parse().ok()?, Duration::try_from_secs_f64(delay.parse().ok()?).ok()?))
@@ -711,6 +713,7 @@ impl Observer {
 
 impl lkg_reconcile::Observe for Observer {
     fn event(&self, event: &Event<'_>) {
+        #[cfg(feature = "fault-injection")]
         if let (Event::Step { step, .. }, Some((at, delay))) = (event, self.kill_at)
             && *step == at
         {
@@ -753,6 +756,7 @@ fn describe_deploy(event: &lkg_reconcile::DeployProgress<'_>) -> Option<String> 
     }
 }
 
+#[cfg(feature = "fault-injection")]
 fn kill_self() -> ! {
     let pid = std::process::id().to_string();
     let _ = std::process::Command::new("kill").args(["-KILL", &pid]).status();
