@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::reference::{Digest, ImageRef, hex};
+use crate::reference::{Digest, DigestWriter, ImageRef};
 use crate::resolve::{Image, Layer, Resolver};
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -211,7 +211,7 @@ impl OciLayouts {
 }
 
 fn blob_path(dir: &Path, digest: &Digest) -> PathBuf {
-    dir.join("blobs").join(digest.algorithm()).join(digest.hex())
+    dir.join("blobs").join(digest.algorithm().as_str()).join(digest.hex())
 }
 
 fn parse_digest(dir: &Path, text: &str) -> Result<Digest, LayoutError> {
@@ -226,50 +226,19 @@ fn parse_digest(dir: &Path, text: &str) -> Result<Digest, LayoutError> {
 fn read_json<T: for<'de> Deserialize<'de>>(dir: &Path, digest: &Digest, what: &'static str) -> Result<T, LayoutError> {
     let path = blob_path(dir, digest);
     let bytes = fs_err::read(&path).map_err(|source| LayoutError::Read { path: path.clone(), source })?;
-    let mut hasher = Hasher::new(digest);
-    hasher.update(&bytes);
-    hasher.verify(&path, digest)?;
+    verify(&path, digest, &digest.of_same_kind(&bytes))?;
     serde_json::from_slice(&bytes).map_err(|e| LayoutError::Malformed { path, what, reason: e.to_string() })
 }
 
-enum Hasher {
-    Sha256(sha2::Sha256),
-    Sha512(sha2::Sha512),
-}
-
-impl Hasher {
-    fn new(digest: &Digest) -> Hasher {
-        use sha2::Digest as _;
-        if digest.algorithm() == "sha512" {
-            Hasher::Sha512(sha2::Sha512::new())
-        } else {
-            Hasher::Sha256(sha2::Sha256::new())
-        }
-    }
-
-    fn update(&mut self, bytes: &[u8]) {
-        use sha2::Digest as _;
-        match self {
-            Hasher::Sha256(h) => h.update(bytes),
-            Hasher::Sha512(h) => h.update(bytes),
-        }
-    }
-
-    fn verify(self, path: &Path, expected: &Digest) -> Result<(), LayoutError> {
-        use sha2::Digest as _;
-        let actual = match self {
-            Hasher::Sha256(h) => hex(&h.finalize()),
-            Hasher::Sha512(h) => hex(&h.finalize()),
-        };
-        if actual == expected.hex() {
-            Ok(())
-        } else {
-            Err(LayoutError::DigestMismatch {
-                path: path.to_owned(),
-                expected: expected.clone(),
-                actual: format!("{}:{actual}", expected.algorithm()),
-            })
-        }
+fn verify(path: &Path, expected: &Digest, actual: &Digest) -> Result<(), LayoutError> {
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(LayoutError::DigestMismatch {
+            path: path.to_owned(),
+            expected: expected.clone(),
+            actual: actual.to_string(),
+        })
     }
 }
 
@@ -323,7 +292,7 @@ impl Resolver for OciLayouts {
     ) -> Result<(), LayoutError> {
         let path = blob_path(self.dir(repository)?, &layer.digest);
         let mut file = fs_err::File::open(&path).map_err(|source| LayoutError::Read { path: path.clone(), source })?;
-        let mut hasher = Hasher::new(&layer.digest);
+        let mut hasher = DigestWriter::new(layer.digest.algorithm());
         let mut buf = vec![0; 256 * 1024];
         loop {
             let n = match file.read(&mut buf) {
@@ -335,6 +304,6 @@ impl Resolver for OciLayouts {
             hasher.update(&buf[..n]);
             sink.write_all(&buf[..n]).map_err(LayoutError::Sink)?;
         }
-        hasher.verify(&path, &layer.digest)
+        verify(&path, &layer.digest, &hasher.finish())
     }
 }

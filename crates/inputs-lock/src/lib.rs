@@ -79,7 +79,7 @@ pub use kernel::{
 pub use layout::{LayoutError, OciLayouts};
 pub use lock::{GENERIC_LOCK_DESCRIPTION, LockError, OS_IMAGE_LOCKED, lock_from};
 pub use model::{GitInput, GitPart, ImageInput, ImagePart, Input, Inputs, Part, Run, RunMetadata, value_text};
-pub use reference::{Digest, DigestError, ImageRef, ReferenceError, is_full_commit};
+pub use reference::{Algorithm, Digest, DigestError, DigestWriter, ImageRef, ReferenceError, is_full_commit};
 pub use resolve::{
     Event, Image, KERNEL_LABEL, Layer, Resolution, ResolveError, Resolver, RunContext, Spec, SpecError, SpecInput,
     VERSION_LABEL, immutable_tag_candidates, is_date_stamped, resolve,

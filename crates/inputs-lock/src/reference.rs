@@ -4,14 +4,53 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
+use sha2::Digest as _;
 
 /// A content digest `algorithm:hex`: `sha256:` with 64 lowercase hex
 /// characters, or `sha512:` with 128 (the algorithms the OCI image spec
-/// registers).
+/// registers), as lock files pin images and registries name every manifest
+/// and blob.
+///
+/// Parsing (and deserializing) validates the algorithm and the hex;
+/// [`Digest::of_same_kind`] and [`DigestWriter`] hash content to compare
+/// with it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct Digest(String);
+
+/// The hash functions a [`Digest`] can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// SHA-256, the default everywhere.
+    Sha256,
+    /// SHA-512, allowed by the OCI image spec.
+    Sha512,
+}
+
+impl Algorithm {
+    /// `sha256` or `sha512`, as digests and OCI layouts (`blobs/sha256/`)
+    /// write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::Sha256 => "sha256",
+            Algorithm::Sha512 => "sha512",
+        }
+    }
+
+    fn hex_len(self) -> usize {
+        match self {
+            Algorithm::Sha256 => 64,
+            Algorithm::Sha512 => 128,
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Why a string is not a [`Digest`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,6 +94,18 @@ pub enum DigestError {
     },
 }
 
+impl DigestError {
+    /// The text that is not a digest.
+    pub fn value(&self) -> &str {
+        match self {
+            DigestError::NoAlgorithm { value }
+            | DigestError::UnknownAlgorithm { value, .. }
+            | DigestError::WrongLength { value, .. }
+            | DigestError::NotHex { value, .. } => value,
+        }
+    }
+}
+
 impl Digest {
     /// Parses and validates `algorithm:hex`.
     pub fn parse(value: &str) -> Result<Digest, DigestError> {
@@ -62,8 +113,8 @@ impl Digest {
             return Err(DigestError::NoAlgorithm { value: value.to_owned() });
         };
         let expected = match algorithm {
-            "sha256" => 64,
-            "sha512" => 128,
+            "sha256" => Algorithm::Sha256.hex_len(),
+            "sha512" => Algorithm::Sha512.hex_len(),
             _ => {
                 return Err(DigestError::UnknownAlgorithm { value: value.to_owned(), algorithm: algorithm.to_owned() });
             }
@@ -84,8 +135,18 @@ impl Digest {
 
     /// The sha256 digest of `bytes`.
     pub fn sha256(bytes: &[u8]) -> Digest {
-        use sha2::Digest as _;
-        Digest(format!("sha256:{}", hex(&sha2::Sha256::digest(bytes))))
+        let mut w = DigestWriter::new(Algorithm::Sha256);
+        w.update(bytes);
+        w.finish()
+    }
+
+    /// The digest of `bytes` under this digest's algorithm: what to compare
+    /// with `self` to check content.
+    #[must_use]
+    pub fn of_same_kind(&self, bytes: &[u8]) -> Digest {
+        let mut w = DigestWriter::new(self.algorithm());
+        w.update(bytes);
+        w.finish()
     }
 
     /// `sha256:...` as text.
@@ -93,9 +154,9 @@ impl Digest {
         &self.0
     }
 
-    /// `sha256` or `sha512`.
-    pub fn algorithm(&self) -> &str {
-        self.0.split_once(':').map_or("", |(a, _)| a)
+    /// The algorithm part.
+    pub fn algorithm(&self) -> Algorithm {
+        if self.0.starts_with("sha512:") { Algorithm::Sha512 } else { Algorithm::Sha256 }
     }
 
     /// The hex part.
@@ -104,7 +165,7 @@ impl Digest {
     }
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
+fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
         let _ = write!(s, "{b:02x}");
@@ -122,6 +183,51 @@ impl FromStr for Digest {
     type Err = DigestError;
     fn from_str(s: &str) -> Result<Digest, DigestError> {
         Digest::parse(s)
+    }
+}
+
+/// A digest read from JSON (a manifest, a journal) is validated like one
+/// parsed from text.
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Digest, D::Error> {
+        let text = String::deserialize(d)?;
+        Digest::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Incremental hashing of streamed content (a blob read chunk by chunk).
+#[derive(Debug, Clone)]
+pub struct DigestWriter(Hasher);
+
+#[derive(Debug, Clone)]
+enum Hasher {
+    Sha256(sha2::Sha256),
+    Sha512(sha2::Sha512),
+}
+
+impl DigestWriter {
+    /// A fresh hasher for `algorithm`.
+    pub fn new(algorithm: Algorithm) -> DigestWriter {
+        DigestWriter(match algorithm {
+            Algorithm::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
+            Algorithm::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
+        })
+    }
+
+    /// Feeds bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        match &mut self.0 {
+            Hasher::Sha256(h) => h.update(bytes),
+            Hasher::Sha512(h) => h.update(bytes),
+        }
+    }
+
+    /// The digest of everything fed.
+    pub fn finish(self) -> Digest {
+        match self.0 {
+            Hasher::Sha256(h) => Digest(format!("sha256:{}", hex(&h.finalize()))),
+            Hasher::Sha512(h) => Digest(format!("sha512:{}", hex(&h.finalize()))),
+        }
     }
 }
 
@@ -323,6 +429,33 @@ mod tests {
             Digest::sha256(b"").as_str(),
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
+        let d = Digest::sha256(b"hello");
+        assert_eq!(d.as_str(), "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+        assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
+        assert!("sha256:ABC".parse::<Digest>().is_err());
+        assert!("md5:00".parse::<Digest>().is_err());
+        assert!(format!("sha256:{}", "A".repeat(64)).parse::<Digest>().is_err());
+    }
+
+    #[test]
+    fn deserializing_validates() {
+        let d: Digest = serde_json::from_str(&format!("{D:?}")).unwrap();
+        assert_eq!((d.as_str(), d.algorithm(), d.hex().len()), (D, Algorithm::Sha256, 64));
+        let err = serde_json::from_str::<Digest>(r#""sha256:5cba""#).unwrap_err().to_string();
+        assert!(err.contains("4 hex characters"), "{err}");
+    }
+
+    #[test]
+    fn streaming_equals_one_shot() {
+        let mut w = DigestWriter::new(Algorithm::Sha256);
+        w.update(b"hel");
+        w.update(b"lo");
+        assert_eq!(w.finish(), Digest::sha256(b"hello"));
+        let long = Digest::parse(&format!("sha512:{}", "0".repeat(128))).unwrap();
+        let mut w = DigestWriter::new(Algorithm::Sha512);
+        w.update(b"hello");
+        assert_eq!(w.finish(), long.of_same_kind(b"hello"));
+        assert_eq!(long.of_same_kind(b"hello").algorithm(), Algorithm::Sha512);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::auth::{Challenge, Credential, CredentialSource, DockerConfig};
 use crate::manifest::{ImageConfig, ImageManifest, ManifestKind, Platform, media};
 use crate::reference::is_loopback;
 use crate::retry::{Failed, Unsent, send_with_retries};
-use crate::{Digest, DigestWriter, Manifest, Reference, RegistryError};
+use crate::{Digest, DigestWriter, Manifest, Reference, RegistryError, VerifyDigest};
 
 /// A blob's content as a stream of chunks. The stream checks the digest as
 /// it goes and ends with [`RegistryError::DigestMismatch`] instead of its

@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use crate::Digest;
+use crate::{Digest, DigestError};
 
 /// What went wrong talking to a registry or handling its content.
 ///
@@ -111,6 +111,13 @@ pub enum RegistryError {
         /// The cause.
         source: std::io::Error,
     },
+}
+
+/// A malformed digest is bad input, named as the registry names it.
+impl From<DigestError> for RegistryError {
+    fn from(e: DigestError) -> RegistryError {
+        RegistryError::InvalidDigest { input: e.value().to_owned(), reason: e.to_string() }
+    }
 }
 
 /// "Could not ask" is the environment, bad input is the input, and a wrong

@@ -24,6 +24,8 @@
 //! - [`inspect`], [`copy`]: the read and copy jobs;
 //! - [`promote`]: journalled multi-artifact promotion, resumable and revertible;
 //! - [`sign`]: cosign-compatible key-based signatures;
+//! - [`Digest`]: `lkg-inputs-lock`'s digest, re-exported, checked against
+//!   content by [`VerifyDigest`];
 //! - [`RegistryResolver`]: `lkg-inputs-lock`'s resolver (tag → digest,
 //!   labels, tags, layers streamed for kernel detection), behind
 //!   `lkg-inputs resolve`.
@@ -57,8 +59,9 @@ pub mod sign;
 
 pub use auth::{Anonymous, Credential, CredentialSource, DockerConfig, StaticCredentials};
 pub use client::{BlobReader, BlobStream, Client, ClientOptions, ManifestHead, Mount, RetryPolicy, Scope};
-pub use digest::{Algorithm, Digest, DigestWriter};
+pub use digest::VerifyDigest;
 pub use error::RegistryError;
+pub use lkg_inputs_lock::{Algorithm, Digest, DigestError, DigestWriter};
 pub use manifest::{
     Descriptor, ImageConfig, ImageIndex, ImageManifest, Manifest, ManifestKind, Platform, RuntimeConfig, media,
 };

@@ -158,8 +158,7 @@ impl From<&ImageRef> for Reference {
             registry: image.domain().to_owned(),
             repository: image.path().to_owned(),
             tag: image.tag().map(str::to_owned),
-            // Both types accept exactly `sha256:<64 hex>` and `sha512:<128 hex>`.
-            digest: image.digest().map(|d| Digest::from_validated(d.as_str())),
+            digest: image.digest().cloned(),
         }
     }
 }

@@ -182,17 +182,12 @@ impl RegistryResolver {
     }
 }
 
-fn from_registry(digest: &Digest) -> Result<lkg_inputs_lock::Digest, RegistryError> {
-    lkg_inputs_lock::Digest::parse(digest.as_str())
-        .map_err(|e| RegistryError::InvalidDigest { input: digest.to_string(), reason: e.to_string() })
-}
-
 impl Resolver for RegistryResolver {
     type Error = ResolverError;
 
-    async fn digest(&self, image: &ImageRef) -> Result<Option<lkg_inputs_lock::Digest>, ResolverError> {
+    async fn digest(&self, image: &ImageRef) -> Result<Option<Digest>, ResolverError> {
         let head = self.client.head_manifest(&Reference::from(image)).await?;
-        Ok(head.map(|h| from_registry(&h.digest)).transpose()?)
+        Ok(head.map(|h| h.digest))
     }
 
     async fn inspect(&self, image: &ImageRef) -> Result<Option<Image>, ResolverError> {
@@ -205,9 +200,9 @@ impl Resolver for RegistryResolver {
         let layers = platform_image
             .layers
             .iter()
-            .map(|l| Ok(Layer { digest: from_registry(&l.digest)?, media_type: l.media_type.clone(), size: l.size }))
-            .collect::<Result<Vec<_>, RegistryError>>()?;
-        Ok(Some(Image { digest: from_registry(&manifest.digest)?, labels: config.labels(), layers }))
+            .map(|l| Layer { digest: l.digest.clone(), media_type: l.media_type.clone(), size: l.size })
+            .collect();
+        Ok(Some(Image { digest: manifest.digest, labels: config.labels(), layers }))
     }
 
     async fn tags(&self, repository: &ImageRef) -> Result<Vec<String>, ResolverError> {
@@ -225,8 +220,8 @@ impl Resolver for RegistryResolver {
         layer: &Layer,
         sink: &mut (dyn Write + Send),
     ) -> Result<(), ResolverError> {
-        let digest = Digest::from_validated(layer.digest.as_str());
-        let mut stream = self.client.blob_stream(&Reference::from(repository), &digest).await?;
+        let digest = &layer.digest;
+        let mut stream = self.client.blob_stream(&Reference::from(repository), digest).await?;
         let (sender, mut chunks) = tokio::sync::mpsc::channel(LAYER_CHUNKS_IN_FLIGHT);
         // Ends on its own when the stream ends or fails, or when the
         // receiver is gone (the sink refused bytes, or the caller gave up).

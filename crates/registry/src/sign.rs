@@ -84,7 +84,11 @@ pub struct PublicKey(VerifyingKey);
 
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PublicKey(p256:{})", &crate::digest::hex(&self.0.to_encoded_point(true).as_bytes()[..8]))
+        f.write_str("PublicKey(p256:")?;
+        for b in &self.0.to_encoded_point(true).as_bytes()[..8] {
+            write!(f, "{b:02x}")?;
+        }
+        f.write_str(")")
     }
 }
 
