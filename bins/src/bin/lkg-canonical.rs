@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use lkg_canonical::{
     AppLock, AppName, Canonicals, DomainScheme, EngineVolumes, Holder, LOCKS_VAR, LockError, Namespace,
     PromotionOutcome, PromotionRequest, Reserved, Run, RunKind, RunResult, Stages, Status, StoreError, Target,
@@ -56,7 +56,7 @@ enum Command {
         /// The app.
         app: String,
         /// warm or idle.
-        status: StatusArg,
+        status: Status,
         #[command(flatten)]
         wait: WaitArg,
     },
@@ -117,10 +117,10 @@ struct PromoteArgs {
     commit: String,
     /// How the run deployed: cold (from scratch) or quick (on the canonical).
     #[arg(long, value_enum)]
-    run: RunArg,
+    run: RunKind,
     /// Whether the run ran every stage.
     #[arg(long, value_enum)]
-    stages: StagesArg,
+    stages: Stages,
     /// The run tested the app's latest version.
     #[arg(long, conflicts_with = "not_latest", required_unless_present = "not_latest")]
     latest: bool,
@@ -129,14 +129,14 @@ struct PromoteArgs {
     not_latest: bool,
     /// How the run ended.
     #[arg(long, value_enum)]
-    result: ResultArg,
+    result: RunResult,
     /// A volume holding the canonical's data (repeat for several). Required
     /// to seed; when advancing, omitting it keeps the recorded volumes.
     #[arg(long = "volume", value_name = "NAME")]
     volumes: Vec<String>,
     /// The status to record: warm if the run left the canonical deployed.
     #[arg(long, value_enum, default_value = "warm")]
-    status: StatusArg,
+    status: Status,
     #[command(flatten)]
     scheme: OptionalScheme,
     #[command(flatten)]
@@ -182,39 +182,6 @@ struct WaitArg {
     wait: f64,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum RunArg {
-    Cold,
-    Quick,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum StagesArg {
-    Full,
-    Partial,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum ResultArg {
-    Green,
-    Red,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum StatusArg {
-    Warm,
-    Idle,
-}
-
-impl From<StatusArg> for Status {
-    fn from(s: StatusArg) -> Status {
-        match s {
-            StatusArg::Warm => Status::Warm,
-            StatusArg::Idle => Status::Idle,
-        }
-    }
-}
-
 fn main() -> std::process::ExitCode {
     let mut command_exit = None;
     let exit = lkg_cli::run(|| {
@@ -237,8 +204,7 @@ fn main() -> std::process::ExitCode {
             Command::Promote(args) => promote(&canonicals, &args, out),
             Command::SetStatus { app, status, wait } => {
                 let lock = lock(&canonicals, &app_name(&app)?, "lkg-canonical set-status", &wait)?;
-                let record =
-                    canonicals.set_status(&lock, status.into(), Timestamp::now()).map_err(|e| Failure::of(&e))?;
+                let record = canonicals.set_status(&lock, status, Timestamp::now()).map_err(|e| Failure::of(&e))?;
                 release(lock)?;
                 out.emit(&record, |w| write!(w, "{record}"))?;
                 Ok(Exit::Ok)
@@ -322,19 +288,10 @@ fn promote(canonicals: &Canonicals, args: &PromoteArgs, out: Output) -> Result<E
     let app = app_name(&args.app)?;
     let scheme = args.scheme.base_domain.as_deref().map(|base| build_scheme(base, &args.scheme.rest)).transpose()?;
     let run = Run {
-        kind: match args.run {
-            RunArg::Cold => RunKind::Cold,
-            RunArg::Quick => RunKind::Quick,
-        },
-        stages: match args.stages {
-            StagesArg::Full => Stages::Full,
-            StagesArg::Partial => Stages::Partial,
-        },
+        kind: args.run,
+        stages: args.stages,
         target: if args.latest { Target::Latest } else { Target::Pinned },
-        result: match args.result {
-            ResultArg::Green => RunResult::Green,
-            ResultArg::Red => RunResult::Red,
-        },
+        result: args.result,
     };
     let lock = lock(canonicals, &app, "lkg-canonical promote", &args.wait)?;
     let request = PromotionRequest {
@@ -343,7 +300,7 @@ fn promote(canonicals: &Canonicals, args: &PromoteArgs, out: Output) -> Result<E
         run,
         scheme: scheme.as_ref(),
         volumes: args.volumes.clone(),
-        status: args.status.into(),
+        status: args.status,
         now: Timestamp::now(),
     };
     let outcome = canonicals.promote(&lock, &request).map_err(|e| Failure::of(&e))?;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use lkg_cli::{Common, Exit, Failure, Output, Progress};
 use lkg_reconcile::{
     Alerts, AppConfig, AppName, AppStatus, Event, Gate, GateDecision, HttpCheck, Outcome, QuickRequest, ReconcileError,
@@ -196,13 +196,13 @@ struct AppArgs {
     docker: Option<PathBuf>,
     /// docker stack deploy --resolve-image.
     #[arg(long, value_enum)]
-    resolve_image: Option<ResolveArg>,
+    resolve_image: Option<ResolveImage>,
     /// docker stack deploy --with-registry-auth.
     #[arg(long)]
     with_registry_auth: bool,
     /// How snapshots reach volume data.
     #[arg(long, value_enum)]
-    snapshot_access: Option<AccessArg>,
+    snapshot_access: Option<SnapshotAccess>,
     /// A compose interpolation variable KEY=VALUE (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
@@ -218,20 +218,6 @@ struct AppArgs {
     /// Wait up to SECS for another run of the app to finish.
     #[arg(long, value_name = "SECS", default_value_t = 0.0)]
     wait: f64,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum ResolveArg {
-    Always,
-    Changed,
-    Never,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum AccessArg {
-    Auto,
-    Archive,
-    Direct,
 }
 
 fn main() -> std::process::ExitCode {
@@ -263,12 +249,9 @@ async fn run(command: Command, state: &Path, out: Output) -> Result<Exit, Failur
             print_report(&report, out)?;
             Ok(update_exit(report.outcome))
         }
-        Command::Quick { mut app, candidate, check } => {
+        Command::Quick { app, candidate, check } => {
             let wait = secs(app.wait, "--wait")?;
-            if app.stack.is_none() {
-                app.stack = canonical_stack(state, &app)?;
-            }
-            let spec = app.into_config()?.into_spec().map_err(|e| failure(&e))?;
+            let spec = app.into_config()?.into_quick_spec(state).map_err(|e| failure(&e))?;
             let platform = connect(state).await?;
             let reconciler = Reconciler::new(&platform, state, &observer).lock_wait(wait);
             let request = QuickRequest { candidate, check };
@@ -375,21 +358,13 @@ impl AppArgs {
             deploy.docker = self.docker;
         }
         if let Some(mode) = self.resolve_image {
-            deploy.resolve_image = match mode {
-                ResolveArg::Always => ResolveImage::Always,
-                ResolveArg::Changed => ResolveImage::Changed,
-                ResolveArg::Never => ResolveImage::Never,
-            };
+            deploy.resolve_image = mode;
         }
         if self.with_registry_auth {
             deploy.registry_auth = true;
         }
         if let Some(access) = self.snapshot_access {
-            deploy.snapshot_access = match access {
-                AccessArg::Auto => SnapshotAccess::Auto,
-                AccessArg::Archive => SnapshotAccess::Archive,
-                AccessArg::Direct => SnapshotAccess::Direct,
-            };
+            deploy.snapshot_access = access;
         }
         for pair in self.env {
             let (key, value) = pair
@@ -408,20 +383,6 @@ impl AppArgs {
         }
         Ok(config)
     }
-}
-
-/// For quick mode without --stack: the canonical's stack, from its domain (abra's naming).
-fn canonical_stack(state: &Path, args: &AppArgs) -> Result<Option<String>, Failure> {
-    let app = match (&args.app, &args.config) {
-        (Some(app), _) => app.clone(),
-        (None, Some(path)) => match AppConfig::load(path).map_err(|e| failure(&e))? {
-            AppConfig { stack: Some(_), .. } | AppConfig { app: None, .. } => return Ok(None),
-            AppConfig { app: Some(app), .. } => app,
-        },
-        (None, None) => return Ok(None),
-    };
-    let app = AppName::new(&app).map_err(|e| failure(&ReconcileError::from(e)))?;
-    lkg_reconcile::canonical_stack(state, &app).map_err(|e| failure(&e))
 }
 
 fn update_exit(outcome: Outcome) -> Exit {
@@ -550,47 +511,23 @@ async fn status(state: &Path, app: Option<&str>, out: Output) -> Result<Exit, Fa
         Some(app) => vec![AppName::new(app).map_err(|e| failure(&ReconcileError::from(e)))?],
         None => lkg_reconcile::reconciled_apps(state).map_err(|e| failure(&e))?,
     };
-    let mut statuses: Vec<(AppStatus, Option<String>)> = Vec::new();
     // The deployed version needs the engine; status still works without it.
     let platform = SwarmPlatform::connect(state).await.ok();
+    let mut statuses: Vec<AppStatus> = Vec::new();
     for app in &apps {
-        let status = lkg_reconcile::app_status(state, app).map_err(|e| failure(&e))?;
-        let stack = status
-            .journal
-            .as_ref()
-            .map(|j| j.stack.clone())
-            .or_else(|| status.last_good.as_ref().map(|l| l.stack.clone()));
-        let deployed = match (&platform, stack) {
-            (Some(platform), Some(stack)) => platform
-                .swarm()
-                .identity(&stack, None)
-                .await
-                .ok()
-                .and_then(|i| i.version)
-                .or_else(|| Some("(not deployed, or unlabelled)".to_owned())),
-            _ => None,
-        };
-        statuses.push((status, deployed));
+        statuses.push(lkg_reconcile::status(state, app, platform.as_ref()).await.map_err(|e| failure(&e))?);
     }
-    let json: Vec<serde_json::Value> = statuses
-        .iter()
-        .map(|(s, deployed)| {
-            let mut value = serde_json::to_value(s).unwrap_or_default();
-            value["deployed"] = serde_json::json!(deployed);
-            value
-        })
-        .collect();
-    out.emit(&serde_json::json!({"apps": json}), |w| {
+    out.emit(&serde_json::json!({"apps": statuses}), |w| {
         if statuses.is_empty() {
             writeln!(w, "no app has reconcile state in {}", state.display())?;
         }
-        for (s, deployed) in &statuses {
+        for s in &statuses {
             writeln!(w, "app {}", s.app)?;
             match &s.last_good {
                 Some(l) => writeln!(w, "  last-good: {} (stack {}, {} since {})", l.version, l.stack, l.source, l.since)?,
                 None => writeln!(w, "  last-good: none recorded")?,
             }
-            if let Some(deployed) = deployed {
+            if let Some(deployed) = &s.deployed {
                 writeln!(w, "  deployed:  {deployed}")?;
             }
             match &s.journal {
@@ -623,10 +560,10 @@ async fn status(state: &Path, app: Option<&str>, out: Output) -> Result<Exit, Fa
                 writeln!(
                     w,
                     "  last run: {} {} -> {}{}",
-                    run["command"].as_str().unwrap_or("?"),
-                    run["target"].as_str().unwrap_or("?"),
-                    run["outcome"].as_str().unwrap_or("?"),
-                    run["detail"].as_str().map(|d| format!(": {d}")).unwrap_or_default()
+                    run.command.as_str(),
+                    run.target,
+                    run.outcome.as_str(),
+                    run.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
                 )?;
             }
             if !s.open_alerts.is_empty() {
@@ -711,8 +648,8 @@ impl Observer {
     }
 }
 
-impl lkg_reconcile::Observe for Observer {
-    fn event(&self, event: &Event<'_>) {
+impl lkg_reconcile::Progress<Event<'_>> for Observer {
+    fn report(&self, event: &Event<'_>) {
         #[cfg(feature = "fault-injection")]
         if let (Event::Step { step, .. }, Some((at, delay))) = (event, self.kill_at)
             && *step == at

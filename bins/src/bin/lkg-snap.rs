@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::sync::Mutex;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use lkg_cli::{Common, Exit, Failure, Output, Progress};
 use lkg_warmsnap::{
     Access, AppName, Event, LocalStore, Meta, RestoreRequest, SnapError, StoreError, TakeRequest, Verdict,
@@ -58,8 +58,8 @@ enum Command {
         /// How to read volumes: auto reads the mount point directly when the
         /// engine is local, lkg runs as root and the volume is a plain local
         /// one; archive always goes through the engine.
-        #[arg(long, value_enum, default_value_t = AccessArg::Auto)]
-        access: AccessArg,
+        #[arg(long, value_enum, default_value_t = Access::Auto)]
+        access: Access,
     },
     /// Re-read the snapshot and check every size, checksum and entry (exit 1 names what differs).
     Verify {
@@ -79,8 +79,8 @@ enum Command {
         /// recreated volume when the engine is local, lkg runs as root and
         /// the volume is a plain local one; archive always uploads through
         /// the engine.
-        #[arg(long, value_enum, default_value_t = AccessArg::Auto)]
-        access: AccessArg,
+        #[arg(long, value_enum, default_value_t = Access::Auto)]
+        access: Access,
     },
     /// Show an app's snapshot, or list the apps that have one.
     Show {
@@ -88,23 +88,6 @@ enum Command {
         #[arg(long)]
         app: Option<String>,
     },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum AccessArg {
-    Auto,
-    Archive,
-    Direct,
-}
-
-impl From<AccessArg> for Access {
-    fn from(access: AccessArg) -> Access {
-        match access {
-            AccessArg::Auto => Access::Auto,
-            AccessArg::Archive => Access::Archive,
-            AccessArg::Direct => Access::Direct,
-        }
-    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -120,7 +103,7 @@ async fn run(command: Command, store: &LocalStore, out: Output) -> Result<Exit, 
     let progress = TtyProgress(Mutex::new(Progress::stderr()));
     let exit = match command {
         Command::Take { app, stack, version, commit, domain, access } => {
-            let mut request = TakeRequest::new(app_name(&app)?, &stack).map_err(|e| usage(&e))?.access(access.into());
+            let mut request = TakeRequest::new(app_name(&app)?, &stack).map_err(|e| usage(&e))?.access(access);
             request.version = version;
             request.commit = commit;
             request.domain = domain;
@@ -128,7 +111,7 @@ async fn run(command: Command, store: &LocalStore, out: Output) -> Result<Exit, 
         }
         Command::Verify { app } => verify(store, &app_name(&app)?, out, &progress).await,
         Command::Restore { app, stack, access } => {
-            let mut request = RestoreRequest::new(app_name(&app)?).access(access.into());
+            let mut request = RestoreRequest::new(app_name(&app)?).access(access);
             if let Some(stack) = stack {
                 request = request.stack(&stack).map_err(|e| usage(&e))?;
             }
@@ -292,7 +275,7 @@ impl TtyProgress {
     }
 }
 
-impl lkg_warmsnap::Progress for TtyProgress {
+impl lkg_warmsnap::Progress<Event<'_>> for TtyProgress {
     fn report(&self, event: &Event<'_>) {
         let Ok(mut p) = self.0.lock() else { return };
         let total = event.total.map(|t| format!(" of {}", Progress::bytes(t))).unwrap_or_default();

@@ -2,9 +2,10 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a binary prints
 #![allow(clippy::doc_markdown)] // doc comments are the --help text, where backticks would show
 use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use lkg_cli::{Common, Exit, Failure, Output, Progress};
 use lkg_core::Classify as _;
 use lkg_swarm::{
@@ -46,8 +47,8 @@ enum Command {
         #[arg(long, default_value_t = 300, value_name = "SECS")]
         timeout: u64,
         /// `docker stack deploy --resolve-image`.
-        #[arg(long, value_enum, default_value_t = Resolve::Always)]
-        resolve_image: Resolve,
+        #[arg(long, value_enum, default_value_t = ResolveImage::Always)]
+        resolve_image: ResolveImage,
         /// The docker CLI to run (e.g. /usr/bin/docker for Debian's 20.10 CLI).
         #[arg(long, default_value = "docker", value_name = "PATH")]
         docker: PathBuf,
@@ -107,13 +108,6 @@ enum Command {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Resolve {
-    Always,
-    Changed,
-    Never,
-}
-
 fn parse_env(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .filter(|(k, _)| !k.is_empty())
@@ -140,12 +134,7 @@ async fn run(cli: Cli) -> Result<Exit, Failure> {
                     .ok_or_else(|| Failure::new(Exit::Usage, "--deploy-command is empty"))?;
                 return deploy(&swarm, &deployer, &request, out).await;
             }
-            let mode = match resolve_image {
-                Resolve::Always => ResolveImage::Always,
-                Resolve::Changed => ResolveImage::Changed,
-                Resolve::Never => ResolveImage::Never,
-            };
-            let deployer = StackDeployer::new().program(docker).resolve_image(mode);
+            let deployer = StackDeployer::new().program(docker).resolve_image(resolve_image);
             deploy(&swarm, &deployer, &request, out).await
         }
         Command::Status { stack } => status(&swarm, &stack, out).await,
@@ -288,22 +277,26 @@ async fn deploy<D: Deployer + Sync>(
     request: &DeployRequest,
     out: Output,
 ) -> Result<Exit, Failure> {
-    let mut progress = Progress::stderr();
-    let mut report_progress = |event: ProgressEvent<'_>| match event {
-        ProgressEvent::Deploying { deploy_id, deployer } => {
-            progress.step(&format!("deploying {deploy_id} with {deployer}"));
+    // The library reports through `&self`; the progress line is mutable state.
+    let progress = Mutex::new(Progress::stderr());
+    let report_progress = |event: &ProgressEvent<'_>| {
+        let mut progress = progress.lock().unwrap_or_else(PoisonError::into_inner);
+        match *event {
+            ProgressEvent::Deploying { deploy_id, deployer } => {
+                progress.step(&format!("deploying {deploy_id} with {deployer}"));
+            }
+            ProgressEvent::Applied => progress.step("applied; watching"),
+            ProgressEvent::Phase { service, phase } => progress.update(&format!("{service}: {phase}")),
+            ProgressEvent::Decided(v) => progress.step(&format!("{}: {}", v.service, v.verdict)),
+            ProgressEvent::EventsUnavailable { reason } => {
+                progress.step(&format!("events unavailable ({reason}); polling, subscribing again shortly"));
+            }
+            ProgressEvent::EventsResumed => progress.step("events resumed"),
+            ProgressEvent::Removed { service } => progress.step(&format!("removed orphan {service}")),
+            _ => {}
         }
-        ProgressEvent::Applied => progress.step("applied; watching"),
-        ProgressEvent::Phase { service, phase } => progress.update(&format!("{service}: {phase}")),
-        ProgressEvent::Decided(v) => progress.step(&format!("{}: {}", v.service, v.verdict)),
-        ProgressEvent::EventsUnavailable { reason } => {
-            progress.step(&format!("events unavailable ({reason}); polling, subscribing again shortly"));
-        }
-        ProgressEvent::EventsResumed => progress.step("events resumed"),
-        ProgressEvent::Removed { service } => progress.step(&format!("removed orphan {service}")),
-        _ => {}
     };
-    let report = match swarm.deploy(deployer, request, &mut report_progress).await {
+    let report = match swarm.deploy(deployer, request, &report_progress).await {
         Ok(report) => report,
         Err(e @ DeployError::Deployer { .. }) => {
             let exit = Exit::of(e.kind());

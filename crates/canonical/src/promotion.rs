@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 /// How the run deployed the app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum RunKind {
     /// Deployed from scratch at a per-run domain.
     Cold,
@@ -32,6 +33,7 @@ pub enum RunKind {
 /// Which stages the run ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Stages {
     /// Every stage.
     Full,
@@ -52,6 +54,7 @@ pub enum Target {
 /// How the run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum RunResult {
     /// Every check passed.
     Green,

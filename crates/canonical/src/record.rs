@@ -17,6 +17,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// Whether the canonical is deployed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Status {
     /// Deployed at its domain.
     Warm,

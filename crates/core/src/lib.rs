@@ -9,7 +9,8 @@
 //! - [`FailureKind`] and [`Classify`]: what kind of failure an error is (bad
 //!   input, environment, verdict, held, partial), which the binaries map to
 //!   their exit codes in one table; [`render_chain`] renders an error with
-//!   its causes.
+//!   its causes;
+//! - [`Clock`]: the wall clock behind a trait ([`SystemClock`], [`FixedClock`]).
 //!
 //! ```
 //! use lkg_core::{AppName, state_file};
@@ -33,9 +34,13 @@
 #![deny(missing_docs)]
 
 mod app;
+mod clock;
 mod failure;
+mod progress;
 pub mod state_file;
 
 pub use app::{AppName, AppNameError, MAX_LABEL_LEN, check_label};
+pub use clock::{Clock, FixedClock, SystemClock};
 pub use failure::{Classify, FailureKind, render_chain};
+pub use progress::{NoProgress, Progress};
 pub use state_file::StateFileError;

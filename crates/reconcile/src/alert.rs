@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jiff::Timestamp;
+use lkg_core::Clock;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ReconcileError;
@@ -109,9 +110,8 @@ pub struct AlertFacts {
 }
 
 impl Alert {
-    /// A new alert, stamped now with a fresh id.
-    pub fn new(facts: AlertFacts) -> Alert {
-        let ts = crate::now();
+    /// A new alert, stamped `ts` with a fresh id.
+    pub fn new(facts: AlertFacts, ts: Timestamp) -> Alert {
         let id = format!("{}-{}-{}-{:04x}", compact(ts), facts.app, facts.kind, crate::random_u64() & 0xffff);
         Alert {
             id,
@@ -285,8 +285,9 @@ impl Webhook {
         &self.url
     }
 
-    /// Posts `alert`; never fails, the outcome says what happened.
-    pub async fn deliver(&self, alert: &Alert) -> Delivery {
+    /// Posts `alert`; never fails, the outcome says what happened and
+    /// when (by `clock`).
+    pub async fn deliver(&self, alert: &Alert, clock: &dyn Clock) -> Delivery {
         let body = serde_json::to_vec(alert).unwrap_or_default();
         let mut error = None;
         let mut pause = self.backoff;
@@ -306,7 +307,7 @@ impl Webhook {
                         delivered: true,
                         attempts: attempt,
                         error: None,
-                        at: crate::now(),
+                        at: clock.now_seconds(),
                     };
                 }
                 Ok(response) => error = Some(format!("HTTP {}", response.status().as_u16())),
@@ -317,7 +318,7 @@ impl Webhook {
                 pause *= 2;
             }
         }
-        Delivery { url: self.url.clone(), delivered: false, attempts: self.attempts, error, at: Timestamp::now() }
+        Delivery { url: self.url.clone(), delivered: false, attempts: self.attempts, error, at: clock.now_seconds() }
     }
 }
 
@@ -344,6 +345,7 @@ pub(crate) mod ts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lkg_core::SystemClock;
 
     fn facts(app: &str, kind: AlertKind) -> AlertFacts {
         AlertFacts {
@@ -363,8 +365,8 @@ mod tests {
     fn alerts_are_files_that_list_and_ack() {
         let state = tempfile::tempdir().unwrap();
         let alerts = Alerts::new(state.path());
-        let a = Alert::new(facts("shop", AlertKind::Rollback));
-        let b = Alert::new(facts("blog", AlertKind::HeldMajor));
+        let a = Alert::new(facts("shop", AlertKind::Rollback), SystemClock.now_seconds());
+        let b = Alert::new(facts("blog", AlertKind::HeldMajor), SystemClock.now_seconds());
         let path = alerts.write(&a).unwrap();
         alerts.write(&b).unwrap();
         assert!(path.file_name().unwrap().to_string_lossy().contains("-shop-rollback-"));
@@ -387,8 +389,8 @@ mod tests {
 
     #[test]
     fn ids_differ_and_name_the_time_app_and_kind() {
-        let a = Alert::new(facts("shop", AlertKind::RollbackFailed));
-        let b = Alert::new(facts("shop", AlertKind::RollbackFailed));
+        let a = Alert::new(facts("shop", AlertKind::RollbackFailed), SystemClock.now_seconds());
+        let b = Alert::new(facts("shop", AlertKind::RollbackFailed), SystemClock.now_seconds());
         assert_ne!(a.id, b.id);
         let redacted = lkg_testkit::redact(&a.id);
         assert!(redacted.starts_with("[TS]-shop-rollback-failed-"), "{redacted}");
@@ -399,7 +401,9 @@ mod tests {
         let port = lkg_testkit::free_port();
         let hook =
             Webhook::new(&format!("http://127.0.0.1:{port}/hook")).unwrap().retries(2, Duration::from_millis(10));
-        let delivery = hook.deliver(&Alert::new(facts("shop", AlertKind::Rollback))).await;
+        let delivery = hook
+            .deliver(&Alert::new(facts("shop", AlertKind::Rollback), SystemClock.now_seconds()), &SystemClock)
+            .await;
         assert!(!delivery.delivered);
         assert_eq!(delivery.attempts, 2);
         assert!(delivery.error.is_some());

@@ -1,4 +1,5 @@
-//! Progress: the library never prints; it tells an [`Observe`] what it does.
+//! Progress: the library never prints; it tells an
+//! [`lkg_core::Progress<Event>`](lkg_core::Progress) what it does.
 
 use crate::flow::Step;
 use crate::health::ProbeRound;
@@ -30,24 +31,4 @@ pub enum Event<'a> {
     },
     /// Something worth saying ("recovering the run killed at ...").
     Note(&'a str),
-}
-
-/// Receives progress. Any `Fn(&Event<'_>) + Send + Sync` closure is one.
-pub trait Observe: Send + Sync {
-    /// Called for each event, in order.
-    fn event(&self, event: &Event<'_>);
-}
-
-impl<F: Fn(&Event<'_>) + Send + Sync> Observe for F {
-    fn event(&self, event: &Event<'_>) {
-        self(event);
-    }
-}
-
-/// Progress that goes nowhere.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Quiet;
-
-impl Observe for Quiet {
-    fn event(&self, _: &Event<'_>) {}
 }

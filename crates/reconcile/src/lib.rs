@@ -33,7 +33,7 @@
 //! real implementation is [`SwarmPlatform`].
 //!
 //! ```no_run
-//! use lkg_reconcile::{AppConfig, HttpCheck, Outcome, Quiet, Reconciler, SwarmPlatform, UpdateRequest};
+//! use lkg_reconcile::{AppConfig, HttpCheck, NoProgress, Outcome, Reconciler, SwarmPlatform, UpdateRequest};
 //!
 //! # async fn demo() -> Result<(), lkg_reconcile::ReconcileError> {
 //! let state = std::path::Path::new("/var/lib/lkg");
@@ -46,7 +46,7 @@
 //! let spec = config.into_spec()?;
 //! let platform = SwarmPlatform::connect(state).await?;
 //! let request = UpdateRequest { target: "1.4.0".into(), ..UpdateRequest::default() };
-//! let report = Reconciler::new(&platform, state, &Quiet).update(&spec, &request).await?;
+//! let report = Reconciler::new(&platform, state, &NoProgress).update(&spec, &request).await?;
 //! match report.outcome {
 //!     Outcome::Upgraded => println!("now on {}", report.target),
 //!     Outcome::Held => println!("held: {}", report.detail.unwrap_or_default()),
@@ -98,19 +98,21 @@ mod version;
 
 pub use alert::{Alert, AlertFacts, AlertKind, Alerts, Delivery, ListedAlert, Webhook};
 pub use error::ReconcileError;
-pub use event::{Event, Observe, Quiet};
+pub use event::Event;
 pub use flow::{FailureNote, Flow, Outcome, Reason, Step};
 pub use gate::{DEFAULT_MARKERS, Gate, GateDecision, HoldKind, ReleaseNotes};
 pub use health::{CheckResult, HealthGate, HealthSpec, HealthState, HttpCheck, ProbeRound};
 pub use lkg_canonical::AppName;
 /// The kind of a [`ReconcileError`]: lkg's one failure classification.
 pub use lkg_core::FailureKind as ErrorKind;
+pub use lkg_core::{NoProgress, Progress};
 pub use platform::{DeployOutcome, Platform, SwarmPlatform, version_label};
 pub use report::{AlertRecord, Command, Report, Resumed, StepTiming, Timeline, Waits};
 pub use run::{QuickRequest, Reconciler, UpdateRequest};
 pub use spec::{AppConfig, AppSpec, DeploySpec, ResolveImage, SnapshotAccess};
 pub use state::{
     AppState, AppStatus, JOURNAL_FORMAT, Journal, JournalSummary, LastGood, SnapshotRef, app_status, reconciled_apps,
+    status,
 };
 pub use version::{check_version, version_tag};
 
@@ -127,13 +129,6 @@ pub fn canonical_stack(state_dir: &std::path::Path, app: &AppName) -> Result<Opt
 /// (`warm-canon-gitea.ci.example.net` → `warm-canon-gitea_ci_example_net`).
 pub fn stack_for_domain(domain: &str) -> String {
     domain.replace('.', "_")
-}
-
-/// Now, in whole seconds: what state files record, so a value read back
-/// equals the one written.
-pub(crate) fn now() -> jiff::Timestamp {
-    let now = jiff::Timestamp::now();
-    jiff::Timestamp::from_second(now.as_second()).unwrap_or(now)
 }
 
 /// 64 random bits for ids: `RandomState` is seeded from the OS per instance.

@@ -16,18 +16,19 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use lkg_core::{NoProgress, Progress};
 use lkg_swarm::{
     CommandDeployer, ComposeFiles, DeployError, DeployInvocation, DeployRequest, Deployer, DeployerError,
     IdentityError, StackDeployer, Swarm, Verdict,
 };
-use lkg_warmsnap::{Access, LocalStore, NoProgress, RestoreRequest, TakeRequest};
+use lkg_warmsnap::{LocalStore, RestoreRequest, TakeRequest};
 use serde_yaml_ng::{Mapping, Value};
 
 use crate::error::ReconcileError;
-use crate::event::{Event, Observe};
+use crate::event::Event;
 use crate::flow::Reason;
 use crate::health::{CheckResult, ProbeRound};
-use crate::spec::{AppSpec, DeploySpec, ResolveImage, SnapshotAccess};
+use crate::spec::{AppSpec, DeploySpec};
 use crate::state::SnapshotRef;
 use lkg_core::render_chain as chain;
 
@@ -69,7 +70,7 @@ pub trait Platform {
         &self,
         spec: &AppSpec,
         version: &str,
-        observer: &dyn Observe,
+        observer: &dyn for<'e> Progress<Event<'e>>,
     ) -> impl Future<Output = Result<DeployOutcome, ReconcileError>>;
 
     /// Undeploys the stack, keeping its volumes, and waits until it is gone.
@@ -158,14 +159,6 @@ impl SwarmPlatform {
     }
 }
 
-fn access(access: SnapshotAccess) -> Access {
-    match access {
-        SnapshotAccess::Auto => Access::Auto,
-        SnapshotAccess::Archive => Access::Archive,
-        SnapshotAccess::Direct => Access::Direct,
-    }
-}
-
 /// The variables every compose file and check command sees.
 pub(crate) fn variables(spec: &AppSpec, version: &str) -> Vec<(String, String)> {
     let mut vars: Vec<(String, String)> = spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -237,30 +230,14 @@ impl Platform for SwarmPlatform {
     }
 
     async fn existing_volumes(&self, names: &[String]) -> Result<BTreeSet<String>, ReconcileError> {
-        let mut found = BTreeSet::new();
-        for name in names {
-            match self.swarm.docker().inspect_volume(name).await {
-                Ok(_) => {
-                    found.insert(name.clone());
-                }
-                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
-                Err(source) => {
-                    return Err(lkg_swarm::docker::QueryError::Engine {
-                        what: format!("inspect volume {name}"),
-                        source,
-                    }
-                    .into());
-                }
-            }
-        }
-        Ok(found)
+        Ok(self.swarm.existing_volumes(names).await?)
     }
 
     async fn deploy(
         &self,
         spec: &AppSpec,
         version: &str,
-        observer: &dyn Observe,
+        observer: &dyn for<'e> Progress<Event<'e>>,
     ) -> Result<DeployOutcome, ReconcileError> {
         let compose = ComposeFiles::load(&spec.compose)?;
         let dir = tempfile::Builder::new()
@@ -276,9 +253,9 @@ impl Platform for SwarmPlatform {
         for (key, value) in self.variables(spec, version) {
             request = request.env(key, value);
         }
-        let mut progress = |event: lkg_swarm::ProgressEvent<'_>| observer.event(&Event::Deploy(event));
+        let progress = |event: &lkg_swarm::ProgressEvent<'_>| observer.report(&Event::Deploy(*event));
         let deployer = self.deployer(&spec.deploy);
-        match self.swarm.deploy(&*deployer, &request, &mut progress).await {
+        match self.swarm.deploy(&*deployer, &request, &progress).await {
             Ok(report) if report.verdict.is_success() => {
                 let detail: Vec<String> =
                     report.verdict.services.iter().map(|s| format!("{}: {}", s.service, s.reason)).collect();
@@ -313,7 +290,7 @@ impl Platform for SwarmPlatform {
         let request = TakeRequest::new(spec.app.clone(), &spec.stack)
             .map_err(lkg_warmsnap::SnapError::from)?
             .version(version)
-            .access(access(spec.deploy.snapshot_access));
+            .access(spec.deploy.snapshot_access);
         let taken = lkg_warmsnap::take(self.swarm.docker(), &self.store, &request, &NoProgress).await?;
         Ok(SnapshotRef { version: taken.meta.version.clone(), ts: taken.meta.ts, location: taken.location })
     }
@@ -327,7 +304,7 @@ impl Platform for SwarmPlatform {
         let request = RestoreRequest::new(spec.app.clone())
             .stack(&spec.stack)
             .map_err(lkg_warmsnap::SnapError::from)?
-            .access(access(spec.deploy.snapshot_access));
+            .access(spec.deploy.snapshot_access);
         lkg_warmsnap::restore(self.swarm.docker(), &self.store, &request, &NoProgress).await?;
         Ok(())
     }
@@ -370,13 +347,8 @@ impl AppDeployer {
         if let Some(deployer) = spec.command.as_deref().and_then(CommandDeployer::parse) {
             return AppDeployer::Command(deployer);
         }
-        let mut deployer = StackDeployer::new()
-            .resolve_image(match spec.resolve_image {
-                ResolveImage::Always => lkg_swarm::ResolveImage::Always,
-                ResolveImage::Changed => lkg_swarm::ResolveImage::Changed,
-                ResolveImage::Never => lkg_swarm::ResolveImage::Never,
-            })
-            .with_registry_auth(spec.registry_auth);
+        let mut deployer =
+            StackDeployer::new().resolve_image(spec.resolve_image).with_registry_auth(spec.registry_auth);
         if let Some(docker) = &spec.docker {
             deployer = deployer.program(docker);
         }

@@ -1,13 +1,10 @@
 //! The real health probes: HTTP requests, shell commands and the swarm's own
 //! view of a stack's tasks and container health checks.
 
-use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::Duration;
 
-use bollard::query_parameters::{InspectContainerOptions, ListContainersOptionsBuilder};
-use lkg_swarm::Swarm;
-use lkg_swarm::docker::STACK_NAMESPACE_LABEL;
+use lkg_swarm::{ContainerHealth, StackStatus, Swarm};
 
 use crate::error::ReconcileError;
 use crate::health::{CheckResult, HttpCheck};
@@ -102,64 +99,107 @@ pub(crate) async fn command(script: &str, vars: &[(String, String)], version: &s
 }
 
 /// Every service of the stack runs all its desired tasks, and no running
-/// container of the stack reports `unhealthy` or `starting`.
+/// container of the stack reports `unhealthy` or `starting`: swarm's view,
+/// asked of lkg-swarm, then judged by [`tasks_verdict`].
 pub(crate) async fn tasks(swarm: &Swarm, stack: &str) -> CheckResult {
-    let name = "tasks".to_owned();
     let fail = |detail: String| CheckResult { check: "tasks".to_owned(), pass: false, detail };
     let status = match swarm.status(stack).await {
         Ok(status) => status,
         Err(e) => return fail(lkg_core::render_chain(&e)),
     };
-    if status.services.is_empty() {
-        return fail(format!("stack {stack} has no services"));
-    }
-    let short = |service: &str| service.strip_prefix(&format!("{stack}_")).unwrap_or(service).to_owned();
-    let missing: Vec<String> = status
+    // Container health is asked only once every task runs: until then the
+    // verdict is known, and the containers are still changing.
+    let unhealthy = if tasks_missing(&status).is_empty() && !status.services.is_empty() {
+        match swarm.unhealthy_containers(stack).await {
+            Ok(unhealthy) => unhealthy,
+            Err(e) => return fail(lkg_core::render_chain(&e)),
+        }
+    } else {
+        Vec::new()
+    };
+    tasks_verdict(&status, &unhealthy)
+}
+
+fn tasks_missing(status: &StackStatus) -> Vec<String> {
+    status
         .services
         .iter()
         .filter(|s| s.desired == 0 || s.running < s.desired)
-        .map(|s| format!("{} {}/{} running", short(&s.service), s.running, s.desired))
-        .collect();
+        .map(|s| format!("{} {}/{} running", short(&status.stack, &s.service), s.running, s.desired))
+        .collect()
+}
+
+fn short(stack: &str, service: &str) -> String {
+    service.strip_prefix(&format!("{stack}_")).unwrap_or(service).to_owned()
+}
+
+/// The `tasks` check over swarm's view of a stack: every service runs all
+/// its desired tasks (a service scaled to 0 fails too: the app is not
+/// serving), and no running container is `unhealthy` or `starting`.
+pub(crate) fn tasks_verdict(status: &StackStatus, unhealthy: &[ContainerHealth]) -> CheckResult {
+    let result = |pass: bool, detail: String| CheckResult { check: "tasks".to_owned(), pass, detail };
+    if status.services.is_empty() {
+        return result(false, format!("stack {} has no services", status.stack));
+    }
+    let missing = tasks_missing(status);
     if !missing.is_empty() {
-        return fail(missing.join(", "));
+        return result(false, missing.join(", "));
     }
-    let docker = swarm.docker();
-    let filters = HashMap::from([
-        ("label", vec![format!("{STACK_NAMESPACE_LABEL}={stack}")]),
-        ("status", vec!["running".to_owned()]),
-    ]);
-    let containers =
-        match docker.list_containers(Some(ListContainersOptionsBuilder::default().filters(&filters).build())).await {
-            Ok(containers) => containers,
-            Err(e) => return fail(format!("cannot list the containers of stack {stack}: {e}")),
-        };
-    let mut bad = Vec::new();
-    for container in containers {
-        let Some(id) = container.id else { continue };
-        let inspected = match docker.inspect_container(&id, None::<InspectContainerOptions>).await {
-            Ok(inspected) => inspected,
-            // Gone between list and inspect: replaced, which the next round sees.
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => continue,
-            Err(e) => return fail(format!("cannot inspect container {id}: {e}")),
-        };
-        let health = inspected.state.and_then(|s| s.health).and_then(|h| h.status).map(|s| s.to_string());
-        if let Some(health) = health.filter(|h| h == "unhealthy" || h == "starting") {
-            let who = inspected.name.unwrap_or(id).trim_start_matches('/').to_owned();
-            bad.push(format!("container {who} is {health}"));
-        }
+    if !unhealthy.is_empty() {
+        let bad: Vec<String> = unhealthy.iter().map(|c| format!("container {} is {}", c.container, c.health)).collect();
+        return result(false, bad.join(", "));
     }
-    if bad.is_empty() {
-        let counts: Vec<String> =
-            status.services.iter().map(|s| format!("{} {}/{}", short(&s.service), s.running, s.desired)).collect();
-        CheckResult { check: name, pass: true, detail: counts.join(", ") }
-    } else {
-        fail(bad.join(", "))
-    }
+    let counts: Vec<String> = status
+        .services
+        .iter()
+        .map(|s| format!("{} {}/{}", short(&status.stack, &s.service), s.running, s.desired))
+        .collect();
+    result(true, counts.join(", "))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn service(name: &str, running: u64, desired: u64) -> lkg_swarm::ServiceState {
+        lkg_swarm::ServiceState {
+            service: format!("shop_{name}"),
+            deploy_id: None,
+            image: None,
+            mode: lkg_swarm::observe::ServiceMode::Replicated { replicas: desired },
+            update: None,
+            running,
+            desired,
+            task_errors: Vec::new(),
+        }
+    }
+
+    fn stack(services: Vec<lkg_swarm::ServiceState>) -> StackStatus {
+        StackStatus { stack: "shop".to_owned(), services }
+    }
+
+    #[test]
+    fn tasks_pass_when_every_task_runs_and_no_container_is_unhealthy() {
+        let ok = tasks_verdict(&stack(vec![service("app", 1, 1), service("db", 2, 2)]), &[]);
+        assert_eq!((ok.pass, ok.detail.as_str()), (true, "app 1/1, db 2/2"));
+    }
+
+    #[test]
+    fn tasks_fail_on_missing_tasks_an_empty_stack_or_unhealthy_containers() {
+        let empty = tasks_verdict(&stack(vec![]), &[]);
+        assert_eq!((empty.pass, empty.detail.as_str()), (false, "stack shop has no services"));
+        let short = tasks_verdict(&stack(vec![service("app", 0, 1), service("worker", 0, 0)]), &[]);
+        assert_eq!((short.pass, short.detail.as_str()), (false, "app 0/1 running, worker 0/0 running"));
+        let sick = [
+            ContainerHealth { container: "shop_app.1.x".to_owned(), health: "unhealthy".to_owned() },
+            ContainerHealth { container: "shop_db.1.y".to_owned(), health: "starting".to_owned() },
+        ];
+        let unhealthy = tasks_verdict(&stack(vec![service("app", 1, 1)]), &sick);
+        assert_eq!(
+            (unhealthy.pass, unhealthy.detail.as_str()),
+            (false, "container shop_app.1.x is unhealthy, container shop_db.1.y is starting")
+        );
+    }
 
     #[tokio::test]
     async fn commands_pass_on_exit_zero_and_see_the_version() {

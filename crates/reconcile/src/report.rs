@@ -23,6 +23,17 @@ pub enum Command {
     Recover,
 }
 
+impl Command {
+    /// The command's name: `update`, `quick`, `recover`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Update => "update",
+            Command::Quick => "quick",
+            Command::Recover => "recover",
+        }
+    }
+}
+
 /// The alert a run raised.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlertRecord {

@@ -2,15 +2,17 @@
 //! safety gate, then walks the steps of [`crate::flow`], journalling each one
 //! before it starts.
 
+use lkg_core::{Clock, SystemClock};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lkg_canonical::{AppLock, AppName, Canonicals, Presence, Status};
+use lkg_core::Progress;
 use tokio::time::Instant;
 
 use crate::alert::{Alert, AlertFacts, AlertKind, Alerts, Webhook};
 use crate::error::ReconcileError;
-use crate::event::{Event, Observe};
+use crate::event::Event;
 use crate::flow::{self, FailureNote, Flow, Outcome, Reason, Step, Transition};
 use crate::gate::{Gate, GateDecision, ReleaseNotes};
 use crate::health::{HealthGate, HealthState, ProbeRound};
@@ -45,13 +47,13 @@ pub struct QuickRequest {
 /// Runs reconciles for apps on one platform, with state under one directory.
 ///
 /// ```no_run
-/// use lkg_reconcile::{AppConfig, Quiet, Reconciler, SwarmPlatform, UpdateRequest};
+/// use lkg_reconcile::{AppConfig, NoProgress, Reconciler, SwarmPlatform, UpdateRequest};
 ///
 /// # async fn demo() -> Result<(), lkg_reconcile::ReconcileError> {
 /// let state = std::path::Path::new("/var/lib/lkg");
 /// let spec = AppConfig::load("keycloak.yml".as_ref())?.into_spec()?;
 /// let platform = SwarmPlatform::connect(state).await?;
-/// let report = Reconciler::new(&platform, state, &Quiet)
+/// let report = Reconciler::new(&platform, state, &NoProgress)
 ///     .update(&spec, &UpdateRequest { target: "10.7.9+26.6.2".into(), ..UpdateRequest::default() })
 ///     .await?;
 /// println!("{}: {}", report.app, report.outcome);
@@ -60,8 +62,9 @@ pub struct QuickRequest {
 pub struct Reconciler<'a, P> {
     platform: &'a P,
     state_dir: PathBuf,
-    observer: &'a dyn Observe,
+    observer: &'a dyn for<'e> Progress<Event<'e>>,
     lock_wait: Duration,
+    clock: &'a dyn Clock,
 }
 
 impl<P> std::fmt::Debug for Reconciler<'_, P> {
@@ -88,8 +91,27 @@ struct Run<'r> {
 impl<'a, P: Platform> Reconciler<'a, P> {
     /// A reconciler over `platform`, keeping state under `state_dir` and
     /// reporting progress to `observer`.
-    pub fn new(platform: &'a P, state_dir: &Path, observer: &'a dyn Observe) -> Reconciler<'a, P> {
-        Reconciler { platform, state_dir: state_dir.to_owned(), observer, lock_wait: Duration::ZERO }
+    pub fn new(platform: &'a P, state_dir: &Path, observer: &'a dyn for<'e> Progress<Event<'e>>) -> Reconciler<'a, P> {
+        Reconciler {
+            platform,
+            state_dir: state_dir.to_owned(),
+            observer,
+            lock_wait: Duration::ZERO,
+            clock: &SystemClock,
+        }
+    }
+
+    /// Takes the time of records, journals and alerts from `clock` (default:
+    /// the system's).
+    #[must_use]
+    pub fn clock(mut self, clock: &'a dyn Clock) -> Reconciler<'a, P> {
+        self.clock = clock;
+        self
+    }
+
+    /// Now, in whole seconds, as state files record it.
+    fn now(&self) -> jiff::Timestamp {
+        self.clock.now_seconds()
     }
 
     /// Waits up to `wait` for another run on the same app (default: fail at once).
@@ -100,7 +122,7 @@ impl<'a, P: Platform> Reconciler<'a, P> {
     }
 
     fn note(&self, text: &str) {
-        self.observer.event(&Event::Note(text));
+        self.observer.report(&Event::Note(text));
     }
 
     /// Takes the app's lock, or joins it when an enclosing
@@ -176,7 +198,7 @@ impl<'a, P: Platform> Reconciler<'a, P> {
         report.notes = notes;
         if let GateDecision::Hold { kind, reason, notes, .. } = &gate {
             let facts = hold_facts(spec, target, last_good.as_deref(), *kind, reason, notes.as_ref());
-            run.alert = Some(self.raise(&run.alerts, Alert::new(facts), spec).await?);
+            run.alert = Some(self.raise(&run.alerts, Alert::new(facts, self.now()), spec).await?);
             report.detail = Some(reason.clone());
             report.gate = Some(gate);
             return finish(&run, report, Vec::new());
@@ -196,16 +218,16 @@ impl<'a, P: Platform> Reconciler<'a, P> {
         let flow = Flow::Update { stateful: spec.stateful, install };
         let mut journal = Journal {
             format: JOURNAL_FORMAT,
-            run: new_run_id(),
+            run: new_run_id(self.now()),
             flow,
             spec: spec.clone(),
             target: target.to_owned(),
             last_good: last_good.clone(),
             notes: notes_text.map(|n| n.text),
-            started: crate::now(),
+            started: self.now(),
             pid: std::process::id(),
             step: flow::first(flow),
-            step_started: crate::now(),
+            step_started: self.now(),
             failure: None,
             rollback_failure: None,
             snapshot: None,
@@ -373,16 +395,16 @@ impl<'a, P: Platform> Reconciler<'a, P> {
         report.notes.extend(took_over);
         let mut journal = Journal {
             format: JOURNAL_FORMAT,
-            run: new_run_id(),
+            run: new_run_id(self.now()),
             flow: Flow::Quick,
             spec: spec.clone(),
             target: candidate.to_owned(),
             last_good: Some(record.version.clone()),
             notes: None,
-            started: crate::now(),
+            started: self.now(),
             pid: std::process::id(),
             step: flow::first(Flow::Quick),
-            step_started: crate::now(),
+            step_started: self.now(),
             failure: None,
             rollback_failure: None,
             snapshot: Some(snapshot),
@@ -403,13 +425,13 @@ impl<'a, P: Platform> Reconciler<'a, P> {
     ) -> Result<Outcome, ReconcileError> {
         loop {
             let step = journal.step;
-            journal.step_started = crate::now();
+            journal.step_started = self.now();
             if step == Step::Alert && journal.alert.is_none() {
-                journal.alert = Some(Alert::new(alert_facts(journal)).id);
+                journal.alert = Some(Alert::new(alert_facts(journal), self.now()).id);
             }
             run.state.write_journal(journal)?;
             let version = step_version(journal, step).to_owned();
-            self.observer.event(&Event::Step { step, version: &version });
+            self.observer.report(&Event::Step { step, version: &version });
             let at = run.started.elapsed();
             let before = run.waits;
             let began = Instant::now();
@@ -472,7 +494,13 @@ impl<'a, P: Platform> Reconciler<'a, P> {
             Step::RecordLastGood => {
                 let current = run.state.last_good()?;
                 if current.as_ref().is_none_or(|c| c.version != last_good) {
-                    run.state.set_last_good(&LastGood::new(spec.app.as_str(), &spec.stack, &last_good, source))?;
+                    run.state.set_last_good(&LastGood::new(
+                        spec.app.as_str(),
+                        &spec.stack,
+                        &last_good,
+                        source,
+                        self.now(),
+                    ))?;
                 }
                 Ok(Ok(()))
             }
@@ -482,7 +510,7 @@ impl<'a, P: Platform> Reconciler<'a, P> {
                     return error(&e);
                 }
                 if journal.flow == Flow::Quick && step == Step::UndeployPassed {
-                    Canonicals::new(&self.state_dir).set_status(run.lock, Status::Idle, crate::now())?;
+                    Canonicals::new(&self.state_dir).set_status(run.lock, Status::Idle, self.now())?;
                 }
                 Ok(Ok(()))
             }
@@ -497,7 +525,7 @@ impl<'a, P: Platform> Reconciler<'a, P> {
             Step::DeployTarget | Step::DeployLastGood | Step::DeployCandidate | Step::Reattach => {
                 let version = if matches!(step, Step::DeployLastGood | Step::Reattach) { &last_good } else { &target };
                 if step == Step::Reattach {
-                    Canonicals::new(&self.state_dir).set_status(run.lock, Status::Warm, crate::now())?;
+                    Canonicals::new(&self.state_dir).set_status(run.lock, Status::Warm, self.now())?;
                 }
                 match run.docker(self.platform.deploy(&spec, version, self.observer)).await {
                     Ok(DeployOutcome::Converged { .. }) if step == Step::Reattach => {
@@ -531,11 +559,17 @@ impl<'a, P: Platform> Reconciler<'a, P> {
                 Ok(Ok(()))
             }
             Step::Commit => {
-                run.state.set_last_good(&LastGood::new(spec.app.as_str(), &spec.stack, &target, "health-gate"))?;
+                run.state.set_last_good(&LastGood::new(
+                    spec.app.as_str(),
+                    &spec.stack,
+                    &target,
+                    "health-gate",
+                    self.now(),
+                ))?;
                 Ok(Ok(()))
             }
             Step::Alert => {
-                let mut alert = Alert::new(alert_facts(journal));
+                let mut alert = Alert::new(alert_facts(journal), self.now());
                 if let Some(id) = &journal.alert {
                     alert.id.clone_from(id);
                 }
@@ -576,7 +610,7 @@ impl<'a, P: Platform> Reconciler<'a, P> {
         }
         run.data_restored = true;
         if journal.flow == Flow::Quick {
-            Canonicals::new(&self.state_dir).set_status(run.lock, Status::Idle, crate::now())?;
+            Canonicals::new(&self.state_dir).set_status(run.lock, Status::Idle, self.now())?;
         }
         Ok(Ok(()))
     }
@@ -595,7 +629,7 @@ impl<'a, P: Platform> Reconciler<'a, P> {
                 HealthState::Healthy { .. } => spec.health.passes,
                 HealthState::Unhealthy { .. } => 0,
             };
-            self.observer.event(&Event::Health { version, round, streak, probe: &probe });
+            self.observer.report(&Event::Health { version, round, streak, probe: &probe });
             run.last_probe = Some(probe);
             match state {
                 HealthState::Healthy { .. } => break Ok(()),
@@ -612,7 +646,7 @@ impl<'a, P: Platform> Reconciler<'a, P> {
         let path = alerts.write(&alert)?;
         self.note(&format!("alert {} written to {}", alert.id, path.display()));
         if let Some(url) = &spec.webhook {
-            let delivery = Webhook::new(url)?.deliver(&alert).await;
+            let delivery = Webhook::new(url)?.deliver(&alert, self.clock).await;
             if !delivery.delivered {
                 self.note(&format!(
                     "the webhook {url} did not take alert {} ({}); the alert file stays in {}",
@@ -800,8 +834,8 @@ fn step_version(journal: &Journal, step: Step) -> &str {
     }
 }
 
-fn new_run_id() -> String {
-    format!("run-{}-{:08x}", crate::alert::compact(crate::now()), crate::random_u64() & 0xffff_ffff)
+fn new_run_id(now: jiff::Timestamp) -> String {
+    format!("run-{}-{:08x}", crate::alert::compact(now), crate::random_u64() & 0xffff_ffff)
 }
 
 impl<'r> Run<'r> {

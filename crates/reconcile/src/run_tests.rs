@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::health::{CheckResult, ProbeRound};
 use crate::platform::{DeployOutcome, Platform};
 use crate::state::{AppState, SnapshotRef};
-use crate::{AppConfig, AppSpec, Outcome, Quiet, Reason, ReconcileError, Reconciler, Step, UpdateRequest};
+use crate::{AppConfig, AppSpec, NoProgress, Outcome, Reason, ReconcileError, Reconciler, Step, UpdateRequest};
 
 /// A swarm in memory: which version runs, which versions are healthy, and
 /// what to get wrong.
@@ -69,7 +69,7 @@ impl Platform for Fake {
         &self,
         _: &AppSpec,
         version: &str,
-        _: &dyn crate::Observe,
+        _: &dyn for<'e> crate::Progress<crate::Event<'e>>,
     ) -> Result<DeployOutcome, ReconcileError> {
         self.call(format!("deploy {version}"));
         if self.hang == Some(version) {
@@ -95,7 +95,11 @@ impl Platform for Fake {
 
     async fn snapshot(&self, _: &AppSpec, version: &str) -> Result<SnapshotRef, ReconcileError> {
         self.call(format!("snapshot {version}"));
-        let taken = SnapshotRef { version: Some(version.to_owned()), ts: crate::now(), location: "memory".to_owned() };
+        let taken = SnapshotRef {
+            version: Some(version.to_owned()),
+            ts: lkg_core::Clock::now_seconds(&lkg_core::SystemClock),
+            location: "memory".to_owned(),
+        };
         *self.snapshot.borrow_mut() = Some(taken.clone());
         Ok(taken)
     }
@@ -147,7 +151,7 @@ async fn update(
     target: &str,
 ) -> Result<crate::Report, ReconcileError> {
     let request = UpdateRequest { target: target.to_owned(), ..UpdateRequest::default() };
-    Box::pin(Reconciler::new(fake, state, &Quiet).update(spec, &request)).await
+    Box::pin(Reconciler::new(fake, state, &NoProgress).update(spec, &request)).await
 }
 
 #[tokio::test]
@@ -201,7 +205,8 @@ async fn an_engine_error_while_rolling_back_keeps_the_journal_until_recover() {
     // The engine is back: recover runs the rollback again, restore first.
     fake.calls.borrow_mut().clear();
     let app = spec.app.clone();
-    let recovered = Box::pin(Reconciler::new(&fake, dir.path(), &Quiet).recover(&app, false)).await.unwrap().unwrap();
+    let recovered =
+        Box::pin(Reconciler::new(&fake, dir.path(), &NoProgress).recover(&app, false)).await.unwrap().unwrap();
     assert_eq!((recovered.outcome, recovered.recovered), (Outcome::RolledBack, Some(true)));
     assert_eq!(fake.calls(), ["undeploy", "restore", "deploy 1.0.0", "probe 1.0.0"]);
     assert!(state.journal().unwrap().is_none());
@@ -257,7 +262,9 @@ async fn a_version_upgraded_by_hand_is_adopted_only_when_healthy() {
     let dir = tempfile::tempdir().unwrap();
     let spec = spec(dir.path(), false);
     let state = AppState::new(dir.path(), "shop");
-    state.set_last_good(&crate::LastGood::new("shop", "shop", "1.0.0", "health-gate")).unwrap();
+    state
+        .set_last_good(&crate::LastGood::new("shop", "shop", "1.0.0", "health-gate", jiff::Timestamp::UNIX_EPOCH))
+        .unwrap();
 
     // After a hold, an operator deployed 2.0.0 by hand, and it is healthy:
     // 2.0.1 is a patch update of what runs.
@@ -269,7 +276,9 @@ async fn a_version_upgraded_by_hand_is_adopted_only_when_healthy() {
 
     // The same, but what runs is broken: last-good stays the record, and
     // against it 2.0.2 is a major update.
-    state.set_last_good(&crate::LastGood::new("shop", "shop", "1.0.0", "health-gate")).unwrap();
+    state
+        .set_last_good(&crate::LastGood::new("shop", "shop", "1.0.0", "health-gate", jiff::Timestamp::UNIX_EPOCH))
+        .unwrap();
     let fake = Fake::new("2.0.0", &[]);
     let report = update(&fake, dir.path(), &spec, "2.0.2").await.unwrap();
     assert_eq!((report.outcome, report.last_good.as_deref()), (Outcome::Held, Some("1.0.0")), "{report:#?}");

@@ -101,31 +101,10 @@ impl Default for DeploySpec {
     }
 }
 
-/// `docker stack deploy --resolve-image`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ResolveImage {
-    /// Ask the registry for every image's digest.
-    #[default]
-    Always,
-    /// Only for changed images.
-    Changed,
-    /// Use references as written (images present only on the node).
-    Never,
-}
-
-/// How snapshots reach volume data (see lkg-warmsnap's `Access`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SnapshotAccess {
-    /// Direct where safe, else the engine's archive endpoint.
-    #[default]
-    Auto,
-    /// Always the archive endpoint.
-    Archive,
-    /// Always the mount point.
-    Direct,
-}
+/// `docker stack deploy --resolve-image`: lkg-swarm's.
+pub use lkg_swarm::ResolveImage;
+/// How snapshots reach volume data: lkg-warmsnap's `Access`.
+pub use lkg_warmsnap::Access as SnapshotAccess;
 
 /// A per-app config file, or the flags given instead; every field optional
 /// until [`AppConfig::into_spec`] checks the whole.
@@ -172,6 +151,18 @@ impl AppConfig {
             *dir = base.join(&*dir);
         }
         Ok(config)
+    }
+
+    /// The spec for quick mode: without a stack, the stack of the app's
+    /// canonical, from its recorded domain (abra's naming,
+    /// [`stack_for_domain`](crate::stack_for_domain)), read from `state_dir`.
+    pub fn into_quick_spec(mut self, state_dir: &Path) -> Result<AppSpec, ReconcileError> {
+        if self.stack.is_none()
+            && let Some(app) = &self.app
+        {
+            self.stack = crate::canonical_stack(state_dir, &AppName::new(app)?)?;
+        }
+        self.into_spec()
     }
 
     /// Checks the whole and makes paths absolute.

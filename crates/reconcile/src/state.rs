@@ -99,13 +99,13 @@ pub struct LastGood {
 }
 
 impl LastGood {
-    /// A record made now.
-    pub fn new(app: &str, stack: &str, version: &str, source: &str) -> LastGood {
+    /// A record made at `since`.
+    pub fn new(app: &str, stack: &str, version: &str, source: &str, since: jiff::Timestamp) -> LastGood {
         LastGood {
             app: app.to_owned(),
             stack: stack.to_owned(),
             version: version.to_owned(),
-            since: crate::now(),
+            since,
             source: source.to_owned(),
         }
     }
@@ -167,7 +167,7 @@ impl AppState {
     }
 
     /// The report of the last finished run.
-    pub fn last_run(&self) -> Result<Option<serde_json::Value>, ReconcileError> {
+    pub fn last_run(&self) -> Result<Option<Report>, ReconcileError> {
         read_json(&self.dir.join("last-run.json"))
     }
 
@@ -191,9 +191,12 @@ pub struct AppStatus {
     /// Who holds the app's lock now, if anyone.
     pub lock: Option<lkg_canonical::Holder>,
     /// The report of the last finished run.
-    pub last_run: Option<serde_json::Value>,
+    pub last_run: Option<Report>,
     /// Alerts not acknowledged yet.
     pub open_alerts: Vec<String>,
+    /// The version the app's stack runs now, by its deploy label: filled in
+    /// by [`status`] when it could ask the engine, else `None`.
+    pub deployed: Option<String>,
 }
 
 /// The part of a journal an operator needs.
@@ -247,7 +250,27 @@ pub fn app_status(state_dir: &Path, app: &lkg_canonical::AppName) -> Result<AppS
         lock,
         last_run: state.last_run()?,
         open_alerts,
+        deployed: None,
     })
+}
+
+/// [`app_status`] plus the version the app's stack runs now, asked of the
+/// engine through `platform` (`None`: the engine is not reachable, and
+/// `deployed` stays unknown). The stack is the run's in progress, else
+/// last-good's.
+pub async fn status(
+    state_dir: &Path,
+    app: &lkg_canonical::AppName,
+    platform: Option<&crate::SwarmPlatform>,
+) -> Result<AppStatus, ReconcileError> {
+    let mut status = app_status(state_dir, app)?;
+    let stack =
+        status.journal.as_ref().map(|j| j.stack.clone()).or_else(|| status.last_good.as_ref().map(|l| l.stack.clone()));
+    if let (Some(platform), Some(stack)) = (platform, stack) {
+        let deployed = platform.swarm().identity(&stack, None).await.ok().and_then(|i| i.version);
+        status.deployed = Some(deployed.unwrap_or_else(|| "(not deployed, or unlabelled)".to_owned()));
+    }
+    Ok(status)
 }
 
 /// The apps with reconcile state under `state_dir`, sorted.

@@ -67,7 +67,9 @@ pub enum DeployerError {
 }
 
 /// `docker stack deploy --resolve-image` modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[non_exhaustive]
 pub enum ResolveImage {
     /// Ask the registry for the digest of every image (docker's default).

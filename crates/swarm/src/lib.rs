@@ -22,7 +22,7 @@
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let swarm = Swarm::connect().await?;
 //! let request = DeployRequest::new("shop", ["compose.yml"]).timeout(Duration::from_secs(120)).prune(true);
-//! let report = swarm.deploy(&StackDeployer::new(), &request, &mut NoProgress).await?;
+//! let report = swarm.deploy(&StackDeployer::new(), &request, &NoProgress).await?;
 //! for service in &report.verdict.services {
 //!     println!("{}: {} ({})", service.service, service.verdict, service.reason);
 //! }
@@ -71,11 +71,12 @@ pub use compose::{ComposeError, ComposeFiles};
 pub use deploy_id::{DEPLOY_ID_LABEL, DeployId, InvalidDeployId};
 pub use deployer::{CommandDeployer, DeployInvocation, Deployer, DeployerError, ResolveImage, StackDeployer};
 pub use identity::{CommitCheck, Identity, InvalidCommit};
+pub use lkg_core::{NoProgress, Progress};
 pub use observe::{ServiceObservation, UpdateState};
 pub use prune::{PruneOutcome, PrunePlan};
 pub use stack::{
-    DeployError, DeployReport, DeployRequest, IdentityError, ServiceState, StackStatus, Swarm, UndeployError,
-    UndeployReport,
+    ContainerHealth, DeployError, DeployReport, DeployRequest, IdentityError, ServiceState, StackStatus, Swarm,
+    UndeployError, UndeployReport,
 };
 pub use verdict::{ServiceVerdict, ServiceWatch, StackVerdict, Verdict};
-pub use watch::{NoProgress, ProgressEvent, RESUBSCRIBE_AFTER, ReportProgress, WatchOptions};
+pub use watch::{ProgressEvent, RESUBSCRIBE_AFTER, WatchOptions};

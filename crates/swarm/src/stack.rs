@@ -1,17 +1,17 @@
 //! One stack's lifecycle on a swarm: deploy with a verdict, status,
 //! identity, prune, volumes, undeploy.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use lkg_core::{Classify, FailureKind};
+use lkg_core::{Classify, FailureKind, NoProgress, Progress};
 
 use bollard::Docker;
 use bollard::models::Volume;
 use bollard::query_parameters::{
-    ListConfigsOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListSecretsOptionsBuilder,
-    ListServicesOptionsBuilder, ListTasksOptions,
+    InspectContainerOptions, ListConfigsOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+    ListSecretsOptionsBuilder, ListServicesOptionsBuilder, ListTasksOptions,
 };
 use jiff::Timestamp;
 use serde::Serialize;
@@ -24,7 +24,7 @@ use crate::identity::Identity;
 use crate::observe::{ServiceMode, UpdateStatus};
 use crate::prune::{PruneOutcome, PrunePlan};
 use crate::verdict::{Ownership, Prior, ServiceWatch, StackVerdict, task_errors};
-use crate::watch::{ProgressEvent, ReportProgress, WatchOptions, observe_stack, watch};
+use crate::watch::{ProgressEvent, WatchOptions, observe_stack, watch};
 
 /// A deploy to run: which stack, from which compose files, how long to wait.
 #[derive(Debug, Clone)]
@@ -178,6 +178,16 @@ pub struct StackStatus {
     pub services: Vec<ServiceState>,
 }
 
+/// A running container of a stack whose healthcheck does not report it
+/// healthy: `starting` (not passed yet) or `unhealthy`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerHealth {
+    /// The container's name.
+    pub container: String,
+    /// Its health status, as the engine reports it.
+    pub health: String,
+}
+
 /// The identity labels could not be read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -270,7 +280,7 @@ impl Swarm {
         &self,
         deployer: &D,
         request: &DeployRequest,
-        progress: &mut dyn ReportProgress,
+        progress: &dyn for<'e> Progress<ProgressEvent<'e>>,
     ) -> Result<DeployReport, DeployError> {
         validate_stack(&request.stack)?;
         let compose = ComposeFiles::load(&request.compose)?;
@@ -291,7 +301,7 @@ impl Swarm {
         files.push(overlay.clone());
 
         let describe = deployer.describe();
-        progress.report(ProgressEvent::Deploying { deploy_id: &deploy_id, deployer: &describe });
+        progress.report(&ProgressEvent::Deploying { deploy_id: &deploy_id, deployer: &describe });
         let invocation = DeployInvocation {
             stack: &request.stack,
             files: &files,
@@ -309,7 +319,7 @@ impl Swarm {
             return Err(DeployError::Deployer { source, applied });
         }
         drop(dir);
-        progress.report(ProgressEvent::Applied);
+        progress.report(&ProgressEvent::Applied);
 
         let watches = names
             .iter()
@@ -369,6 +379,52 @@ impl Swarm {
         Ok(StackStatus { stack: stack.to_owned(), services })
     }
 
+    /// The running containers of `stack` on this engine whose healthcheck
+    /// reports them `starting` or `unhealthy` (swarm's task state says
+    /// "running" for both). A container gone between list and inspect was
+    /// replaced, which a later call sees, and is passed over.
+    pub async fn unhealthy_containers(&self, stack: &str) -> Result<Vec<ContainerHealth>, QueryError> {
+        let filters = HashMap::from([
+            ("label", vec![format!("{STACK_NAMESPACE_LABEL}={stack}")]),
+            ("status", vec!["running".to_owned()]),
+        ]);
+        let containers = self
+            .docker
+            .list_containers(Some(ListContainersOptionsBuilder::default().filters(&filters).build()))
+            .await
+            .map_err(|source| QueryError::Engine { what: format!("list the containers of stack {stack}"), source })?;
+        let mut unhealthy = Vec::new();
+        for container in containers {
+            let Some(id) = container.id else { continue };
+            let inspected = match self.docker.inspect_container(&id, None::<InspectContainerOptions>).await {
+                Ok(inspected) => inspected,
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => continue,
+                Err(source) => return Err(QueryError::Engine { what: format!("inspect container {id}"), source }),
+            };
+            let health = inspected.state.and_then(|s| s.health).and_then(|h| h.status).map(|s| s.to_string());
+            if let Some(health) = health.filter(|h| h == "unhealthy" || h == "starting") {
+                let container = inspected.name.unwrap_or(id).trim_start_matches('/').to_owned();
+                unhealthy.push(ContainerHealth { container, health });
+            }
+        }
+        Ok(unhealthy)
+    }
+
+    /// Which of the volumes `names` exist on this engine.
+    pub async fn existing_volumes(&self, names: &[String]) -> Result<BTreeSet<String>, QueryError> {
+        let mut found = BTreeSet::new();
+        for name in names {
+            match self.docker.inspect_volume(name).await {
+                Ok(_) => {
+                    found.insert(name.clone());
+                }
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+                Err(source) => return Err(QueryError::Engine { what: format!("inspect volume {name}"), source }),
+            }
+        }
+        Ok(found)
+    }
+
     /// The deployed identity: of `service` (short or full name), else of the
     /// first labelled service (`<stack>_app` first).
     pub async fn identity(&self, stack: &str, service: Option<&str>) -> Result<Identity, IdentityError> {
@@ -401,14 +457,14 @@ impl Swarm {
 
     /// Removes services of `stack` that `compose` does not declare.
     pub async fn prune(&self, stack: &str, compose: &ComposeFiles) -> Result<PruneOutcome, QueryError> {
-        self.prune_with(stack, compose, &mut crate::watch::NoProgress).await
+        self.prune_with(stack, compose, &NoProgress).await
     }
 
     async fn prune_with(
         &self,
         stack: &str,
         compose: &ComposeFiles,
-        progress: &mut dyn ReportProgress,
+        progress: &dyn for<'e> Progress<ProgressEvent<'e>>,
     ) -> Result<PruneOutcome, QueryError> {
         let existing: Vec<String> = stack_services(&self.docker, stack)
             .await?
@@ -423,7 +479,7 @@ impl Swarm {
                     return Err(QueryError::Engine { what: format!("remove orphan service {service}"), source });
                 }
             }
-            progress.report(ProgressEvent::Removed { service });
+            progress.report(&ProgressEvent::Removed { service });
         }
         Ok(PruneOutcome::Pruned { removed: plan.remove, kept: plan.keep })
     }

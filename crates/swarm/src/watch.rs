@@ -20,14 +20,16 @@ use bollard::models::{EventMessage, EventMessageTypeEnum};
 use bollard::query_parameters::{EventsOptions, ListServicesOptionsBuilder, ListTasksOptionsBuilder};
 use futures_util::{FutureExt, StreamExt};
 use jiff::Timestamp;
+use lkg_core::Progress;
 use tokio::time::Instant;
 
 use crate::docker::{QueryError, STACK_NAMESPACE_LABEL};
 use crate::observe::ServiceObservation;
 use crate::verdict::{Assessment, Phase, ServiceVerdict, ServiceWatch, StackVerdict};
 
-/// What a deploy reports while it runs. Libraries never print: the binary
-/// turns these into progress lines.
+/// What a deploy reports while it runs, to an
+/// [`lkg_core::Progress<ProgressEvent>`](lkg_core::Progress). Libraries never
+/// print: the binary turns these into progress lines.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub enum ProgressEvent<'a> {
@@ -62,26 +64,6 @@ pub enum ProgressEvent<'a> {
     },
     /// The watch subscribed to events again after they failed.
     EventsResumed,
-}
-
-/// Receives progress. Any `FnMut(ProgressEvent)` is one.
-pub trait ReportProgress: Send {
-    /// Called for each event, in order.
-    fn report(&mut self, event: ProgressEvent<'_>);
-}
-
-impl<F: FnMut(ProgressEvent<'_>) + Send> ReportProgress for F {
-    fn report(&mut self, event: ProgressEvent<'_>) {
-        self(event);
-    }
-}
-
-/// Progress that goes nowhere.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoProgress;
-
-impl ReportProgress for NoProgress {
-    fn report(&mut self, _event: ProgressEvent<'_>) {}
 }
 
 /// Observes the services of `stack` now. Services of `names` that do not
@@ -164,7 +146,7 @@ pub async fn watch(
     mut services: Vec<ServiceWatch>,
     since: Timestamp,
     options: WatchOptions,
-    progress: &mut dyn ReportProgress,
+    progress: &dyn for<'e> Progress<ProgressEvent<'e>>,
 ) -> Result<StackVerdict, QueryError> {
     let names: Vec<String> = services.iter().map(|s| s.name().to_owned()).collect();
     let filters = HashMap::from([("type".to_owned(), vec!["service".to_owned(), "container".to_owned()])]);
@@ -203,12 +185,12 @@ pub async fn watch(
             match service.observe(observed.get(service.name()), elapsed) {
                 Assessment::Decided(mut verdict) => {
                     verdict.decided_at = Some(Timestamp::now());
-                    progress.report(ProgressEvent::Decided(&verdict));
+                    progress.report(&ProgressEvent::Decided(&verdict));
                     verdicts.push(verdict);
                 }
                 Assessment::Pending { phase, wake } => {
                     if phases.get(service.name()) != Some(&phase) {
-                        progress.report(ProgressEvent::Phase { service: service.name(), phase: &phase });
+                        progress.report(&ProgressEvent::Phase { service: service.name(), phase: &phase });
                         phases.insert(service.name().to_owned(), phase);
                     }
                     if let Some(wake) = wake {
@@ -229,7 +211,7 @@ pub async fn watch(
                 // happened while there was no stream.
                 events = subscribe(None);
                 resubscribe_at = None;
-                progress.report(ProgressEvent::EventsResumed);
+                progress.report(&ProgressEvent::EventsResumed);
                 break;
             }
             let sleep_until = resubscribe_at.map_or(wake_at, |at| at.min(wake_at));
@@ -245,11 +227,11 @@ pub async fn watch(
                     }
                     Some(Err(e)) => {
                         resubscribe_at = Some(Instant::now() + RESUBSCRIBE_AFTER);
-                        progress.report(ProgressEvent::EventsUnavailable { reason: &e.to_string() });
+                        progress.report(&ProgressEvent::EventsUnavailable { reason: &e.to_string() });
                     }
                     None => {
                         resubscribe_at = Some(Instant::now() + RESUBSCRIBE_AFTER);
-                        progress.report(ProgressEvent::EventsUnavailable { reason: "the event stream ended" });
+                        progress.report(&ProgressEvent::EventsUnavailable { reason: "the event stream ended" });
                     }
                 },
                 () = tokio::time::sleep_until(sleep_until) => {

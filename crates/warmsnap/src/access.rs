@@ -10,8 +10,9 @@ use serde::Serialize;
 use crate::error::SnapError;
 
 /// How volume data is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Access {
     /// Direct when it is safe (plain local volume, engine on this host, lkg
     /// running as root, and the mount point checked to be the engine's),

@@ -82,10 +82,11 @@ pub use archive::{ArchiveError, ArchiveSummary, Refusal};
 pub use bollard::Docker;
 pub use engine::{HELPER_IMAGE, HELPER_LABEL, HELPER_PID_LABEL};
 pub use error::SnapError;
+pub use lkg_core::{NoProgress, Progress};
 pub use lkg_swarm::docker::{ConnectError, connect, connect_to};
 pub use meta::{FORMAT, Meta, MetaError, VolumeRecord};
 pub use name::{AppName, AppNameError, NameError};
-pub use progress::{Event, NoProgress, Phase, Progress};
+pub use progress::{Event, Phase};
 pub use restore::{RestoreReport, RestoreRequest, RestoredVolume, restore};
 pub use store::{
     LocalReader, LocalStaging, LocalStore, LockMode, SnapshotReader, Staging, Store, StoreError, VolumeSink,

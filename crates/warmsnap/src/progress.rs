@@ -1,5 +1,14 @@
-//! Progress reports: the library never prints; it tells a [`Progress`] what
-//! it is doing and the caller decides what to show.
+//! What take, verify and restore report: the library never prints; it tells
+//! an [`lkg_core::Progress<Event>`](lkg_core::Progress) what it is doing and
+//! the caller decides what to show. Reports come from the task that runs the
+//! operation, a few times a second at most per volume, plus once when each
+//! volume is done.
+//!
+//! ```
+//! use lkg_warmsnap::{Event, Progress};
+//! let quiet = |_: &Event<'_>| {};
+//! let _: &dyn for<'e> Progress<Event<'e>> = &quiet;
+//! ```
 
 /// What a long operation is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,33 +53,4 @@ pub struct Event<'a> {
     pub total: Option<u64>,
     /// This volume is finished in this phase.
     pub done: bool,
-}
-
-/// Receives progress. Called from the task that runs the operation, a few
-/// times a second at most per volume, plus once when each volume is done.
-///
-/// Any `Fn(&Event<'_>) + Send + Sync` closure is a `Progress`:
-///
-/// ```
-/// use lkg_warmsnap::{Event, Progress};
-/// let quiet = |_: &Event<'_>| {};
-/// let _: &dyn Progress = &quiet;
-/// ```
-pub trait Progress: Send + Sync {
-    /// One report.
-    fn report(&self, event: &Event<'_>);
-}
-
-impl<F: Fn(&Event<'_>) + Send + Sync> Progress for F {
-    fn report(&self, event: &Event<'_>) {
-        self(event);
-    }
-}
-
-/// Progress that goes nowhere.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoProgress;
-
-impl Progress for NoProgress {
-    fn report(&self, _: &Event<'_>) {}
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bollard::Docker;
+use lkg_core::Progress;
 use lkg_swarm::docker::{STACK_NAMESPACE_LABEL, stack_volumes};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -18,7 +19,7 @@ use crate::engine::{Engine, locality};
 use crate::error::SnapError;
 use crate::meta::{Meta, VolumeRecord, hex};
 use crate::name::{AppName, NameError, check_object_name};
-use crate::progress::{Phase, Progress};
+use crate::progress::{Event, Phase};
 use crate::store::{LockMode, SnapshotReader, Store};
 use crate::transfer::{Reporter, blocking_with_progress};
 use crate::verify::{check_volume, open_snapshot};
@@ -170,7 +171,7 @@ pub async fn restore<S: Store>(
     docker: &Docker,
     store: &S,
     request: &RestoreRequest,
-    progress: &dyn Progress,
+    progress: &dyn for<'e> Progress<Event<'e>>,
 ) -> Result<RestoreReport, SnapError> {
     let engine = Engine::new(docker);
     let mut reader = open_snapshot(store, &request.app, LockMode::Exclusive).await?;

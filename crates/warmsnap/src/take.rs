@@ -8,6 +8,7 @@ use bollard::Docker;
 use bollard::models::Volume;
 use futures_util::StreamExt;
 use jiff::Timestamp;
+use lkg_core::Progress;
 use lkg_swarm::docker::stack_volumes;
 use serde::Serialize;
 
@@ -17,7 +18,7 @@ use crate::engine::{Engine, locality};
 use crate::error::SnapError;
 use crate::meta::{Meta, VolumeRecord};
 use crate::name::{AppName, NameError, check_object_name};
-use crate::progress::{Phase, Progress};
+use crate::progress::{Event, Phase};
 use crate::store::{Staging, Store, VolumeSink};
 use crate::transfer::{ChunkWriter, HashingWriter, Reporter, blocking, blocking_with_progress};
 
@@ -130,7 +131,7 @@ pub async fn take<S: Store>(
     docker: &Docker,
     store: &S,
     request: &TakeRequest,
-    progress: &dyn Progress,
+    progress: &dyn for<'e> Progress<Event<'e>>,
 ) -> Result<TakeReport, SnapError> {
     let engine = Engine::new(docker);
     let mut volumes = stack_volumes(docker, &request.stack).await?;

@@ -7,17 +7,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use lkg_core::Progress;
 use sha2::{Digest, Sha256};
 
 use crate::meta::hex;
-use crate::progress::{Event, Phase, Progress};
+use crate::progress::{Event, Phase};
 
 /// How often progress is reported while a volume is being copied.
 const TICK: Duration = Duration::from_millis(200);
 
 /// Reports one volume's progress in one phase, rate-limited.
 pub(crate) struct Reporter<'a> {
-    progress: &'a dyn Progress,
+    progress: &'a dyn for<'e> Progress<Event<'e>>,
     phase: Phase,
     volume: &'a str,
     index: usize,
@@ -28,7 +29,7 @@ pub(crate) struct Reporter<'a> {
 
 impl<'a> Reporter<'a> {
     pub(crate) fn new(
-        progress: &'a dyn Progress,
+        progress: &'a dyn for<'e> Progress<Event<'e>>,
         phase: Phase,
         volume: &'a str,
         (index, count): (usize, usize),

@@ -1,12 +1,13 @@
 //! Verifying and showing a stored snapshot.
 
+use lkg_core::Progress;
 use serde::Serialize;
 
 use crate::archive::{ArchiveSummary, inspect};
 use crate::error::SnapError;
 use crate::meta::{Meta, VolumeRecord};
 use crate::name::AppName;
-use crate::progress::{Phase, Progress};
+use crate::progress::{Event, Phase};
 use crate::store::{LockMode, SnapshotReader, Store, StoreError};
 use crate::transfer::{Reporter, blocking, blocking_with_progress};
 
@@ -93,7 +94,11 @@ impl Verdict {
 /// SHA-256 and entries against `meta.json` and restore's rules. A damaged or
 /// tampered snapshot is a verdict ([`VerifyReport::ok`] false), not an error;
 /// errors are for what stopped the check (no snapshot, unreadable files).
-pub async fn verify<S: Store>(store: &S, app: &AppName, progress: &dyn Progress) -> Result<VerifyReport, SnapError> {
+pub async fn verify<S: Store>(
+    store: &S,
+    app: &AppName,
+    progress: &dyn for<'e> Progress<Event<'e>>,
+) -> Result<VerifyReport, SnapError> {
     let mut reader = open_snapshot(store, app, LockMode::Shared).await?;
     let snapshot = Snapshot { location: reader.location(), meta: reader.meta().clone() };
     let count = snapshot.meta.volumes.len();
@@ -148,7 +153,7 @@ pub(crate) async fn check_volume<R: SnapshotReader>(
     reader: R,
     record: &VolumeRecord,
     position: (usize, usize),
-    progress: &dyn Progress,
+    progress: &dyn for<'e> Progress<Event<'e>>,
 ) -> Result<(R, Result<ArchiveSummary, SnapError>), SnapError> {
     let location = reader.location();
     let mut reporter = Reporter::new(progress, Phase::Verify, &record.name, position, Some(record.bytes));

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lkg_reconcile::{
-    AppConfig, AppSpec, HttpCheck, Observe, Quiet, Reconciler, Report, ResolveImage, SwarmPlatform, UpdateRequest,
+    AppConfig, AppSpec, Event, HttpCheck, NoProgress, Progress, Reconciler, Report, ResolveImage, SwarmPlatform,
+    UpdateRequest,
 };
 use lkg_testkit::{APP_HEALTHCHECK, App, Behaviour, Env, HttpResponse, env, http_get, http_request, wait_until};
 
@@ -87,15 +88,20 @@ impl TestApp {
         config.into_spec().expect("a valid spec")
     }
 
-    pub fn reconciler<'a>(&'a self, observer: &'a dyn Observe) -> Reconciler<'a, SwarmPlatform> {
+    pub fn reconciler<'a>(&'a self, observer: &'a dyn for<'e> Progress<Event<'e>>) -> Reconciler<'a, SwarmPlatform> {
         Reconciler::new(&self.platform, &self.state(), observer)
     }
 
     pub async fn update(&self, spec: &AppSpec, target: &str) -> Report {
-        self.update_observed(spec, target, &Quiet).await
+        self.update_observed(spec, target, &NoProgress).await
     }
 
-    pub async fn update_observed(&self, spec: &AppSpec, target: &str, observer: &dyn Observe) -> Report {
+    pub async fn update_observed(
+        &self,
+        spec: &AppSpec,
+        target: &str,
+        observer: &dyn for<'e> Progress<Event<'e>>,
+    ) -> Report {
         let request = UpdateRequest { target: target.to_owned(), ..UpdateRequest::default() };
         Box::pin(self.reconciler(observer).update(spec, &request)).await.expect("the update runs")
     }

@@ -9,7 +9,7 @@ use lkg_canonical::{
     Canonicals, DomainScheme, PromotionRequest, Record, Run, RunKind, RunResult, Stages, Status, Target,
 };
 use lkg_reconcile::{
-    AppSpec, Event, Observe, Outcome, Platform, QuickRequest, Quiet, Reason, ReconcileError, Report, Step,
+    AppSpec, Event, NoProgress, Outcome, Platform, Progress, QuickRequest, Reason, ReconcileError, Report, Step,
 };
 use lkg_testkit::{Behaviour, http_request};
 
@@ -20,7 +20,7 @@ async fn quick(
     spec: &AppSpec,
     candidate: &str,
     check: Option<&str>,
-    observer: &dyn Observe,
+    observer: &dyn for<'e> Progress<Event<'e>>,
 ) -> Result<Report, ReconcileError> {
     let request = QuickRequest { candidate: candidate.to_owned(), check: check.map(str::to_owned) };
     Box::pin(app.reconciler(observer).quick(spec, &request)).await
@@ -86,7 +86,7 @@ async fn a_quick_pass_leaves_the_canonical_and_its_snapshot_unchanged() {
     let (snapshot, canonicals, before) = canonical(&app, &spec).await;
 
     // Pass: undeployed, volumes kept, the canonical and its snapshot unchanged.
-    let passed = quick(&app, &spec, "1.1.0", Some("test \"$LKG_VERSION\" = 1.1.0"), &Quiet).await.unwrap();
+    let passed = quick(&app, &spec, "1.1.0", Some("test \"$LKG_VERSION\" = 1.1.0"), &NoProgress).await.unwrap();
     assert_eq!(passed.outcome, Outcome::Passed, "{passed:#?}");
     let steps: Vec<Step> = passed.timeline.steps.iter().map(|s| s.step).collect();
     assert_eq!(steps, [Step::Reattach, Step::DeployCandidate, Step::CheckCandidate, Step::UndeployPassed]);
@@ -96,7 +96,7 @@ async fn a_quick_pass_leaves_the_canonical_and_its_snapshot_unchanged() {
     assert_eq!(app.volume_marker(), "known-good", "the volume was kept");
 
     // A failing user check fails the candidate too.
-    let checked = quick(&app, &spec, "1.1.0", Some("echo 'login page broken' >&2; exit 1"), &Quiet).await.unwrap();
+    let checked = quick(&app, &spec, "1.1.0", Some("echo 'login page broken' >&2; exit 1"), &NoProgress).await.unwrap();
     assert_eq!((checked.outcome, checked.reason), (Outcome::Failed, Some(Reason::CheckFailed)), "{checked:#?}");
     assert!(checked.detail.as_deref().unwrap_or_default().contains("login page broken"), "{:?}", checked.detail);
     assert!(!app.journal_exists());
@@ -135,7 +135,7 @@ async fn quick_without_a_canonical_says_so_and_touches_nothing() {
     let app = TestApp::new("rcnocanon").await;
     let spec = app.spec(Service::Plain, true);
     let request = QuickRequest { candidate: "1.1.0".into(), check: None };
-    let err = Box::pin(app.reconciler(&Quiet).quick(&spec, &request)).await.unwrap_err();
+    let err = Box::pin(app.reconciler(&NoProgress).quick(&spec, &request)).await.unwrap_err();
     assert!(matches!(err, ReconcileError::NoCanonical { .. }), "{err}");
     assert_eq!(
         err.to_string(),

@@ -183,7 +183,7 @@ async fn a_failed_rollback_raises_rollback_failed_and_recover_finishes_it() {
 
     // The cause is fixed: recover runs the rollback again.
     v1.import(app.env);
-    let recovered = Box::pin(app.reconciler(&lkg_reconcile::Quiet).recover(&app.name.parse().unwrap(), false))
+    let recovered = Box::pin(app.reconciler(&lkg_reconcile::NoProgress).recover(&app.name.parse().unwrap(), false))
         .await
         .unwrap()
         .expect("a run to recover");
@@ -215,7 +215,7 @@ async fn a_second_run_on_the_same_app_is_refused_while_one_holds_the_lock() {
     let canonicals = lkg_canonical::Canonicals::new(&app.state());
     let held = canonicals.lock(&spec.app, "another reconcile", std::time::Duration::ZERO, |_| {}).unwrap();
     let request = lkg_reconcile::UpdateRequest { target: "1.0.0".into(), ..Default::default() };
-    let err = Box::pin(app.reconciler(&lkg_reconcile::Quiet).update(&spec, &request)).await.unwrap_err();
+    let err = Box::pin(app.reconciler(&lkg_reconcile::NoProgress).update(&spec, &request)).await.unwrap_err();
     assert!(matches!(err, lkg_reconcile::ReconcileError::Lock(_)), "{err}");
     assert!(err.to_string().contains("another reconcile"), "{err}");
     assert_eq!(err.kind(), lkg_reconcile::ErrorKind::Environment);

@@ -1,5 +1,6 @@
 //! Deploys and their verdicts on the real swarm.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use lkg_swarm::verdict::Phase;
@@ -159,20 +160,21 @@ async fn another_clients_update_during_the_watch_is_reported() {
     let service = stack.service("app");
     // Once lkg has seen its own update in progress, another client updates
     // the service, as `docker service update` would (it keeps the labels).
-    let mut foreign: Option<std::thread::JoinHandle<()>> = None;
-    let mut progress = |event: ProgressEvent<'_>| {
-        if let ProgressEvent::Phase { phase: Phase::Updating { .. }, .. } = event
+    let foreign: Mutex<Option<std::thread::JoinHandle<()>>> = Mutex::new(None);
+    let progress = |event: &ProgressEvent<'_>| {
+        let mut foreign = foreign.lock().unwrap();
+        if let ProgressEvent::Phase { phase: Phase::Updating { .. }, .. } = *event
             && foreign.is_none()
         {
             let service = service.clone();
-            foreign = Some(std::thread::spawn(move || {
+            *foreign = Some(std::thread::spawn(move || {
                 env.docker(&["service", "update", "--detach", "--env-add", "FOREIGN=1", &service]);
             }));
         }
     };
     let request = DeployRequest::new(&stack.name, [v2]).timeout(TIMEOUT);
-    let report = stack.swarm().await.deploy(&stack.deployer(), &request, &mut progress).await.unwrap();
-    foreign.take().expect("lkg reported its update in progress").join().unwrap();
+    let report = stack.swarm().await.deploy(&stack.deployer(), &request, &progress).await.unwrap();
+    foreign.into_inner().unwrap().expect("lkg reported its update in progress").join().unwrap();
     let app = &report.verdict.services[0];
     assert_eq!(app.verdict, Verdict::Superseded, "{app:#?}");
     assert!(app.reason.contains("another client"), "{}", app.reason);
@@ -234,7 +236,7 @@ async fn a_failing_deployer_is_an_error_naming_what_it_changed() {
     let file = stack.file("c.yml", &app_compose(&image("1.0.0", Behaviour::Healthy), ROLLBACK_STOP_FIRST, ""));
     let deployer = CommandDeployer::new("sh", ["-c", "echo 'no such recipe' >&2; exit 3"]);
     let request = DeployRequest::new(&stack.name, [file]).timeout(TIMEOUT);
-    let err = stack.swarm().await.deploy(&deployer, &request, &mut lkg_swarm::NoProgress).await.unwrap_err();
+    let err = stack.swarm().await.deploy(&deployer, &request, &lkg_swarm::NoProgress).await.unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, lkg_swarm::DeployError::Deployer { ref applied, .. } if applied.is_empty()), "{text}");
     assert!(text.contains("no such recipe") && text.contains("no service was changed"), "{text}");

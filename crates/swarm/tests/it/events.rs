@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lkg_swarm::{DeployRequest, ProgressEvent, Swarm, Verdict, WatchOptions};
@@ -95,15 +95,16 @@ async fn a_cut_event_stream_is_subscribed_again_and_the_verdict_still_comes_from
     let v2 = stack.file("v2.yml", &app_compose(&image("2.0.0", Behaviour::Healthy), ROLLBACK_STOP_FIRST, ""));
     let request = DeployRequest { watch: WatchOptions { poll_interval }, ..DeployRequest::new(&stack.name, [v2]) }
         .timeout(Duration::from_secs(90));
-    let mut seen = Vec::new();
-    let mut progress = |event: ProgressEvent<'_>| match event {
-        ProgressEvent::EventsUnavailable { .. } => seen.push("unavailable"),
-        ProgressEvent::EventsResumed => seen.push("resumed"),
+    let seen = Mutex::new(Vec::new());
+    let progress = |event: &ProgressEvent<'_>| match event {
+        ProgressEvent::EventsUnavailable { .. } => seen.lock().unwrap().push("unavailable"),
+        ProgressEvent::EventsResumed => seen.lock().unwrap().push("resumed"),
         _ => {}
     };
     let started = Instant::now();
-    let report = swarm.deploy(&stack.deployer(), &request, &mut progress).await.unwrap();
+    let report = swarm.deploy(&stack.deployer(), &request, &progress).await.unwrap();
     let took = started.elapsed();
+    let seen = seen.into_inner().unwrap();
 
     assert_eq!(report.verdict.verdict, Verdict::Converged, "{:#?}", report.verdict);
     assert_eq!(seen, ["unavailable", "resumed"], "the cut was seen and the watch subscribed again");

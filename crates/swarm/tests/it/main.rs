@@ -58,7 +58,7 @@ impl TestStack {
     pub async fn deploy_with<D: Deployer + Sync>(&self, deployer: &D, request: DeployRequest) -> DeployReport {
         let request =
             DeployRequest { watch: lkg_swarm::WatchOptions { poll_interval: Duration::from_millis(500) }, ..request };
-        self.swarm().await.deploy(deployer, &request, &mut NoProgress).await.expect("the deploy runs and is watched")
+        self.swarm().await.deploy(deployer, &request, &NoProgress).await.expect("the deploy runs and is watched")
     }
 
     /// A label of a service's spec, as the engine reports it (the docker CLI is the independent peer).
