@@ -46,6 +46,11 @@ enum Command {
         /// Seconds to wait for a verdict; then `deadline_exceeded` (swarm itself waits forever).
         #[arg(long, default_value_t = 300, value_name = "SECS")]
         timeout: u64,
+        /// Failed tasks of this deploy after which a service that is not all
+        /// running is `task_failed`, without waiting for --timeout (swarm
+        /// restarts crashing tasks for ever); 0 waits for the timeout.
+        #[arg(long, default_value_t = lkg_swarm::DEFAULT_TASK_FAILURE_LIMIT, value_name = "N")]
+        max_task_failures: usize,
         /// `docker stack deploy --resolve-image`.
         #[arg(long, value_enum, default_value_t = ResolveImage::Always)]
         resolve_image: ResolveImage,
@@ -126,8 +131,21 @@ async fn run(cli: Cli) -> Result<Exit, Failure> {
     let out = Output::new(cli.common.json);
     let swarm = Swarm::connect().await.map_err(|e| Failure::of(&e))?;
     match cli.command {
-        Command::Deploy { stack, compose, prune, timeout, resolve_image, docker, deploy_command, env } => {
-            let mut request = DeployRequest::new(stack, compose).timeout(Duration::from_secs(timeout)).prune(prune);
+        Command::Deploy {
+            stack,
+            compose,
+            prune,
+            timeout,
+            max_task_failures,
+            resolve_image,
+            docker,
+            deploy_command,
+            env,
+        } => {
+            let mut request = DeployRequest::new(stack, compose)
+                .timeout(Duration::from_secs(timeout))
+                .task_failure_limit(max_task_failures)
+                .prune(prune);
             request.env = env;
             if let Some(line) = deploy_command {
                 let deployer = CommandDeployer::parse(&line)

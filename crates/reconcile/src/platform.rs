@@ -206,7 +206,7 @@ fn verdict_reason(verdict: Verdict) -> Reason {
         Verdict::Paused => Reason::Paused,
         Verdict::RollbackPaused => Reason::RollbackPaused,
         Verdict::DeadlineExceeded => Reason::DeadlineExceeded,
-        Verdict::Failed => Reason::TaskFailed,
+        Verdict::Failed | Verdict::TaskFailed => Reason::TaskFailed,
         Verdict::Superseded => Reason::Superseded,
         _ => Reason::Error,
     }

@@ -78,5 +78,5 @@ pub use stack::{
     ContainerHealth, DeployError, DeployReport, DeployRequest, IdentityError, ServiceState, StackStatus, Swarm,
     UndeployError, UndeployReport,
 };
-pub use verdict::{ServiceVerdict, ServiceWatch, StackVerdict, Verdict};
+pub use verdict::{DEFAULT_TASK_FAILURE_LIMIT, ServiceVerdict, ServiceWatch, StackVerdict, Verdict};
 pub use watch::{ProgressEvent, RESUBSCRIBE_AFTER, WatchOptions};

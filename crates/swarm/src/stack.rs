@@ -41,6 +41,9 @@ pub struct DeployRequest {
     pub prune: bool,
     /// How the watch polls.
     pub watch: WatchOptions,
+    /// Failed tasks of this deploy after which a service not all running is
+    /// `task_failed` (0: wait for the deadline); default 3.
+    pub task_failure_limit: usize,
 }
 
 impl DeployRequest {
@@ -53,6 +56,7 @@ impl DeployRequest {
             timeout: Duration::from_secs(300),
             prune: false,
             watch: WatchOptions::default(),
+            task_failure_limit: crate::verdict::DEFAULT_TASK_FAILURE_LIMIT,
         }
     }
 
@@ -60,6 +64,14 @@ impl DeployRequest {
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> DeployRequest {
         self.timeout = timeout;
+        self
+    }
+
+    /// Sets how many failed tasks of this deploy make a service that is not
+    /// all running `task_failed` (0: wait for the deadline).
+    #[must_use]
+    pub fn task_failure_limit(mut self, limit: usize) -> DeployRequest {
+        self.task_failure_limit = limit;
         self
     }
 
@@ -326,6 +338,7 @@ impl Swarm {
             .map(|name| {
                 let prior = before.get(name).map(|o| Prior { deploy_id: o.deploy_id.clone(), spec: o.spec.clone() });
                 ServiceWatch::new(name, Ownership { deploy_id: deploy_id.clone(), since, prior }, request.timeout)
+                    .task_failure_limit(request.task_failure_limit)
             })
             .collect();
         let verdict = watch(&self.docker, &request.stack, watches, since, request.watch, progress).await?;

@@ -37,6 +37,12 @@ pub enum Verdict {
     /// A task of this deploy ended and swarm will not replace it
     /// (`restart_policy: none`).
     Failed,
+    /// This deploy's tasks keep failing: as many as the watch's task failure
+    /// limit failed (3 by default) while not all desired tasks run. swarm
+    /// restarts them for ever and, for a service the deploy created, has no
+    /// update to roll back, so waiting for the deadline would only prolong
+    /// the outage.
+    TaskFailed,
     /// swarm paused this deploy's update on a task failure (`failure_action: pause`).
     Paused,
     /// swarm's rollback of this deploy itself failed and paused.
@@ -59,6 +65,7 @@ impl Verdict {
             Verdict::DeadlineExceeded => "deadline_exceeded",
             Verdict::Superseded => "superseded",
             Verdict::Failed => "failed",
+            Verdict::TaskFailed => "task_failed",
             Verdict::Paused => "paused",
             Verdict::RollbackPaused => "rollback_paused",
             Verdict::RolledBack => "rolled_back",
@@ -222,7 +229,12 @@ pub struct ServiceWatch {
     seen_failures: BTreeSet<String>,
     last: Option<(UpdateState, Option<String>)>,
     rollback_reason: Option<String>,
+    failure_limit: usize,
 }
+
+/// Failed tasks of one deploy after which a service that is not all running
+/// is [`Verdict::TaskFailed`], unless the watch says otherwise.
+pub const DEFAULT_TASK_FAILURE_LIMIT: usize = 3;
 
 impl ServiceWatch {
     /// Starts watching `name` for the deploy described by `ownership`; the
@@ -239,7 +251,17 @@ impl ServiceWatch {
             seen_failures: BTreeSet::new(),
             last: None,
             rollback_reason: None,
+            failure_limit: DEFAULT_TASK_FAILURE_LIMIT,
         }
+    }
+
+    /// Decides [`Verdict::TaskFailed`] once `limit` tasks of this deploy
+    /// failed while not all desired tasks run (0: never; wait for the
+    /// deadline as swarm would).
+    #[must_use]
+    pub fn task_failure_limit(mut self, limit: usize) -> ServiceWatch {
+        self.failure_limit = limit;
+        self
     }
 
     /// The service watched.
@@ -437,6 +459,9 @@ impl ServiceWatch {
     ) -> Assessment {
         let running = obs.satisfied();
         let desired = obs.desired();
+        if let Some(failed) = self.crash_loop(obs) {
+            return Assessment::Decided(failed);
+        }
         if new_failure || running < desired || desired == 0 {
             self.stable_since = None;
             return Assessment::Pending { phase: waiting, wake: None };
@@ -476,6 +501,35 @@ impl ServiceWatch {
             Some(obs),
             Verdict::Failed,
             format!("task {} failed ({why}) and restart_policy is none, so swarm will not replace it", failed.id),
+        ))
+    }
+
+    /// Tasks of this deploy that failed as often as the limit, with not all
+    /// desired tasks running: swarm will go on restarting them (a crash loop,
+    /// or a healthcheck that never passes).
+    fn crash_loop(&self, obs: &ServiceObservation) -> Option<ServiceVerdict> {
+        let failures = self.seen_failures.len();
+        let (running, desired) = (obs.satisfied(), obs.desired());
+        if self.failure_limit == 0 || failures < self.failure_limit || running >= desired {
+            return None;
+        }
+        let last = obs.failed_tasks().max_by_key(|t| t.since);
+        let what = match last {
+            Some(task) => {
+                let code = task.exit_code.map(|c| format!(" with exit code {c}")).unwrap_or_default();
+                let error = task.error.as_deref().or(task.message.as_deref()).unwrap_or("no error given");
+                format!("; the last, task {}, ended{code}: {error}", task.id.get(..12).unwrap_or(&task.id))
+            }
+            None => String::new(),
+        };
+        Some(self.verdict(
+            Some(obs),
+            Verdict::TaskFailed,
+            format!(
+                "{failures} tasks of this deploy failed (the limit is {}) and {running}/{desired} run; swarm would \
+                 restart them for ever{what}",
+                self.failure_limit
+            ),
         ))
     }
 
@@ -551,6 +605,103 @@ impl StackVerdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::observe::{RestartCondition, ServiceMode, TaskObservation};
+
+    /// A service the deploy created: one replica, restarted on any exit,
+    /// with `failed` failed tasks of this deploy and `running` running.
+    fn crash_looping(deploy_id: &DeployId, failed: usize, running: bool) -> ServiceObservation {
+        let task = |i: usize, state: TaskState| TaskObservation {
+            id: format!("task{i:02}aaaaaaaaaaaaaa"),
+            slot: Some(1),
+            node_id: Some("node".to_owned()),
+            desired: if state == TaskState::Running { TaskState::Running } else { TaskState::Shutdown },
+            state,
+            since: Timestamp::from_second(1_800_000_000 + i64::try_from(i).unwrap()).ok(),
+            error: (state == TaskState::Failed).then(|| "task: non-zero exit (3)".to_owned()),
+            message: None,
+            exit_code: (state == TaskState::Failed).then_some(3),
+            up_to_date: true,
+        };
+        let mut tasks: Vec<TaskObservation> = (0..failed).map(|i| task(i, TaskState::Failed)).collect();
+        if running {
+            tasks.push(task(failed, TaskState::Running));
+        }
+        ServiceObservation {
+            id: "svc".to_owned(),
+            name: "shop_app".to_owned(),
+            deploy_id: Some(deploy_id.as_str().to_owned()),
+            labels: std::collections::BTreeMap::default(),
+            spec: serde_json::json!({"image": "app:1.1.0"}),
+            update: None,
+            mode: ServiceMode::Replicated { replicas: 1 },
+            monitor: Duration::from_secs(5),
+            restart: RestartCondition::Any,
+            image: Some("app:1.1.0".to_owned()),
+            desired_tasks: Some(1),
+            tasks,
+        }
+    }
+
+    fn created(deploy_id: &DeployId) -> ServiceWatch {
+        let ownership = Ownership {
+            deploy_id: deploy_id.clone(),
+            since: Timestamp::from_second(1_799_999_999).unwrap(),
+            prior: None,
+        };
+        ServiceWatch::new("shop_app", ownership, Duration::from_secs(300))
+    }
+
+    #[test]
+    fn a_created_service_whose_tasks_keep_failing_is_task_failed_at_the_limit() {
+        let id = DeployId::generate();
+        let mut watch = created(&id);
+        let mut at = Duration::ZERO;
+        for failed in 0..3 {
+            at += Duration::from_secs(6);
+            let assessment = watch.observe(Some(&crash_looping(&id, failed, false)), at);
+            assert!(matches!(assessment, Assessment::Pending { .. }), "{failed} failures: {assessment:?}");
+        }
+        at += Duration::from_secs(6);
+        let Assessment::Decided(verdict) = watch.observe(Some(&crash_looping(&id, 3, false)), at) else {
+            panic!("three failures decide")
+        };
+        assert_eq!(verdict.verdict, Verdict::TaskFailed);
+        assert!(!verdict.verdict.is_success());
+        assert_eq!(verdict.verdict.as_str(), "task_failed");
+        assert!(
+            verdict.reason.starts_with("3 tasks of this deploy failed (the limit is 3) and 0/1 run"),
+            "{}",
+            verdict.reason
+        );
+        assert!(
+            verdict.reason.ends_with("task task02aaaaaa, ended with exit code 3: task: non-zero exit (3)"),
+            "{}",
+            verdict.reason
+        );
+    }
+
+    #[test]
+    fn the_limit_is_configurable_and_a_running_service_is_not_a_crash_loop() {
+        let id = DeployId::generate();
+        // With every desired task running, earlier failures are history:
+        // the monitor period decides, as before.
+        let mut watch = created(&id);
+        let running = crash_looping(&id, 3, true);
+        let assessment = watch.observe(Some(&running), Duration::from_secs(1));
+        assert!(matches!(assessment, Assessment::Pending { phase: Phase::Starting { .. }, .. }), "{assessment:?}");
+        let assessment = watch.observe(Some(&running), Duration::from_secs(2));
+        assert!(matches!(assessment, Assessment::Pending { phase: Phase::Verifying { .. }, .. }), "{assessment:?}");
+        // Limit 0: wait for the deadline, as swarm would.
+        let mut patient = created(&id).task_failure_limit(0);
+        let assessment = patient.observe(Some(&crash_looping(&id, 10, false)), Duration::from_secs(60));
+        assert!(matches!(assessment, Assessment::Pending { .. }), "{assessment:?}");
+        let mut quick = created(&id).task_failure_limit(1);
+        let Assessment::Decided(verdict) = quick.observe(Some(&crash_looping(&id, 1, false)), Duration::from_secs(2))
+        else {
+            panic!("one failure decides with limit 1")
+        };
+        assert_eq!(verdict.verdict, Verdict::TaskFailed);
+    }
 
     #[test]
     fn the_stack_takes_the_worst_verdict() {

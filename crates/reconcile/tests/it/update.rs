@@ -222,3 +222,32 @@ async fn a_second_run_on_the_same_app_is_refused_while_one_holds_the_lock() {
     drop(held);
     assert!(app.alerts().is_empty() && !app.journal_exists());
 }
+
+/// A stateful update undeploys and then *creates* the target's services, so
+/// swarm has no update to roll back and restarts a crashing target for ever:
+/// lkg calls it at the third failed task, long before the deploy deadline,
+/// and the rollback brings last-good and its data back.
+#[tokio::test]
+async fn a_crash_looping_stateful_target_is_called_at_its_third_failure_and_rolled_back() {
+    images(&[("1.0.0", Behaviour::Healthy), ("1.1.0", Behaviour::Crash)]);
+    let app = TestApp::new("rcloop").await;
+    let mut spec = app.spec(Service::Plain, true);
+    // The default deadline: before crash-loop detection the outage lasted this long.
+    spec.deploy.timeout = std::time::Duration::from_secs(300);
+    assert_eq!(app.update(&spec, "1.0.0").await.outcome, Outcome::Installed);
+    app.put_marker("known-good");
+
+    let report = app.update(&spec, &bad("1.1.0", Behaviour::Crash)).await;
+    assert_eq!(report.outcome, Outcome::RolledBack, "{report:#?}");
+    assert_eq!(report.reason, Some(Reason::TaskFailed), "{report:#?}");
+    let detail = report.detail.as_deref().unwrap_or_default();
+    assert!(detail.contains("3 tasks of this deploy failed") && detail.contains("exit code 3"), "{detail}");
+    assert_eq!((report.recovered, report.data_restored), (Some(true), true));
+    assert_eq!(app.serving(), "1.0.0");
+    assert_eq!(app.get("/marker").body, "known-good");
+    let deploy = report.timeline.steps.iter().find(|s| s.step == Step::DeployTarget).expect("deploy-target ran");
+    assert!(!deploy.ok);
+    // Three attempts 5 s apart (swarm's restart delay), not the 300 s deadline.
+    assert!(deploy.ms < 90_000, "the crash loop was called after {} ms", deploy.ms);
+    assert_eq!(app.alerts()[0]["reason"], "task_failed");
+}

@@ -104,14 +104,35 @@ async fn unmet_placement_is_deadline_exceeded_within_the_deadline() {
     assert!(took < Duration::from_secs(15), "took {took:?}");
 }
 
+/// With the crash-loop limit off (0), a crashing image waits for the
+/// deadline, as swarm would, and the verdict names the exit.
 #[tokio::test]
 async fn an_image_that_cannot_start_is_deadline_exceeded_and_names_the_exit() {
     let stack = TestStack::new("crash");
     let file = stack.file("c.yml", &app_compose(&image("1.0.0", Behaviour::Crash), ROLLBACK_STOP_FIRST, ""));
-    let report = stack.deploy(&[file], Duration::from_secs(8)).await;
+    let request = DeployRequest::new(&stack.name, [file]).timeout(Duration::from_secs(8)).task_failure_limit(0);
+    let report = stack.deploy_with(&stack.deployer(), request).await;
     let app = &report.verdict.services[0];
     assert_eq!(app.verdict, Verdict::DeadlineExceeded, "{app:#?}");
     assert!(app.task_errors.iter().any(|e| e.contains("non-zero exit")), "{:?}", app.task_errors);
+}
+
+/// A service the deploy creates has no update for swarm to roll back: its
+/// crashing tasks are restarted for ever. lkg calls it at the third failure
+/// (restart delay 5 s: about 10 s after the first), not at the deadline.
+#[tokio::test]
+async fn a_created_service_that_keeps_crashing_is_task_failed_at_the_third_failure() {
+    let stack = TestStack::new("crashloop");
+    let file = stack.file("c.yml", &app_compose(&image("1.0.0", Behaviour::Crash), ROLLBACK_STOP_FIRST, ""));
+    let started = Instant::now();
+    let report = stack.deploy(&[file], Duration::from_secs(150)).await;
+    let took = started.elapsed();
+    let app = &report.verdict.services[0];
+    assert_eq!(app.verdict, Verdict::TaskFailed, "{app:#?}");
+    assert_eq!(report.verdict.verdict, Verdict::TaskFailed);
+    assert!(app.reason.starts_with("3 tasks of this deploy failed (the limit is 3) and 0/1 run"), "{}", app.reason);
+    assert!(app.reason.contains("ended with exit code 3: task: non-zero exit (3)"), "{}", app.reason);
+    assert!(took < Duration::from_secs(75), "a crash loop is called long before the deadline: took {took:?}");
 }
 
 #[tokio::test]
