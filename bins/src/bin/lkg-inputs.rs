@@ -365,7 +365,7 @@ fn kernels(out: Output, layers: &[PathBuf]) -> Result<Exit, Failure> {
             .map_err(|e| Failure::new(Exit::Usage, format!("cannot open layer {}: {e}", path.display())))?;
         let layer = scan_layer(file).map_err(|e| {
             let exit = Exit::of(e.kind());
-            Failure::new(exit, format!("layer {}: {e}", path.display()))
+            Failure::new(exit, format!("layer {}: {}", path.display(), lkg_core::render_chain(&e)))
         })?;
         scanned.push(layer);
     }

@@ -124,7 +124,7 @@ pub enum LockError {
         holder: Option<Box<Holder>>,
     },
     /// The lock file could not be created, read or written.
-    #[error("cannot use the lock file {path}: {source}")]
+    #[error("cannot use the lock file {path}")]
     Io {
         /// The lock file.
         path: PathBuf,

@@ -47,7 +47,7 @@ pub struct Canonicals {
 #[non_exhaustive]
 pub enum StoreError {
     /// A file-system operation failed.
-    #[error("cannot {action} {path}: {source}")]
+    #[error("cannot {action} {path}")]
     Io {
         /// What lkg was doing.
         action: &'static str,

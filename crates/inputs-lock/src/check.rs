@@ -235,7 +235,7 @@ pub fn check_file(path: &Path, expectations: &[Expectation]) -> Result<CheckRepo
                         path.display()
                     )
                 }
-                other => other.to_string(),
+                other => lkg_core::render_chain(&other),
             };
             Ok(CheckReport {
                 file,

@@ -68,7 +68,7 @@ pub enum DocumentError {
         path: PathBuf,
     },
     /// The file exists but could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read {
         /// The path.
         path: PathBuf,

@@ -335,7 +335,7 @@ pub fn scan_layer(mut reader: impl Read) -> Result<LayerKernels, ScanError> {
 #[non_exhaustive]
 pub enum ScanError {
     /// Reading the layer failed.
-    #[error("cannot read the layer: {0}")]
+    #[error("cannot read the layer")]
     Read(#[source] io::Error),
     /// The layer is malformed.
     #[error(transparent)]

@@ -38,7 +38,7 @@ pub enum LayoutError {
         repository: String,
     },
     /// A file of the layout could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
@@ -74,7 +74,7 @@ pub enum LayoutError {
         platform: String,
     },
     /// The sink refused bytes (the scan stopped).
-    #[error("the layer reader stopped: {0}")]
+    #[error("the layer reader stopped")]
     Sink(#[source] std::io::Error),
 }
 

@@ -270,7 +270,7 @@ pub enum ReferenceError {
         tag: String,
     },
     /// The digest after `@` is malformed.
-    #[error("`{value}` has a malformed digest: {source}")]
+    #[error("`{value}` has a malformed digest")]
     Digest {
         /// The text.
         value: String,

@@ -155,7 +155,7 @@ pub enum SpecInput {
 #[non_exhaustive]
 pub enum SpecError {
     /// The spec file could not be read.
-    #[error("cannot read the spec: {0}")]
+    #[error("cannot read the spec")]
     Document(#[from] crate::DocumentError),
     /// A field is wrong.
     #[error("spec field `{field}`: {reason}")]
@@ -220,7 +220,7 @@ impl Spec {
             let field = format!("inputs.{name}");
             match input {
                 SpecInput::Image { reference, .. } => {
-                    ImageRef::parse(reference).map_err(|e| invalid(&field, &e.to_string()))?;
+                    ImageRef::parse(reference).map_err(|e| invalid(&field, &lkg_core::render_chain(&e)))?;
                 }
                 SpecInput::Label { image, .. }
                 | SpecInput::KernelReleases { image }
@@ -731,7 +731,7 @@ async fn resolve_image<R: Resolver>(
 ) -> Result<Resolved, ResolveError> {
     // Spec and lock references were validated; a lock pin passed `check`.
     let reference = ImageRef::parse(text)
-        .map_err(|e| ResolveError::NotFound { input: input.to_owned(), reference: e.to_string() })?;
+        .map_err(|e| ResolveError::NotFound { input: input.to_owned(), reference: lkg_core::render_chain(&e) })?;
     progress(Event::Inspecting { input, reference: text });
     let image = resolver
         .inspect(&reference)

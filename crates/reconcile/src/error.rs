@@ -120,7 +120,7 @@ pub enum ReconcileError {
     #[error(transparent)]
     Snapshot(#[from] lkg_warmsnap::SnapError),
     /// A state file (journal, last-good, alert) could not be read or written.
-    #[error("cannot {action} {path}: {source}")]
+    #[error("cannot {action} {path}")]
     State {
         /// What lkg was doing.
         action: &'static str,

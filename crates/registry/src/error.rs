@@ -104,7 +104,7 @@ pub enum RegistryError {
     #[error("cannot set up the HTTP client: {0}")]
     Setup(String),
     /// A local file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         /// The file.
         path: PathBuf,

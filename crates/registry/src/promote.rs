@@ -456,8 +456,8 @@ impl From<PromoteError> for StepError {
 impl fmt::Display for StepError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StepError::Registry(e) => write!(f, "{e}"),
-            StepError::Journal(e) => write!(f, "{e}"),
+            StepError::Registry(e) => f.write_str(&lkg_core::render_chain(e)),
+            StepError::Journal(e) => f.write_str(&lkg_core::render_chain(e)),
             StepError::Verification(m) => {
                 write!(f, "verification failed: ")?;
                 let parts: Vec<String> = m
@@ -761,7 +761,7 @@ pub async fn revert(
                     unreachable = Some(e);
                     break;
                 }
-                Err(e) => problems.push(format!("{tag_ref}: {e}")),
+                Err(e) => problems.push(format!("{tag_ref}: {}", lkg_core::render_chain(&e))),
             }
         }
     }
@@ -810,7 +810,7 @@ pub async fn revert(
     };
     r.mismatches = mismatches;
     r.notes = notes;
-    let mut errors: Vec<String> = unreachable.map(|e| e.to_string()).into_iter().collect();
+    let mut errors: Vec<String> = unreachable.map(|e| lkg_core::render_chain(&e)).into_iter().collect();
     errors.extend(problems);
     r.error = if errors.is_empty() { None } else { Some(errors.join("; ")) };
     Ok(r)

@@ -141,7 +141,7 @@ impl FromStr for Reference {
         if s.contains("://") {
             return Err(bad("only docker:// references are supported".to_owned()));
         }
-        let image = ImageRef::parse(s).map_err(|e| bad(e.to_string()))?;
+        let image = ImageRef::parse(s).map_err(|e| bad(lkg_core::render_chain(&e)))?;
         let mut reference = Reference::from(&image);
         if reference.tag.is_none() && reference.digest.is_none() {
             reference.tag = Some("latest".to_owned());

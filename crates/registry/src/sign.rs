@@ -42,7 +42,7 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 #[non_exhaustive]
 pub enum KeyError {
     /// The key file could not be read.
-    #[error("cannot read key {}: {source}", path.display())]
+    #[error("cannot read key {}", path.display())]
     Io {
         /// The file.
         path: PathBuf,

@@ -56,7 +56,7 @@ pub struct OverlayDecision {
 
 /// The overlay directory could not be read.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read the overlay directory {path}: {source}")]
+#[error("cannot read the overlay directory {path}")]
 pub struct OverlayError {
     /// The directory.
     pub path: PathBuf,

@@ -13,7 +13,7 @@ use lkg_canonical::RecipeVersion;
 #[non_exhaustive]
 pub enum RepoError {
     /// The path is not a git repository.
-    #[error("{path} is not a git repository (bare or with a work tree): {source}")]
+    #[error("{path} is not a git repository (bare or with a work tree)")]
     NotARepository {
         /// The path given.
         path: PathBuf,
@@ -22,7 +22,7 @@ pub enum RepoError {
         source: git2::Error,
     },
     /// The head revision does not resolve to a commit.
-    #[error("--head {rev:?} does not name a commit in {path}: {source}")]
+    #[error("--head {rev:?} does not name a commit in {path}")]
     BadHead {
         /// The revision given.
         rev: String,
@@ -57,7 +57,7 @@ pub enum RepoError {
         detail: String,
     },
     /// Reading refs or objects failed.
-    #[error("cannot {what} in {path}: {source}")]
+    #[error("cannot {what} in {path}")]
     Git {
         /// What lkg was doing.
         what: &'static str,

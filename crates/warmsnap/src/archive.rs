@@ -77,7 +77,7 @@ pub enum ArchiveError {
         refusal: Refusal,
     },
     /// The archive could not be read (the store's file, not its content).
-    #[error("cannot read the archive: {0}")]
+    #[error("cannot read the archive")]
     Read(#[source] io::Error),
 }
 

@@ -77,7 +77,7 @@ pub enum SnapError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Reading a volume, or writing its archive or its restored content, failed.
-    #[error("cannot {action} volume {volume}: {source}")]
+    #[error("cannot {action} volume {volume}")]
     Io {
         /// What lkg was doing: `archive`, `download the archive of`, `write
         /// the archive of`, `read the archive of`, `write into`.
@@ -154,10 +154,13 @@ pub enum SnapError {
         volume: String,
     },
     /// A restore failed after it had started replacing volumes.
+    // The cause goes before the advice, so the message holds its whole chain
+    // (`render_chain` then finds each cause said and adds none).
     #[error(
-        "restore of app {app} stopped while restoring volume {failed}{}: {source}; the snapshot is intact: \
+        "restore of app {app} stopped while restoring volume {failed}{}: {}; the snapshot is intact: \
          fix the cause and run the restore again",
-        if restored.is_empty() { String::new() } else { format!(" (already restored: {})", restored.join(", ")) }
+        if restored.is_empty() { String::new() } else { format!(" (already restored: {})", restored.join(", ")) },
+        lkg_core::render_chain(&**source)
     )]
     Incomplete {
         /// The app.
@@ -171,7 +174,7 @@ pub enum SnapError {
         source: Box<SnapError>,
     },
     /// A blocking task panicked or was cancelled (a bug).
-    #[error("internal error: a background task failed: {0}")]
+    #[error("internal error: a background task failed")]
     Task(#[from] tokio::task::JoinError),
 }
 

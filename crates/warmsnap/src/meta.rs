@@ -69,7 +69,7 @@ pub struct VolumeRecord {
 #[non_exhaustive]
 pub enum MetaError {
     /// Not JSON, or not the shape of a format-1 `meta.json`.
-    #[error("not a valid meta.json: {0}")]
+    #[error("not a valid meta.json")]
     Json(#[source] serde_json::Error),
     /// Written by a newer (or older, incompatible) lkg.
     #[error("meta.json has format {found}; this lkg reads format {FORMAT}")]

@@ -112,7 +112,7 @@ pub enum StoreError {
         lock: PathBuf,
     },
     /// `meta.json` is unreadable or does not check.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Meta {
         /// The file.
         path: PathBuf,

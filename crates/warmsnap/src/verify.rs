@@ -112,7 +112,7 @@ pub async fn verify<S: Store>(
                 Verdict::Mismatch { actual_bytes, actual_sha256 }
             }
             Err(SnapError::Store(StoreError::MissingVolume { .. })) => Verdict::Missing,
-            Err(SnapError::Refused { source, .. }) => Verdict::Refused { reason: source.to_string() },
+            Err(SnapError::Refused { source, .. }) => Verdict::Refused { reason: lkg_core::render_chain(&source) },
             Err(other) => return Err(other),
         };
         volumes.push(VolumeCheck {
