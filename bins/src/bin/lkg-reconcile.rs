@@ -524,7 +524,13 @@ async fn status(state: &Path, app: Option<&str>, out: Output) -> Result<Exit, Fa
         for s in &statuses {
             writeln!(w, "app {}", s.app)?;
             match &s.last_good {
-                Some(l) => writeln!(w, "  last-good: {} (stack {}, {} since {})", l.version, l.stack, l.source, l.since)?,
+                Some(l) => {
+                    writeln!(w, "  last-good: {} (stack {}, {} since {})", l.version, l.stack, l.source, l.since)?;
+                    match &l.files {
+                        Some(files) => writeln!(w, "  files:     {} (a rollback deploys these)", files.dir.display())?,
+                        None => writeln!(w, "  files:     none kept (a rollback deploys the files given for the run)")?,
+                    }
+                }
                 None => writeln!(w, "  last-good: none recorded")?,
             }
             if let Some(deployed) = &s.deployed {

@@ -86,6 +86,7 @@ mod files;
 pub mod flow;
 mod gate;
 mod health;
+mod kept;
 mod platform;
 mod probe;
 mod report;
@@ -102,6 +103,7 @@ pub use event::Event;
 pub use flow::{FailureNote, Flow, Outcome, Reason, Step};
 pub use gate::{DEFAULT_MARKERS, Gate, GateDecision, HoldKind, ReleaseNotes};
 pub use health::{CheckResult, HealthGate, HealthSpec, HealthState, HttpCheck, ProbeRound};
+pub use kept::{DeployedFiles, KeptFile};
 pub use lkg_canonical::AppName;
 /// The kind of a [`ReconcileError`]: lkg's one failure classification.
 pub use lkg_core::FailureKind as ErrorKind;

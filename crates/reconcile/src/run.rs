@@ -234,6 +234,8 @@ impl<'a, P: Platform> Reconciler<'a, P> {
             check: None,
             alert: None,
             timeline: Vec::new(),
+            last_good_files: None,
+            target_files: None,
         };
         let outcome = self.drive(&mut run, &mut journal, source).await?;
         complete(&run, report, &journal, outcome)
@@ -411,6 +413,8 @@ impl<'a, P: Platform> Reconciler<'a, P> {
             check: request.check.clone(),
             alert: None,
             timeline: Vec::new(),
+            last_good_files: None,
+            target_files: None,
         };
         let outcome = self.drive(&mut run, &mut journal, "canonical").await?;
         complete(&run, report, &journal, outcome)
@@ -489,19 +493,12 @@ impl<'a, P: Platform> Reconciler<'a, P> {
         let target = journal.target.clone();
         let last_good = journal.last_good.clone().unwrap_or_default();
         let fail = |reason: Reason, detail: String| Ok(Err(FailureNote { step, reason, detail }));
-        let error = |e: &ReconcileError| Ok(Err(FailureNote { step, reason: Reason::Error, detail: e.to_string() }));
+        let error = |e: &ReconcileError| {
+            Ok(Err(FailureNote { step, reason: Reason::Error, detail: lkg_core::render_chain(e) }))
+        };
         match step {
             Step::RecordLastGood => {
-                let current = run.state.last_good()?;
-                if current.as_ref().is_none_or(|c| c.version != last_good) {
-                    run.state.set_last_good(&LastGood::new(
-                        spec.app.as_str(),
-                        &spec.stack,
-                        &last_good,
-                        source,
-                        self.now(),
-                    ))?;
-                }
+                self.record_last_good(run, journal, source)?;
                 Ok(Ok(()))
             }
             Step::Undeploy | Step::UndeployFailed | Step::UndeployPassed => {
@@ -526,6 +523,12 @@ impl<'a, P: Platform> Reconciler<'a, P> {
                 let version = if matches!(step, Step::DeployLastGood | Step::Reattach) { &last_good } else { &target };
                 if step == Step::Reattach {
                     Canonicals::new(&self.state_dir).set_status(run.lock, Status::Warm, self.now())?;
+                }
+                let mut spec = spec;
+                match self.files_for(journal, step) {
+                    Ok(Some(files)) => spec.compose = files,
+                    Ok(None) => {}
+                    Err(e) => return error(&e),
                 }
                 match run.docker(self.platform.deploy(&spec, version, self.observer)).await {
                     Ok(DeployOutcome::Converged { .. }) if step == Step::Reattach => {
@@ -559,13 +562,10 @@ impl<'a, P: Platform> Reconciler<'a, P> {
                 Ok(Ok(()))
             }
             Step::Commit => {
-                run.state.set_last_good(&LastGood::new(
-                    spec.app.as_str(),
-                    &spec.stack,
-                    &target,
-                    "health-gate",
-                    self.now(),
-                ))?;
+                run.state.set_last_good(
+                    &LastGood::new(spec.app.as_str(), &spec.stack, &target, "health-gate", self.now())
+                        .with_files(journal.target_files.clone()),
+                )?;
                 Ok(Ok(()))
             }
             Step::Alert => {
@@ -579,6 +579,47 @@ impl<'a, P: Platform> Reconciler<'a, P> {
         }
     }
 
+    /// Records last-good as this run begins (if the record says otherwise)
+    /// and takes the files it was deployed from into the journal: every
+    /// rollback step deploys these, never this run's files.
+    fn record_last_good(&self, run: &Run<'_>, journal: &mut Journal, source: &str) -> Result<(), ReconcileError> {
+        let last_good = journal.last_good.clone().unwrap_or_default();
+        let spec = &journal.spec;
+        let current = run.state.last_good()?;
+        journal.last_good_files = current.as_ref().filter(|c| c.version == last_good).and_then(|c| c.files.clone());
+        if journal.last_good_files.is_none() && !last_good.is_empty() {
+            self.note(&format!(
+                "last-good {last_good} has no kept files (recorded before lkg kept them, or adopted): a rollback \
+                 would deploy the files given for this run"
+            ));
+        }
+        if current.as_ref().is_none_or(|c| c.version != last_good) {
+            run.state.set_last_good(&LastGood::new(spec.app.as_str(), &spec.stack, &last_good, source, self.now()))?;
+        }
+        Ok(())
+    }
+
+    /// The compose files a deploy step uses, when not the spec's: the
+    /// target's are kept first and deployed from the copy, so that what a
+    /// later rollback redeploys is exactly what ran; last-good's come from
+    /// their copy, checked against their checksums.
+    fn files_for(&self, journal: &mut Journal, step: Step) -> Result<Option<Vec<PathBuf>>, ReconcileError> {
+        let kept = match step {
+            Step::DeployTarget => {
+                let spec = &journal.spec;
+                let kept = crate::kept::keep(&self.state_dir, &spec.app, &journal.target, &spec.compose)?;
+                journal.target_files = Some(kept.clone());
+                kept
+            }
+            Step::DeployLastGood | Step::Reattach => match &journal.last_good_files {
+                Some(kept) => kept.clone(),
+                None => return Ok(None),
+            },
+            _ => return Ok(None),
+        };
+        kept.verified().map(Some)
+    }
+
     /// Restores the snapshot this run relies on, after checking the store
     /// still holds that one (and not a newer take of other data).
     async fn restore(&self, run: &mut Run<'_>, journal: &Journal) -> Result<Result<(), FailureNote>, ReconcileError> {
@@ -590,7 +631,7 @@ impl<'a, P: Platform> Reconciler<'a, P> {
         };
         let current = match run.docker(self.platform.current_snapshot(spec)).await {
             Ok(current) => current,
-            Err(e) => return error(e.to_string()),
+            Err(e) => return error(lkg_core::render_chain(&e)),
         };
         if current.as_ref().is_none_or(|c| c.ts != expected.ts || c.version != expected.version) {
             let found = current.map_or_else(
@@ -606,7 +647,7 @@ impl<'a, P: Platform> Reconciler<'a, P> {
             return error(mismatch.to_string());
         }
         if let Err(e) = run.data(self.platform.restore(spec)).await {
-            return error(e.to_string());
+            return error(lkg_core::render_chain(&e));
         }
         run.data_restored = true;
         if journal.flow == Flow::Quick {

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ReconcileError;
 use crate::files::{read_json, remove, write_json};
 use crate::flow::{FailureNote, Flow, Step};
+use crate::kept::DeployedFiles;
 use crate::report::{Report, StepTiming};
 use crate::spec::AppSpec;
 
@@ -64,6 +65,16 @@ pub struct Journal {
     pub alert: Option<String>,
     /// The steps finished so far, with their timings.
     pub timeline: Vec<StepTiming>,
+    /// The files last-good runs from, as kept when it was deployed: what
+    /// every rollback step (and `recover`) deploys. `None` when last-good was
+    /// recorded without them (by an older lkg, or adopted from the stack's
+    /// label): then the files given for this run are deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_good_files: Option<DeployedFiles>,
+    /// The target's files, kept before it was deployed from them; last-good's
+    /// once the target is committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_files: Option<DeployedFiles>,
 }
 
 /// Which snapshot a run relies on: it restores only that one.
@@ -96,6 +107,10 @@ pub struct LastGood {
     /// with no record), `adopted` (a healthy version an operator deployed by
     /// hand over the record), `given` (--last-good).
     pub source: String,
+    /// The files it was deployed from, kept under the state dir; a rollback
+    /// deploys exactly these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<DeployedFiles>,
 }
 
 impl LastGood {
@@ -107,7 +122,15 @@ impl LastGood {
             version: version.to_owned(),
             since,
             source: source.to_owned(),
+            files: None,
         }
+    }
+
+    /// The same record, with the files it was deployed from.
+    #[must_use]
+    pub fn with_files(mut self, files: Option<DeployedFiles>) -> LastGood {
+        self.files = files;
+        self
     }
 }
 

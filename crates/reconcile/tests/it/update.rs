@@ -251,3 +251,43 @@ async fn a_crash_looping_stateful_target_is_called_at_its_third_failure_and_roll
     assert!(deploy.ms < 90_000, "the crash loop was called after {} ms", deploy.ms);
     assert_eq!(app.alerts()[0]["reason"], "task_failed");
 }
+
+/// Versions whose files differ (`update -c v1.yml`, then `-c v2-broken.yml`):
+/// the rollback deploys the files last-good was deployed from, kept when it
+/// was, not the target's, and not the originals as they are now.
+#[tokio::test]
+async fn a_rollback_deploys_last_goods_own_files_not_the_targets() {
+    images(&[("1.0.0", Behaviour::Healthy), ("1.1.0", Behaviour::Healthy)]);
+    let app = TestApp::new("rcfiles").await;
+    let v1 = app.spec(Service::Plain, true);
+    assert_eq!(app.update(&v1, "1.0.0").await.outcome, Outcome::Installed);
+    app.put_marker("known-good");
+
+    // v2-broken.yml runs a healthy image told to fail its health endpoint.
+    let text = std::fs::read_to_string(&v1.compose[0]).unwrap();
+    let broken = text
+        .replace("    stop_grace_period: 1s\n", "    stop_grace_period: 1s\n    environment: {LKG_APP_HEALTH: fail}\n");
+    assert_ne!(broken, text);
+    let v2_path = app.recipe().join("v2-broken.yml");
+    std::fs::write(&v2_path, &broken).unwrap();
+    // The file 1.0.0 was deployed from is edited too: what ran is what counts.
+    std::fs::write(&v1.compose[0], &broken).unwrap();
+    let mut v2 = v1.clone();
+    v2.compose = vec![v2_path];
+
+    let report = app.update(&v2, "1.1.0").await;
+    assert_eq!(report.outcome, Outcome::RolledBack, "{report:#?}");
+    assert_eq!(report.reason, Some(Reason::Unhealthy), "{report:#?}");
+    assert_eq!((report.recovered, report.data_restored), (Some(true), true));
+    assert_eq!(app.serving(), "1.0.0");
+    assert_eq!(app.get("/health").status, 200, "last-good runs from its own files, without the broken env");
+    assert_eq!(app.get("/marker").body, "known-good");
+
+    // The record says which files last-good runs from; they still check.
+    let status = lkg_reconcile::app_status(&app.state(), &app.name.parse().unwrap()).unwrap();
+    let files = status.last_good.and_then(|l| l.files).expect("last-good's kept files");
+    assert_eq!(files.version, "1.0.0");
+    assert!(files.dir.starts_with(app.state().join("apps").join(&app.name).join("deployed")), "{files:?}");
+    let kept = std::fs::read_to_string(files.dir.join(&files.compose[0])).unwrap();
+    assert!(!kept.contains("LKG_APP_HEALTH"), "{kept}");
+}
