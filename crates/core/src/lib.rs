@@ -44,3 +44,16 @@ pub use clock::{Clock, FixedClock, SystemClock};
 pub use failure::{Classify, FailureKind, render_chain};
 pub use progress::{NoProgress, Progress};
 pub use state_file::StateFileError;
+
+/// Lowercase hex of `bytes`: how lkg writes every digest and checksum.
+///
+/// ```
+/// assert_eq!(lkg_core::hex(&[0x00, 0xab, 0x10]), "00ab10");
+/// ```
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}

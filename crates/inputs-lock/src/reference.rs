@@ -4,6 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use lkg_core::hex;
 use serde::{Deserialize, Deserializer, Serialize};
 use sha2::Digest as _;
 
@@ -163,14 +164,6 @@ impl Digest {
     pub fn hex(&self) -> &str {
         self.0.split_once(':').map_or("", |(_, h)| h)
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 impl fmt::Display for Digest {

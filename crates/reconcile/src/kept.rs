@@ -21,7 +21,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use lkg_core::AppName;
+use lkg_core::{AppName, hex};
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::Value;
 use sha2::{Digest as _, Sha256};
@@ -285,14 +285,6 @@ fn inside(path: &Path) -> Option<PathBuf> {
 
 fn sha256(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 #[cfg(test)]

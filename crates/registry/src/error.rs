@@ -125,13 +125,19 @@ impl From<DigestError> for RegistryError {
 /// registry served.
 impl lkg_core::Classify for RegistryError {
     fn kind(&self) -> lkg_core::FailureKind {
-        if self.is_environment() {
-            lkg_core::FailureKind::Environment
-        } else if self.is_input() {
-            lkg_core::FailureKind::Input
-        } else {
-            lkg_core::FailureKind::Verdict
-        }
+        kind_of(self.is_environment(), self.is_input())
+    }
+}
+
+/// The kind of a registry failure: "could not ask", bad input, else a
+/// verdict on what the registry served.
+pub(crate) fn kind_of(environment: bool, input: bool) -> lkg_core::FailureKind {
+    if environment {
+        lkg_core::FailureKind::Environment
+    } else if input {
+        lkg_core::FailureKind::Input
+    } else {
+        lkg_core::FailureKind::Verdict
     }
 }
 

@@ -103,13 +103,7 @@ pub enum ResolverError {
 
 impl lkg_core::Classify for ResolverError {
     fn kind(&self) -> lkg_core::FailureKind {
-        if self.is_environment() {
-            lkg_core::FailureKind::Environment
-        } else if self.is_input() {
-            lkg_core::FailureKind::Input
-        } else {
-            lkg_core::FailureKind::Verdict
-        }
+        crate::error::kind_of(self.is_environment(), self.is_input())
     }
 }
 

@@ -25,9 +25,8 @@ use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
+use lkg_core::hex;
 use sha2::{Digest, Sha256};
-
-use crate::meta::hex;
 
 /// The top directory of every entry: the volume as the helper container sees it.
 pub const ROOT: &str = "data";

@@ -17,12 +17,13 @@ use crate::archive::{WalkError, read_archive};
 use crate::direct::Extractor;
 use crate::engine::{Engine, locality};
 use crate::error::SnapError;
-use crate::meta::{Meta, VolumeRecord, hex};
+use crate::meta::{Meta, VolumeRecord};
 use crate::name::{AppName, NameError, check_object_name};
 use crate::progress::{Event, Phase};
 use crate::store::{LockMode, SnapshotReader, Store};
 use crate::transfer::{Reporter, blocking_with_progress};
 use crate::verify::{check_volume, open_snapshot};
+use lkg_core::hex;
 
 /// Chunks of an upload in flight: 8 × 256 KiB.
 const UPLOAD_CHUNK: usize = 256 * 1024;

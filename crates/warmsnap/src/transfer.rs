@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use lkg_core::Progress;
 use sha2::{Digest, Sha256};
 
-use crate::meta::hex;
 use crate::progress::{Event, Phase};
+use lkg_core::hex;
 
 /// How often progress is reported while a volume is being copied.
 const TICK: Duration = Duration::from_millis(200);
