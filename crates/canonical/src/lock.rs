@@ -305,7 +305,7 @@ impl Drop for AppLock {
 /// The environment variable through which a lock holder tells the
 /// processes it starts which locks they may join: `app=id,app=id`, each id a
 /// holding ([`AppLock::id`]) that the starting process keeps while they run.
-/// `lkg-canonical lock APP -- CMD` sets it; [`Canonicals::lock_or_join`]
+/// `lkg-canonical lock APP -- CMD` sets it; [`Canonicals::lock_or_join`](crate::Canonicals::lock_or_join)
 /// reads it.
 pub const LOCKS_VAR: &str = "LKG_CANONICAL_LOCKS";
 
