@@ -57,3 +57,8 @@ pub fn hex(bytes: &[u8]) -> String {
         s
     })
 }
+
+// The README's example is compiled with the doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExample;
