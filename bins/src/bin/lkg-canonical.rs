@@ -293,7 +293,6 @@ fn promote(canonicals: &Canonicals, args: &PromoteArgs, out: Output) -> Result<E
         target: if args.latest { Target::Latest } else { Target::Pinned },
         result: args.result,
     };
-    let lock = lock(canonicals, &app, "lkg-canonical promote", &args.wait)?;
     let request = PromotionRequest {
         version: args.version.clone(),
         commit: args.commit.clone(),
@@ -303,6 +302,9 @@ fn promote(canonicals: &Canonicals, args: &PromoteArgs, out: Output) -> Result<E
         status: args.status,
         now: Timestamp::now(),
     };
+    // Refused before the lock is taken: bad input changes nothing.
+    request.check().map_err(|e| Failure::of(&e))?;
+    let lock = lock(canonicals, &app, "lkg-canonical promote", &args.wait)?;
     let outcome = canonicals.promote(&lock, &request).map_err(|e| Failure::of(&e))?;
     release(lock)?;
     out.emit(&outcome, |w| write!(w, "{outcome}"))?;

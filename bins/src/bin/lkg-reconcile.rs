@@ -292,7 +292,11 @@ async fn run(command: Command, state: &Path, out: Output) -> Result<Exit, Failur
                     .map_err(|e| Failure::new(Exit::Usage, format!("cannot read the release notes: {e}")))?,
                 (None, None, None) => None,
             };
-            let gate = if marker.is_empty() { Gate::default() } else { Gate::new(&marker) };
+            let gate = if marker.is_empty() {
+                Gate::default()
+            } else {
+                Gate::with_markers(&marker).map_err(|e| failure(&e))?
+            };
             let decision = gate.decide(Some(&last_good), &target, notes.as_ref());
             out.emit(&decision, |w| match &decision {
                 GateDecision::Pass { reason } => writeln!(w, "pass: {reason}"),

@@ -411,3 +411,38 @@ fn help_names_the_commands_options_and_exit_codes() {
     let out = canonical(state.path(), &["lock", "--help"]);
     assert!(text(&out.stdout).contains("Exits with the command's exit code"), "{}", text(&out.stdout));
 }
+
+/// A record is read back by later runs (upgrade-base, reconcile), so
+/// `promote` refuses what could not name a deployment, before it takes the
+/// lock and without writing anything.
+#[test]
+fn promote_refuses_versions_commits_and_volumes_that_name_nothing() {
+    let state = tempfile::tempdir().unwrap();
+    let s = state.path();
+    let long = "1".repeat(100_000);
+    let scheme = ["--base-domain", "ci.example.net"];
+    let cases: Vec<(&str, &str, &str, &str)> = vec![
+        ("", "abc", "v", "invalid version \"\""),
+        ("../../etc", "abc", "v", "invalid version \"../../etc\""),
+        (&long, "abc", "v", "invalid version \"1111"),
+        ("1.0.0\u{1b}[31m", "abc", "v", "invalid version \"1.0.0\\u{1b}[31m\""),
+        ("1.0.0", "abc\ndef", "v", "invalid commit \"abc\\ndef\""),
+        ("1.0.0", "", "v", "invalid commit \"\""),
+        ("1.0.0", "abc", "", "invalid volume name \"\""),
+        ("1.0.0", "abc", "../../etc/passwd", "invalid volume name \"../../etc/passwd\""),
+        ("1.0.0", "abc", "a b", "invalid volume name \"a b\""),
+    ];
+    for (version, commit, volume, message) in cases {
+        let mut args = promote_args("gitea", version, commit, &scheme);
+        args.extend(["--volume", volume]);
+        let out = canonical(s, &args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{version:.20?} {commit:?} {volume:?}: {stderr}");
+        assert!(stderr.contains(message), "{message}: {stderr}");
+        assert!(stderr.len() < 1_000, "the message does not repeat 100,000 characters: {} bytes", stderr.len());
+        assert!(!s.join("apps/gitea").exists(), "nothing written, not even a lock file: {version:.20?}");
+    }
+    let mut ok = promote_args("gitea", "1.0.0+1", "5e1f0c2", &scheme);
+    ok.extend(["--volume", "warm-canon-gitea_data"]);
+    assert_eq!(code(&canonical(s, &ok)), (Some(0), String::new()));
+}

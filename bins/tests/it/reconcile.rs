@@ -191,6 +191,12 @@ fn exit_codes_and_json_follow_the_documented_table() {
     assert_eq!(gate(&["--target", "2.0.0"]), Some(3));
     assert_eq!(gate(&["--target", "1.0.1", "--notes", "Manual migration required."]), Some(3));
     assert_eq!(gate(&["--target", "1.0.1", "--notes", "No breaking changes."]), Some(0));
+    // A marker that can match nothing would turn the hold off: refused, not passed.
+    let migration = ["--target", "1.1.0", "--notes", "manual migration required"];
+    for empty in ["", " ", "--"] {
+        assert_eq!(gate(&[&migration[..], &["--marker", empty]].concat()), Some(2), "--marker {empty:?}");
+    }
+    assert_eq!(gate(&[&migration[..], &["--marker", "manual migration"]].concat()), Some(3));
 
     let out = app.run(&["recover", "--app", &app.name]);
     assert_eq!(

@@ -91,7 +91,9 @@ pub use promotion::{PromotionVerdict, Refusal, Run, RunKind, RunResult, Stages, 
 pub use record::{Record, SCHEMA_VERSION, Status};
 pub use report::table;
 pub use store::{Canonicals, PromoteError, PromotionOutcome, PromotionRequest, StagedRecord, StoreError};
-pub use version::{MajorBump, MajorChange, RecipeVersion, VersionError, major_bump};
+pub use version::{
+    InvalidVersion, MajorBump, MajorChange, RecipeVersion, VERSION_RULE, VersionError, check_version, major_bump,
+};
 
 // The README's example is compiled and run with the doctests.
 #[cfg(doctest)]

@@ -139,6 +139,21 @@ pub enum PromoteError {
         /// The app.
         app: AppName,
     },
+    /// The version cannot name a deployment.
+    #[error(transparent)]
+    Version(#[from] crate::version::InvalidVersion),
+    /// The commit is not a commit id.
+    #[error("invalid commit {commit:?}: give the commit id (1 to 64 letters and digits, as git prints it)")]
+    Commit {
+        /// The text given, at most 80 characters of it.
+        commit: String,
+    },
+    /// A volume name the Docker engine would refuse.
+    #[error("invalid volume name {volume:?}: {}", lkg_core::DOCKER_NAME_RULE)]
+    Volume {
+        /// The name given, at most 80 characters of it.
+        volume: String,
+    },
     /// The scheme derives another domain than the canonical lives at.
     #[error(
         "the canonical of {app} lives at {recorded}, but the domain scheme now derives {derived}; a promotion \
@@ -172,6 +187,24 @@ pub struct PromotionRequest<'a> {
     pub status: Status,
     /// Now.
     pub now: Timestamp,
+}
+
+impl PromotionRequest<'_> {
+    /// Checks what the request would record: a version that can name a
+    /// deployment, a commit id, Docker volume names. A record is read back
+    /// by later runs (upgrade-base, reconcile), so nothing else is written.
+    pub fn check(&self) -> Result<(), PromoteError> {
+        let shown = |text: &str| text.chars().take(80).collect::<String>();
+        crate::version::check_version(&self.version)?;
+        let commit = &self.commit;
+        if commit.is_empty() || commit.len() > 64 || !commit.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(PromoteError::Commit { commit: shown(commit) });
+        }
+        if let Some(volume) = self.volumes.iter().find(|v| !lkg_core::is_docker_name(v)) {
+            return Err(PromoteError::Volume { volume: shown(volume) });
+        }
+        Ok(())
+    }
 }
 
 /// What a promotion did.
@@ -382,6 +415,7 @@ impl Canonicals {
     /// they allow it, seeds or advances the canonical. Fields of the current
     /// record that this crate does not know are kept.
     pub fn promote(&self, lock: &AppLock, request: &PromotionRequest<'_>) -> Result<PromotionOutcome, PromoteError> {
+        request.check()?;
         let app = lock.app();
         let current = self.get(app)?;
         if let PromotionVerdict::Refuse(refusals) = decide_promotion(&request.run) {

@@ -273,6 +273,46 @@ fn app_major(app: &str) -> String {
     if parts.is_empty() { app.to_owned() } else { leftmost_nonzero(&parts) }
 }
 
+/// The rule of a version that names a deployment: it becomes a label value,
+/// an image tag (with `+` made `_`) and a file name (`releaseNotes/<version>.md`).
+pub const VERSION_RULE: &str = "use 1 to 128 letters, digits, '.', '_', '-' or '+', not starting with '.' or '-'";
+
+/// A version that cannot name a deployment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid version {:?}: {rule}", shown(version))]
+pub struct InvalidVersion {
+    /// The text given.
+    pub version: String,
+    /// The rule it breaks ([`VERSION_RULE`]).
+    pub rule: &'static str,
+}
+
+/// Checks that `version` can name a deployment: 1 to 128 characters of
+/// letters, digits, `.`, `_`, `-` and `+`, not starting with `.` or `-` (so
+/// `releaseNotes/<version>.md` stays in its directory and the version never
+/// reads as an option). Looser than [`RecipeVersion`]: any tag a recipe uses.
+///
+/// ```
+/// assert!(lkg_canonical::check_version("3.5.3+1.24.2-rootless").is_ok());
+/// assert!(lkg_canonical::check_version("../../etc").is_err());
+/// ```
+pub fn check_version(version: &str) -> Result<(), InvalidVersion> {
+    let ok = !version.is_empty()
+        // Docker's limit for a tag.
+        && version.len() <= 128
+        && !version.starts_with(['.', '-'])
+        && version.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'));
+    if ok { Ok(()) } else { Err(InvalidVersion { version: version.to_owned(), rule: VERSION_RULE }) }
+}
+
+/// At most 80 characters of `text`, for an error message about it.
+fn shown(text: &str) -> String {
+    match text.char_indices().nth(80) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

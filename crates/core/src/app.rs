@@ -94,6 +94,22 @@ pub fn check_label(name: &str) -> Result<(), AppNameError> {
     Ok(())
 }
 
+/// The rule of a Docker object name (volume, stack, network), moby's
+/// `daemon/names` (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`) capped at 200 characters,
+/// as [`is_docker_name`] checks it.
+pub const DOCKER_NAME_RULE: &str = "Docker object names start with a letter or digit, continue with letters, digits, \
+                                    '_', '.' or '-', and are at most 200 characters";
+
+/// Whether `name` is a Docker object name the engine accepts, which also
+/// makes it a safe file name: no `/`, never `.` or `..`, no spaces or
+/// control characters.
+pub fn is_docker_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    name.len() <= 200
+        && bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
 impl fmt::Display for AppName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

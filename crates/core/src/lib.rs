@@ -39,7 +39,7 @@ mod failure;
 mod progress;
 pub mod state_file;
 
-pub use app::{AppName, AppNameError, MAX_LABEL_LEN, check_label};
+pub use app::{AppName, AppNameError, DOCKER_NAME_RULE, MAX_LABEL_LEN, check_label, is_docker_name};
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use failure::{Classify, FailureKind, render_chain};
 pub use progress::{NoProgress, Progress};

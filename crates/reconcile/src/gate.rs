@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::alert::AlertKind;
+use crate::error::ReconcileError;
 use crate::version::{Bump, bump};
 
 /// The phrases that mark a manual migration when none are configured.
@@ -133,6 +134,16 @@ impl Gate {
         Gate { markers: markers.into_iter().map(|m| normalize(m.as_ref())).filter(|m| !m.is_empty()).collect() }
     }
 
+    /// A gate that holds on `markers` (replacing the defaults), refusing a
+    /// marker that can match nothing (empty, or only spaces and
+    /// punctuation): an empty `--marker ''` would otherwise turn the
+    /// manual-migration hold off without a word.
+    pub fn with_markers(markers: impl IntoIterator<Item = impl AsRef<str>>) -> Result<Gate, ReconcileError> {
+        let markers: Vec<String> = markers.into_iter().map(|m| m.as_ref().to_owned()).collect();
+        check_markers(&markers)?;
+        Ok(Gate::new(&markers))
+    }
+
     /// The markers, normalised (lowercase, single spaces).
     pub fn markers(&self) -> &[String] {
         &self.markers
@@ -192,6 +203,23 @@ impl Gate {
 
 /// Lowercase, with every run of characters other than letters and digits
 /// turned into one space.
+/// Refuses a marker list that can hold nothing: no marker at all, or one that
+/// normalises to nothing.
+pub(crate) fn check_markers(markers: &[String]) -> Result<(), ReconcileError> {
+    if markers.is_empty() {
+        return Err(ReconcileError::Invalid(
+            "no manual-migration markers: give at least one, or leave them out for the defaults".to_owned(),
+        ));
+    }
+    if let Some(empty) = markers.iter().find(|m| normalize(m).is_empty()) {
+        return Err(ReconcileError::Invalid(format!(
+            "manual-migration marker {empty:?} has no letters or digits, so it can match nothing and the gate would \
+             never hold: give a phrase such as \"manual migration\""
+        )));
+    }
+    Ok(())
+}
+
 fn normalize(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -245,6 +273,17 @@ mod tests {
         let held = gate.decide(Some("10.6.0+25.0.6"), "10.7.0+26.0.1", None);
         assert!(matches!(held, GateDecision::Hold { kind: HoldKind::Major, .. }), "app side alone: {held:?}");
         assert!(!gate.decide(Some("1.1.0"), "4.0.0", None).passes());
+    }
+
+    #[test]
+    fn a_marker_that_can_match_nothing_is_refused() {
+        for markers in [vec![""], vec![" "], vec!["manual migration", "--"], vec![]] {
+            let err = Gate::with_markers(&markers).unwrap_err();
+            assert!(matches!(err, ReconcileError::Invalid(_)), "{markers:?}: {err}");
+            assert_eq!(err.kind(), lkg_core::FailureKind::Input);
+        }
+        let gate = Gate::with_markers(["Manual  Migration!"]).unwrap();
+        assert_eq!(gate.markers(), ["manual migration"]);
     }
 
     #[test]

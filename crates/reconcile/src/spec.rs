@@ -207,7 +207,10 @@ impl AppConfig {
             None => compose[0].parent().unwrap_or_else(|| Path::new("/")).join("releaseNotes"),
         };
         let markers = match self.markers {
-            Some(markers) => markers,
+            Some(markers) => {
+                crate::gate::check_markers(&markers)?;
+                markers
+            }
             None => crate::gate::DEFAULT_MARKERS.iter().map(|m| (*m).to_owned()).collect(),
         };
         Ok(AppSpec {

@@ -5,20 +5,12 @@ use lkg_canonical::{MajorBump, RecipeVersion, major_bump};
 
 use crate::error::ReconcileError;
 
-/// The longest version accepted: Docker's limit for a tag.
-const MAX_LEN: usize = 128;
-
 /// Checks that `version` can name a deployment and a release-notes file:
 /// 1 to 128 characters of letters, digits, `.`, `_`, `-` and `+`, not
 /// starting with `.` or `-` (so `releaseNotes/<version>.md` stays in its
 /// directory and the version never reads as an option).
 pub fn check_version(version: &str) -> Result<(), ReconcileError> {
-    let rule = "use 1 to 128 letters, digits, '.', '_', '-' or '+', not starting with '.' or '-'";
-    let ok = !version.is_empty()
-        && version.len() <= MAX_LEN
-        && !version.starts_with(['.', '-'])
-        && version.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'));
-    if ok { Ok(()) } else { Err(ReconcileError::Version { version: version.to_owned(), rule }) }
+    lkg_canonical::check_version(version).map_err(|e| ReconcileError::Version { version: e.version, rule: e.rule })
 }
 
 /// The version as a Docker image tag: every character a tag cannot hold

@@ -4,9 +4,6 @@
 
 pub use lkg_core::{AppName, AppNameError};
 
-/// Docker refuses longer object names; it is also far below `NAME_MAX`.
-const MAX_OBJECT_LEN: usize = 200;
-
 /// Why a string is not a valid name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -43,18 +40,15 @@ impl lkg_core::Classify for NameError {
 const APP_RULE: &str = "an app name is a DNS label: lowercase letters a-z, digits and '-', \
                         1 to 63 characters, not starting or ending with '-'";
 
-const OBJECT_RULE: &str = "Docker object names start with a letter or digit, continue with letters, digits, \
-                           '_', '.' or '-', and are at most 200 characters";
-
 /// Checks a Docker volume or stack name with the engine's own rule
 /// (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`, moby `daemon/names`), which also makes it a
 /// safe file name: no `/`, and never `.` or `..`.
 pub(crate) fn check_object_name(kind: &'static str, name: &str) -> Result<(), NameError> {
-    let mut bytes = name.bytes();
-    let ok = name.len() <= MAX_OBJECT_LEN
-        && bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-    if ok { Ok(()) } else { Err(NameError { kind, name: name.to_owned(), rule: OBJECT_RULE }) }
+    if lkg_core::is_docker_name(name) {
+        Ok(())
+    } else {
+        Err(NameError { kind, name: name.to_owned(), rule: lkg_core::DOCKER_NAME_RULE })
+    }
 }
 
 #[cfg(test)]
