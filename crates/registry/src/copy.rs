@@ -115,22 +115,31 @@ async fn select_platforms(
     manifest: Manifest,
     platforms: &[Platform],
 ) -> Result<Manifest, RegistryError> {
-    if platforms.is_empty() || !manifest.is_index() {
+    if platforms.is_empty() {
         return Ok(manifest);
     }
-    let ManifestKind::Index(index) = manifest.parse()? else { return Ok(manifest) };
+    let wanted = || platforms.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    let index = match manifest.parse()? {
+        ManifestKind::Index(index) => index,
+        // One image: it is copied only if its own platform is one asked for;
+        // copying it anyway would hand an amd64 image to whoever asked for arm64.
+        ManifestKind::Image(image) => {
+            let own = client.config_of(src, &image).await?.platform();
+            if platforms.iter().any(|w| own.matches(w)) {
+                return Ok(manifest);
+            }
+            return Err(RegistryError::NotFound {
+                what: format!("platform {} in {src}, a single-platform image for {own}", wanted()),
+            });
+        }
+    };
     let chosen: Vec<&Descriptor> = index
         .manifests
         .iter()
         .filter(|d| d.platform.as_ref().is_some_and(|p| platforms.iter().any(|w| p.matches(w))))
         .collect();
     match chosen.as_slice() {
-        [] => Err(RegistryError::NotFound {
-            what: format!(
-                "platform {} in {src}",
-                platforms.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-            ),
-        }),
+        [] => Err(RegistryError::NotFound { what: format!("platform {} in {src}", wanted()) }),
         [one] => client.get_manifest(&src.at_digest(&one.digest)).await,
         _ => {
             // A new index with the chosen entries; everything else in the

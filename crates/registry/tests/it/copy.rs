@@ -144,3 +144,26 @@ async fn interop_with_skopeo_both_ways() {
     assert_eq!(theirs["Labels"]["made-by"], "lkg");
     assert_eq!(theirs["Digest"].as_str(), Some(m.digest.as_str()));
 }
+
+/// `--platform` on a single-platform image: the image is copied only if it
+/// is that platform; an amd64 image is never handed to who asked for arm64.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_a_single_image_is_not_is_not_found_and_nothing_is_copied() {
+    let env = env();
+    let client = client();
+    let src = reference(&env.registry_a, "single", "src", "1");
+    let image = push_random_image(&client, &src, 61, &[1024], &[], &amd64()).await.unwrap();
+    let dst = reference(&env.registry_a, "single", "dst", "stable");
+    let arm: Platform = "linux/arm64".parse().unwrap();
+    let err = copy(&client, &src, &dst, &CopyOptions { platforms: vec![arm] }).await.unwrap_err();
+    assert!(err.is_input(), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("platform linux/arm64 in ") && text.contains("a single-platform image for linux/amd64"),
+        "{text}"
+    );
+    assert!(client.head_manifest(&dst).await.unwrap().is_none(), "nothing was copied");
+    // Asked for its own platform, it is copied as it is.
+    let report = copy(&client, &src, &dst, &CopyOptions { platforms: vec![amd64()] }).await.unwrap();
+    assert_eq!(report.digest.as_ref(), Some(&image.digest));
+}
