@@ -441,3 +441,60 @@ mod quick_sweep {
         killed_then_recovered("restore-snapshot", "1.1.0-unhealthy", "failed");
     }
 }
+
+/// Secrets in a webhook URL (userinfo, query tokens) and in health URLs
+/// (userinfo) reach no output, report, alert or state file, even
+/// when the health check fails and the webhook cannot be delivered; and
+/// reconcile's state files are the owner's alone.
+#[test]
+fn secrets_in_urls_never_leave_lkg() {
+    let app = CliApp::new("rcsecret");
+    assert_eq!(app.update("1.0.0").status.code(), Some(0));
+    // A webhook on a port nothing listens on: its delivery fails, and the
+    // client's error quotes the URL.
+    let hook = format!("http://hookuser:HOOKPASS@127.0.0.1:{}/hook?token=SECRETTOKEN&apikey=APIKEYVALUE", free_port());
+    // (The fixture app routes on the exact path, so this URL carries no query.)
+    let health = format!("http://user:PASSWORD@127.0.0.1:{}/health", app.port);
+    let mut args = app.update_args("1.1.0-unhealthy");
+    let at = args.iter().position(|a| a == "--health").unwrap();
+    args[at + 1] = health;
+    args.extend(["--webhook".to_owned(), hook, "--stateless".to_owned()]);
+    let out = app.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report = json(&out);
+    assert_eq!(report["outcome"], "rolled_back");
+    assert_eq!(report["alert"]["delivery"]["delivered"], false);
+    assert!(report["alert"]["delivery"]["url"].as_str().unwrap().contains("token=***"), "{report:#}");
+    let human = app.run(&["status", "--app", &app.name]);
+    let status_json = app.run(&["status", "--app", &app.name, "--json"]);
+    let alerts = app.run(&["alerts", "--json"]);
+    let mut seen = vec![text(&out.stdout), text(&out.stderr), text(&human.stdout), text(&status_json.stdout)];
+    seen.push(text(&alerts.stdout));
+    for entry in walk(&app.state()) {
+        seen.push(String::from_utf8_lossy(&std::fs::read(&entry).unwrap()).into_owned());
+        if entry.to_string_lossy().contains("/reconcile/") || entry.to_string_lossy().contains("/alerts/") {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&entry).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{} is the owner's alone", entry.display());
+        }
+    }
+    for secret in ["HOOKPASS", "SECRETTOKEN", "PASSWORD", "APIKEYVALUE"] {
+        for text in &seen {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+    }
+}
+
+/// Every file below `dir`.
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() && !path.is_symlink() {
+            files.extend(walk(&path));
+        } else if path.is_file() {
+            files.push(path);
+        }
+    }
+    files
+}

@@ -10,7 +10,8 @@
 //!   input, environment, verdict, held, partial), which the binaries map to
 //!   their exit codes in one table; [`render_chain`] renders an error with
 //!   its causes;
-//! - [`Clock`]: the wall clock behind a trait ([`SystemClock`], [`FixedClock`]).
+//! - [`Clock`]: the wall clock behind a trait ([`SystemClock`], [`FixedClock`]);
+//! - [`redact`]: the one rule that masks secrets in URLs before lkg shows them.
 //!
 //! ```
 //! use lkg_core::{AppName, state_file};
@@ -37,6 +38,7 @@ mod app;
 mod clock;
 mod failure;
 mod progress;
+pub mod redact;
 pub mod state_file;
 
 pub use app::{AppName, AppNameError, DOCKER_NAME_RULE, MAX_LABEL_LEN, check_label, is_docker_name};

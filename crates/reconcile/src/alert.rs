@@ -260,7 +260,10 @@ impl Webhook {
     /// 2 s apart.
     pub fn new(url: &str) -> Result<Webhook, ReconcileError> {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(ReconcileError::Invalid(format!("webhook {url:?} is not an http:// or https:// URL")));
+            return Err(ReconcileError::Invalid(format!(
+                "webhook {:?} is not an http:// or https:// URL",
+                lkg_core::redact::url(url)
+            )));
         }
         Ok(Webhook {
             url: url.to_owned(),
@@ -303,7 +306,7 @@ impl Webhook {
             match sent {
                 Ok(response) if response.status().is_success() => {
                     return Delivery {
-                        url: self.url.clone(),
+                        url: lkg_core::redact::url(&self.url),
                         delivered: true,
                         attempts: attempt,
                         error: None,
@@ -311,14 +314,20 @@ impl Webhook {
                     };
                 }
                 Ok(response) => error = Some(format!("HTTP {}", response.status().as_u16())),
-                Err(e) => error = Some(lkg_core::render_chain(&e)),
+                Err(e) => error = Some(lkg_core::redact::text(&lkg_core::render_chain(&e))),
             }
             if attempt < self.attempts {
                 tokio::time::sleep(pause).await;
                 pause *= 2;
             }
         }
-        Delivery { url: self.url.clone(), delivered: false, attempts: self.attempts, error, at: clock.now_seconds() }
+        Delivery {
+            url: lkg_core::redact::url(&self.url),
+            delivered: false,
+            attempts: self.attempts,
+            error,
+            at: clock.now_seconds(),
+        }
     }
 }
 

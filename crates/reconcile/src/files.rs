@@ -10,9 +10,12 @@ use serde::de::DeserializeOwned;
 use crate::error::ReconcileError;
 
 /// Serialises `value` as pretty JSON (with a final newline) and writes it atomically.
+/// Mode 0600: a journal holds the app's spec (webhook and health URLs, which
+/// may carry credentials), so reconcile's state is its owner's alone.
 pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ReconcileError> {
     state_file::create_dir(path)?;
-    Ok(state_file::write_json(path, value)?)
+    let bytes = state_file::to_json(path, value)?;
+    Ok(state_file::write_with(path, &bytes, state_file::Mode::Private)?)
 }
 
 /// Reads a JSON state file; `None` when it does not exist.

@@ -148,7 +148,7 @@ pub(crate) fn keep(
     for (path, bytes) in &contents {
         let target = staging.join(path);
         lkg_core::state_file::create_dir(&target)?;
-        lkg_core::state_file::write(&target, bytes)?;
+        lkg_core::state_file::write_with(&target, bytes, lkg_core::state_file::Mode::Private)?;
     }
     write_json(&staging.join(MANIFEST), &kept)?;
     if dir.exists() {

@@ -35,10 +35,14 @@ pub(crate) fn fill(text: &str, version: &str) -> String {
 /// One HTTP check.
 pub(crate) async fn http(client: &reqwest::Client, check: &HttpCheck, version: &str, timeout: Duration) -> CheckResult {
     let url = fill(&check.url, version);
-    let name = format!("GET {url}");
+    // Shown in reports, alerts and webhook bodies: never with its secrets.
+    let name = format!("GET {}", lkg_core::redact::url(&url));
     let response = match client.get(&url).timeout(timeout).send().await {
         Ok(response) => response,
-        Err(e) => return CheckResult { check: name, pass: false, detail: lkg_core::render_chain(&e) },
+        Err(e) => {
+            let detail = lkg_core::redact::text(&lkg_core::render_chain(&e));
+            return CheckResult { check: name, pass: false, detail };
+        }
     };
     let status = response.status().as_u16();
     let body = response.text().await.unwrap_or_default();
@@ -66,7 +70,8 @@ pub(crate) async fn http(client: &reqwest::Client, check: &HttpCheck, version: &
 /// One shell command: passes on exit 0 within `timeout`.
 pub(crate) async fn command(script: &str, vars: &[(String, String)], version: &str, timeout: Duration) -> CheckResult {
     let script = fill(script, version);
-    let name = format!("sh -c {script:?}");
+    // URLs in the command (credentials, tokens) are masked where it is shown.
+    let name = format!("sh -c {:?}", lkg_core::redact::text(&script));
     let mut command = tokio::process::Command::new("sh");
     command
         .arg("-c")
@@ -94,6 +99,7 @@ pub(crate) async fn command(script: &str, vars: &[(String, String)], version: &s
         .map(|s| s.lines().last().unwrap_or_default().chars().take(200).collect::<String>())
         .unwrap_or_default();
     let pass = output.status.success();
+    let said = lkg_core::redact::text(&said);
     let detail = if said.is_empty() { output.status.to_string() } else { format!("{}: {said}", output.status) };
     CheckResult { check: name, pass, detail }
 }
