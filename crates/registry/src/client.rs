@@ -127,6 +127,13 @@ pub struct ClientOptions {
     pub credentials: Arc<dyn CredentialSource>,
     /// Connect timeout per attempt.
     pub connect_timeout: Duration,
+    /// The longest wait for the next bytes of any answer (headers or body,
+    /// a blob's too): a server that stops sending is given up on after this.
+    pub read_timeout: Duration,
+    /// The whole time one small document may take (a manifest, an index, a
+    /// tag list page, a token), from connecting to its last byte: a server
+    /// that drips one byte at a time is given up on after this.
+    pub document_timeout: Duration,
     /// How many blobs a copy moves at once.
     pub concurrency: usize,
 }
@@ -138,6 +145,8 @@ impl Default for ClientOptions {
             retry: RetryPolicy::default(),
             credentials: Arc::new(DockerConfig::from_env()),
             connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(30),
+            document_timeout: Duration::from_secs(60),
             concurrency: 4,
         }
     }
@@ -246,11 +255,19 @@ struct Request {
     url: String,
     headers: HeaderMap,
     body: Option<Bytes>,
+    /// The whole-request deadline of a small document (not of a blob).
+    timeout: Option<Duration>,
 }
 
 impl Request {
     fn new(method: Method, url: String) -> Request {
-        Request { method, url, headers: HeaderMap::new(), body: None }
+        Request { method, url, headers: HeaderMap::new(), body: None, timeout: None }
+    }
+
+    /// A request for a small document: bounded in total time.
+    fn document(mut self, timeout: Duration) -> Request {
+        self.timeout = Some(timeout);
+        self
     }
 
     fn header(mut self, name: header::HeaderName, value: &str) -> Request {
@@ -259,6 +276,38 @@ impl Request {
         }
         self
     }
+}
+
+/// The largest manifest or index lkg reads: 4 MiB, the most the distribution
+/// spec asks a registry to accept.
+const MAX_MANIFEST: usize = 4 << 20;
+/// The largest token-server answer lkg reads.
+const MAX_TOKEN_ANSWER: usize = 1 << 20;
+/// The largest page of a tag list lkg reads.
+const MAX_TAG_PAGE: usize = 16 << 20;
+
+/// Why a small document's body could not be read.
+enum DocumentRead {
+    /// The connection failed or timed out.
+    Transport(reqwest::Error),
+    /// The body is larger than the limit (nothing past it is read).
+    TooLarge,
+}
+
+/// Reads a small document's body, refusing more than `limit` bytes, so a
+/// hostile server cannot make lkg hold an unbounded answer in memory.
+async fn read_document(mut response: reqwest::Response, limit: usize) -> Result<Bytes, DocumentRead> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(DocumentRead::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(DocumentRead::Transport)? {
+        if body.len() + chunk.len() > limit {
+            return Err(DocumentRead::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(body))
 }
 
 /// `https://host/path?query` -> `https://host/path`, for messages (upload
@@ -290,6 +339,7 @@ impl Client {
             // its header and body writes (Nagle): ~20 ms per PUT.
             .tcp_nodelay(true)
             .connect_timeout(options.connect_timeout)
+            .read_timeout(options.read_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| RegistryError::Setup(e.to_string()))?;
@@ -447,6 +497,8 @@ impl Client {
                 rb
             }
         };
+        let timeout = self.inner.options.document_timeout;
+        let request = || request().timeout(timeout);
         let sent = send_with_retries(self.inner.options.retry, || {
             self.inner.requests.fetch_add(1, Ordering::Relaxed);
             let request = request();
@@ -473,9 +525,12 @@ impl Client {
         if !status.is_success() {
             return Err(unauthorized(format!("the token server answered {status}: {}", body_text(response).await)));
         }
-        let body = response.bytes().await.map_err(|e| RegistryError::Unreachable {
+        let body = read_document(response, MAX_TOKEN_ANSWER).await.map_err(|e| RegistryError::Unreachable {
             registry: realm_authority.clone(),
-            reason: format!("token server: {}", without_url(&e)),
+            reason: match e {
+                DocumentRead::Transport(e) => format!("token server: {}", without_url(&e)),
+                DocumentRead::TooLarge => format!("token server: an answer larger than {MAX_TOKEN_ANSWER} bytes"),
+            },
         })?;
         let answer: TokenAnswer = serde_json::from_slice(&body)
             .map_err(|e| unauthorized(format!("the token server answered malformed JSON: {e}")))?;
@@ -587,7 +642,7 @@ impl Client {
     /// dropped as soon as a redirect leaves the registry's host (blob
     /// storage on another host must never see the registry's token).
     async fn send_following(&self, request: Request, auth: Option<String>) -> Result<reqwest::Response, Unsent> {
-        let Request { method, url, headers, body } = request;
+        let Request { method, url, headers, body, timeout } = request;
         let mut url = Url::parse(&url).map_err(|e| Unsent::Transport(format!("bad URL {}: {e}", display_url(&url))))?;
         let origin = (url.scheme().to_owned(), url.host_str().map(str::to_owned), url.port_or_known_default());
         let mut auth = auth;
@@ -598,6 +653,9 @@ impl Client {
             }
             if let Some(b) = &body {
                 rb = rb.body(b.clone());
+            }
+            if let Some(t) = timeout {
+                rb = rb.timeout(t);
             }
             self.inner.requests.fetch_add(1, Ordering::Relaxed);
             let response = rb.send().await.map_err(|e| Unsent::Transport(without_url(&e)))?;
@@ -641,7 +699,10 @@ impl Client {
     /// `HEAD` a manifest: its digest without its body. `None` when absent.
     pub async fn head_manifest(&self, r: &Reference) -> Result<Option<ManifestHead>, RegistryError> {
         let url = self.repo_url(r, &format!("manifests/{}", r.target()));
-        let make = || Request::new(Method::HEAD, url.clone()).header(header::ACCEPT, media::ACCEPT_MANIFESTS);
+        let timeout = self.inner.options.document_timeout;
+        let make = || {
+            Request::new(Method::HEAD, url.clone()).header(header::ACCEPT, media::ACCEPT_MANIFESTS).document(timeout)
+        };
         let response = self.execute(r, &[Scope::pull(r.repository())], &make).await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
@@ -679,7 +740,9 @@ impl Client {
     /// Like [`Client::get_manifest`], but `None` when it does not exist.
     pub async fn get_manifest_opt(&self, r: &Reference) -> Result<Option<Manifest>, RegistryError> {
         let url = self.repo_url(r, &format!("manifests/{}", r.target()));
-        let make = || Request::new(Method::GET, url.clone()).header(header::ACCEPT, media::ACCEPT_MANIFESTS);
+        let timeout = self.inner.options.document_timeout;
+        let make =
+            || Request::new(Method::GET, url.clone()).header(header::ACCEPT, media::ACCEPT_MANIFESTS).document(timeout);
         let response = self.execute(r, &[Scope::pull(r.repository())], &make).await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -691,9 +754,15 @@ impl Client {
             response.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let content_type =
             response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let bytes = response.bytes().await.map_err(|e| RegistryError::Unreachable {
-            registry: r.api_host().to_owned(),
-            reason: format!("reading manifest {r}: {}", without_url(&e)),
+        let bytes = read_document(response, MAX_MANIFEST).await.map_err(|e| match e {
+            DocumentRead::Transport(e) => RegistryError::Unreachable {
+                registry: r.api_host().to_owned(),
+                reason: format!("reading manifest {r}: {}", without_url(&e)),
+            },
+            DocumentRead::TooLarge => RegistryError::Malformed {
+                what: format!("manifest {r}"),
+                reason: format!("it is larger than {} MiB, the most a registry needs to accept", MAX_MANIFEST >> 20),
+            },
         })?;
         // Verified before it is parsed: altered bytes are a digest mismatch,
         // whether or not they still parse.
@@ -748,7 +817,8 @@ impl Client {
     /// The size of a blob in `repo`, or `None` when it is not there.
     pub async fn blob_exists(&self, repo: &Reference, digest: &Digest) -> Result<Option<u64>, RegistryError> {
         let url = self.repo_url(repo, &format!("blobs/{digest}"));
-        let make = || Request::new(Method::HEAD, url.clone());
+        let timeout = self.inner.options.document_timeout;
+        let make = || Request::new(Method::HEAD, url.clone()).document(timeout);
         let response = self.execute(repo, &[Scope::pull(repo.repository())], &make).await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
@@ -889,7 +959,8 @@ impl Client {
         let mut url = self.repo_url(repo, &format!("tags/list?n={}", page_size.max(1)));
         for _ in 0..10_000 {
             let current = url.clone();
-            let make = || Request::new(Method::GET, current.clone());
+            let timeout = self.inner.options.document_timeout;
+            let make = || Request::new(Method::GET, current.clone()).document(timeout);
             let response = self.execute(repo, &[Scope::pull(repo.repository())], &make).await?;
             if response.status() == StatusCode::NOT_FOUND {
                 return Err(RegistryError::NotFound {
@@ -905,9 +976,15 @@ impl Client {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|link| link.split(';').next())
                 .map(|target| target.trim().trim_start_matches('<').trim_end_matches('>').to_owned());
-            let body = response.bytes().await.map_err(|e| RegistryError::Unreachable {
-                registry: repo.api_host().to_owned(),
-                reason: format!("reading the tag list: {}", without_url(&e)),
+            let body = read_document(response, MAX_TAG_PAGE).await.map_err(|e| match e {
+                DocumentRead::Transport(e) => RegistryError::Unreachable {
+                    registry: repo.api_host().to_owned(),
+                    reason: format!("reading the tag list: {}", without_url(&e)),
+                },
+                DocumentRead::TooLarge => RegistryError::Malformed {
+                    what: format!("tag list of {}", repo.repository()),
+                    reason: format!("a page is larger than {} MiB", MAX_TAG_PAGE >> 20),
+                },
             })?;
             let page: TagList = serde_json::from_slice(&body).map_err(|e| RegistryError::Malformed {
                 what: format!("tag list of {}", repo.repository()),

@@ -8,6 +8,7 @@ mod auth;
 mod common;
 mod copy;
 mod fault;
+mod hostile;
 mod inspect;
 mod integrity;
 mod promote;
