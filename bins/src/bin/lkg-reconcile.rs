@@ -401,9 +401,8 @@ async fn connect(state: &Path) -> Result<SwarmPlatform, Failure> {
     SwarmPlatform::connect(state).await.map_err(|e| failure(&e))
 }
 
-#[allow(clippy::disallowed_methods, reason = "its errors carry the path as a field")]
 fn read_notes(file: &Path) -> Result<ReleaseNotes, Failure> {
-    let text = std::fs::read_to_string(file)
+    let text = lkg_core::input::read_to_string(file, lkg_core::input::MAX_TEXT)
         .map_err(|e| Failure::new(Exit::Usage, format!("cannot read the release notes {}: {e}", file.display())))?;
     Ok(ReleaseNotes { source: file.display().to_string(), ..ReleaseNotes::given(text) })
 }

@@ -197,6 +197,10 @@ fn exit_codes_and_json_follow_the_documented_table() {
         assert_eq!(gate(&[&migration[..], &["--marker", empty]].concat()), Some(2), "--marker {empty:?}");
     }
     assert_eq!(gate(&[&migration[..], &["--marker", "manual migration"]].concat()), Some(3));
+    // Release notes that never end are refused after 1 MiB, not read into memory.
+    let out = app.run(&["gate", "--last-good", "1.0.0", "--target", "1.0.1", "--notes-file", "/dev/zero"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("larger than 1 MiB"), "{}", text(&out.stderr));
 
     let out = app.run(&["recover", "--app", &app.name]);
     assert_eq!(

@@ -495,3 +495,16 @@ fn proxy_one(client: TcpStream, upstream: &str, refuse: &str, refusing: &AtomicB
     let _ = up.read_to_end(&mut answer);
     let _ = client.write_all(&answer);
 }
+
+/// A key "file" that never ends (`/dev/zero`) is refused after 64 KiB, at
+/// once, instead of growing until the kernel kills lkg.
+#[test]
+fn an_endless_key_file_is_refused_at_once() {
+    let state = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let out = registry(state.path(), &["verify", "127.0.0.1:9/app:1", "--key", "/dev/zero"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot read key /dev/zero") && stderr.contains("larger than 64 KiB"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}", started.elapsed());
+}

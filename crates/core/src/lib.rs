@@ -37,6 +37,7 @@
 mod app;
 mod clock;
 mod failure;
+pub mod input;
 mod progress;
 pub mod redact;
 pub mod state_file;

@@ -138,9 +138,8 @@ pub const OS_IMAGE_LOCK_DESCRIPTION: &str = "Pinned inputs for workflow_dispatch
 
 impl Document {
     /// Reads and recognises a manifest or lock file.
-    #[allow(clippy::disallowed_methods, reason = "its error carries the path as a field")]
     pub fn read(path: &Path) -> Result<Document, DocumentError> {
-        let text = std::fs::read_to_string(path).map_err(|source| {
+        let text = lkg_core::input::read_to_string(path, lkg_core::input::MAX_DOCUMENT).map_err(|source| {
             if source.kind() == std::io::ErrorKind::NotFound {
                 DocumentError::NotFound { path: path.to_owned() }
             } else {

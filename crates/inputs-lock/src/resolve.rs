@@ -172,9 +172,8 @@ impl Spec {
     /// "base_image": ..., "build_container": ..., "zfs_minor_version": ...,
     /// "akmods_upstream_ref": ...}`, the lock's fields with floating images
     /// allowed) or a generic one (`{"inputs": {"name": {"image": ...}, ...}}`).
-    #[allow(clippy::disallowed_methods, reason = "its error carries the path as a field")]
     pub fn read(path: &Path) -> Result<Spec, SpecError> {
-        let text = std::fs::read_to_string(path)
+        let text = lkg_core::input::read_to_string(path, lkg_core::input::MAX_TEXT)
             .map_err(|source| crate::DocumentError::Read { path: path.to_owned(), source })?;
         Spec::parse(&text, &path.display().to_string())
     }

@@ -46,7 +46,7 @@ impl ReleaseNotes {
     /// exists. The target must have passed [`check_version`](crate::check_version).
     pub fn read(dir: &Path, target: &str) -> std::io::Result<Option<ReleaseNotes>> {
         let path: PathBuf = dir.join(format!("{target}.md"));
-        match fs_err::read_to_string(&path) {
+        match lkg_core::input::read_to_string(&path, lkg_core::input::MAX_TEXT) {
             Ok(text) => Ok(Some(ReleaseNotes { source: path.display().to_string(), text })),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),

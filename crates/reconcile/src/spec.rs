@@ -141,7 +141,8 @@ impl AppConfig {
     /// Reads a YAML config file; relative paths in it are relative to its directory.
     pub fn load(path: &Path) -> Result<AppConfig, ReconcileError> {
         let config_error = |reason: String| ReconcileError::Config { path: path.to_owned(), reason };
-        let text = fs_err::read_to_string(path).map_err(|e| config_error(e.to_string()))?;
+        let text = lkg_core::input::read_to_string(path, lkg_core::input::MAX_TEXT)
+            .map_err(|e| config_error(format!("cannot read it: {e}")))?;
         let mut config: AppConfig = serde_yaml_ng::from_str(&text).map_err(|e| config_error(e.to_string()))?;
         let base = path.parent().unwrap_or_else(|| Path::new("."));
         for file in &mut config.compose {

@@ -135,7 +135,8 @@ impl PublicKey {
     /// Reads a public key file.
     #[allow(clippy::disallowed_methods, reason = "its errors carry the path as a field")]
     pub fn from_file(path: &Path) -> Result<PublicKey, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io { path: path.to_owned(), source })?;
+        let text = lkg_core::input::read_to_string(path, lkg_core::input::MAX_KEY)
+            .map_err(|source| KeyError::Io { path: path.to_owned(), source })?;
         PublicKey::from_pem(&text, &path.display().to_string())
     }
 
@@ -224,7 +225,8 @@ impl SigningKey {
     /// Reads a private key file; `password` opens an encrypted one.
     #[allow(clippy::disallowed_methods, reason = "its errors carry the path as a field")]
     pub fn from_file(path: &Path, password: Option<&[u8]>) -> Result<SigningKey, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io { path: path.to_owned(), source })?;
+        let text = lkg_core::input::read_to_string(path, lkg_core::input::MAX_KEY)
+            .map_err(|source| KeyError::Io { path: path.to_owned(), source })?;
         SigningKey::from_pem(&text, password, &path.display().to_string())
     }
 

@@ -82,8 +82,8 @@ impl ComposeFiles {
     pub fn load(paths: &[PathBuf]) -> Result<ComposeFiles, ComposeError> {
         let mut sources = Vec::with_capacity(paths.len());
         for path in paths {
-            let text =
-                fs_err::read_to_string(path).map_err(|source| ComposeError::Read { path: path.clone(), source })?;
+            let text = lkg_core::input::read_to_string(path, lkg_core::input::MAX_DOCUMENT)
+                .map_err(|source| ComposeError::Read { path: path.clone(), source })?;
             sources.push((path.clone(), text));
         }
         ComposeFiles::parse(&sources)
