@@ -365,13 +365,28 @@ impl SnapshotReader for LocalReader {
     fn open_volume(&self, name: &str) -> Result<Box<dyn Read + Send>, StoreError> {
         check_object_name("volume", name)?;
         let path = self.dir.join(VOLUMES).join(format!("{name}.tar"));
-        match fs_err::File::open(&path) {
-            Ok(file) => Ok(Box::new(file)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                Err(StoreError::MissingVolume { app: self.app.to_string(), volume: name.to_owned(), path })
+        // Looked at before it is opened: opening a FIFO waits for a writer,
+        // and a link may lead to /dev/zero. lkg writes plain files here.
+        match fs_err::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_file() => {}
+            Ok(_) => {
+                return Err(StoreError::Layout {
+                    path,
+                    problem: "is not a plain file (a link, FIFO or device): lkg writes only plain archives here; \
+                              take a new snapshot"
+                        .to_owned(),
+                });
             }
-            Err(e) => Err(e.into()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::MissingVolume { app: self.app.to_string(), volume: name.to_owned(), path });
+            }
+            Err(e) => return Err(e.into()),
         }
+        let file = fs_err::File::open(&path)?;
+        // Never more than the recorded size (and one byte to tell it grew):
+        // the checksum then fails, instead of a read that does not end.
+        let recorded = self.meta.volume(name).map_or(u64::MAX - 1, |v| v.bytes);
+        Ok(Box::new(file.take(recorded.saturating_add(1))))
     }
 }
 

@@ -151,3 +151,37 @@ fn commit_refuses_a_meta_that_does_not_list_every_archive() {
     assert!(matches!(err, StoreError::Layout { .. }), "{err}");
     assert!(store.open(&app(), LockMode::Shared).unwrap().is_none(), "nothing was committed");
 }
+
+/// A volume archive replaced by a link to /dev/zero or by a FIFO is refused
+/// at once, not read for ever (or waited on); an archive that grew is read
+/// only to its recorded size and one byte more.
+#[test]
+fn an_archive_that_is_not_a_plain_file_is_refused_and_reads_stop_at_the_recorded_size() {
+    let state = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(state.path());
+    let (staging, meta) = stage(&store, b"known-good");
+    staging.commit(&meta).unwrap();
+    let archive = store.snapshot_dir(&app()).join("volumes/gitea_data.tar");
+
+    fs_err::remove_file(&archive).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &archive).unwrap();
+    let reader = store.open(&app(), LockMode::Shared).unwrap().unwrap();
+    let err = reader.open_volume("gitea_data").err().expect("a link is refused");
+    assert!(matches!(err, StoreError::Layout { .. }), "{err:?}");
+    assert!(err.to_string().contains("is not a plain file"), "{err}");
+    drop(reader);
+
+    fs_err::remove_file(&archive).unwrap();
+    let made = std::process::Command::new("mkfifo").arg(&archive).status().unwrap();
+    assert!(made.success());
+    let reader = store.open(&app(), LockMode::Shared).unwrap().unwrap();
+    assert!(matches!(reader.open_volume("gitea_data"), Err(StoreError::Layout { .. })), "a FIFO is refused unopened");
+    drop(reader);
+
+    fs_err::remove_file(&archive).unwrap();
+    fs_err::write(&archive, vec![b'x'; 1 << 20]).unwrap();
+    let reader = store.open(&app(), LockMode::Shared).unwrap().unwrap();
+    let mut bytes = Vec::new();
+    reader.open_volume("gitea_data").unwrap().read_to_end(&mut bytes).unwrap();
+    assert_eq!(bytes.len(), b"known-good".len() + 1);
+}
