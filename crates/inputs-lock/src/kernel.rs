@@ -547,8 +547,21 @@ fn release_of(path: &str) -> Option<(String, bool)> {
     MODULE_ROOTS.iter().find_map(|root| {
         let rest = path.strip_prefix(root)?.strip_prefix('/')?;
         let (release, below) = rest.split_once('/').map_or((rest, false), |(r, _)| (r, true));
-        (!release.is_empty()).then(|| (format!("{root}/{release}"), !below))
+        is_release_name(release).then(|| (format!("{root}/{release}"), !below))
     })
+}
+
+/// Whether a directory name under `modules/` can be a kernel release
+/// (`6.18.9-200.fc43.x86_64`, `5.15.0-91-generic`): 1 to 128 letters,
+/// digits, `.`, `-`, `_`, `+`, `~`, and not `.` or `..`. Anything else (a
+/// path that climbs out, a 5,000-character name, escape sequences) is a
+/// hostile or broken layer, not a release to report.
+fn is_release_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-+~".contains(&b))
 }
 
 impl Write for TarScan {
@@ -645,5 +658,11 @@ mod tests {
         assert_eq!(release_of("lib/modules/6.1/vmlinuz"), Some(("lib/modules/6.1".into(), false)));
         assert_eq!(release_of("usr/lib/modules"), None);
         assert_eq!(release_of("usr/lib/modulesx/6.1"), None);
+        // Names that are no release: climbing out, too long, control characters.
+        assert_eq!(release_of("usr/lib/modules/../../../etc"), None);
+        assert_eq!(release_of("usr/lib/modules/./x"), None);
+        assert_eq!(release_of(&format!("usr/lib/modules/{}", "6".repeat(5000))), None);
+        assert_eq!(release_of("usr/lib/modules/6.1\u{1b}[31m/"), None);
+        assert_eq!(release_of("lib/modules/5.15.0-91-generic"), Some(("lib/modules/5.15.0-91-generic".into(), true)));
     }
 }
