@@ -152,6 +152,13 @@ struct AppArgs {
     /// A compose file (repeatable, in -c order).
     #[arg(short = 'c', long = "compose", value_name = "FILE")]
     compose: Vec<PathBuf>,
+    /// A recipe git repository (a path or a URL) instead of -c: version V's
+    /// files are read from its tag V, release notes from its releaseNotes/.
+    #[arg(long, value_name = "PATH_OR_URL", conflicts_with = "compose")]
+    recipe: Option<String>,
+    /// With --recipe: a compose file inside the recipe (repeatable; default compose.yml).
+    #[arg(long = "compose-file", value_name = "NAME", requires = "recipe")]
+    compose_file: Vec<String>,
     /// Snapshot the volumes before the update and restore them on failure (default).
     #[arg(long, conflicts_with = "stateless")]
     stateful: bool,
@@ -321,6 +328,15 @@ impl AppArgs {
         }
         if !self.compose.is_empty() {
             config.compose = self.compose;
+            config.recipe = None;
+            config.compose_file.clear();
+        }
+        if self.recipe.is_some() {
+            config.recipe = self.recipe;
+            config.compose.clear();
+        }
+        if !self.compose_file.is_empty() {
+            config.compose_file = self.compose_file;
         }
         if self.stateful {
             config.stateful = Some(true);

@@ -141,6 +141,9 @@ pub enum ReconcileError {
         /// What is wrong.
         reason: String,
     },
+    /// A recipe repository could not be fetched or read (git failed or timed out).
+    #[error("cannot read the recipe: {0}")]
+    Recipe(String),
     /// The HTTP client could not be set up.
     #[error("cannot set up the HTTP client for health checks and webhooks: {0}")]
     Http(String),

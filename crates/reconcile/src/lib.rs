@@ -89,6 +89,7 @@ mod health;
 mod kept;
 mod platform;
 mod probe;
+mod recipe;
 mod report;
 mod run;
 #[cfg(test)]
@@ -111,7 +112,7 @@ pub use lkg_core::{NoProgress, Progress};
 pub use platform::{DeployOutcome, Platform, SwarmPlatform, version_label};
 pub use report::{AlertRecord, Command, Report, Resumed, StepTiming, Timeline, Waits};
 pub use run::{QuickRequest, Reconciler, UpdateRequest};
-pub use spec::{AppConfig, AppSpec, DeploySpec, ResolveImage, SnapshotAccess};
+pub use spec::{AppConfig, AppSpec, DeploySpec, RecipeSource, ResolveImage, SnapshotAccess};
 pub use state::{
     AppState, AppStatus, JOURNAL_FORMAT, Journal, JournalSummary, LastGood, SnapshotRef, app_status, reconciled_apps,
     status,

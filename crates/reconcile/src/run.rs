@@ -157,6 +157,9 @@ impl<'a, P: Platform> Reconciler<'a, P> {
             check_version(declared)?;
         }
         let (lock, took_over) = self.lock(&spec.app, &format!("lkg-reconcile update to {target}"))?;
+        // A recipe's files for the target, read from its tag.
+        let resolved = crate::recipe::resolve(&self.state_dir, spec, target).await?;
+        let spec = &resolved;
         let mut run = Run::new(&self.state_dir, spec.app.as_str(), &lock, started);
         let mut notes: Vec<String> = took_over.into_iter().collect();
 
@@ -362,6 +365,8 @@ impl<'a, P: Platform> Reconciler<'a, P> {
         let candidate = request.candidate.as_str();
         check_version(candidate)?;
         let (lock, took_over) = self.lock(&spec.app, &format!("lkg-reconcile quick {candidate}"))?;
+        let resolved = crate::recipe::resolve(&self.state_dir, spec, candidate).await?;
+        let spec = &resolved;
         let mut run = Run::new(&self.state_dir, spec.app.as_str(), &lock, started);
 
         let interrupted = match run.state.journal()? {

@@ -56,6 +56,21 @@ pub struct AppSpec {
     pub markers: Vec<String>,
     /// Where alerts are also sent (a JSON `POST`).
     pub webhook: Option<String>,
+    /// A recipe repository: each version's compose files (and release notes)
+    /// are read from its tag, and `compose` and `release_notes` point into
+    /// that version's files once a run resolved them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipe: Option<RecipeSource>,
+}
+
+/// A recipe repository whose tags are versions (`1.2.3+4.5.6`, annotated or
+/// lightweight): version V's files are read from tag V.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipeSource {
+    /// A local repository (an absolute path) or a URL the `git` CLI fetches.
+    pub location: String,
+    /// The compose files inside the recipe, in `-c` order (default `compose.yml`).
+    pub compose: Vec<String>,
 }
 
 /// How to deploy and undeploy.
@@ -135,6 +150,13 @@ pub struct AppConfig {
     pub markers: Option<Vec<String>>,
     /// Alert webhook.
     pub webhook: Option<String>,
+    /// A recipe repository (a path, relative to the config file, or a URL)
+    /// instead of `compose`: version V's files come from its tag V.
+    #[serde(default)]
+    pub recipe: Option<String>,
+    /// With `recipe`: the compose files inside it (default `compose.yml`).
+    #[serde(default)]
+    pub compose_file: Vec<String>,
 }
 
 impl AppConfig {
@@ -150,6 +172,11 @@ impl AppConfig {
         }
         if let Some(dir) = &mut config.release_notes {
             *dir = base.join(&*dir);
+        }
+        if let Some(recipe) = &mut config.recipe
+            && !crate::recipe::is_remote(recipe)
+        {
+            *recipe = base.join(&*recipe).to_string_lossy().into_owned();
         }
         Ok(config)
     }
@@ -174,11 +201,25 @@ impl AppConfig {
         let app = AppName::new(&self.app.ok_or_else(|| missing("app", "--app"))?)?;
         let stack = self.stack.unwrap_or_else(|| app.as_str().to_owned());
         check_stack(&stack)?;
-        if self.compose.is_empty() {
+        let recipe = match self.recipe {
+            Some(_) if !self.compose.is_empty() => {
+                return Err(ReconcileError::Invalid(
+                    "give either compose files (-c) or a recipe (--recipe), not both".to_owned(),
+                ));
+            }
+            Some(location) => Some(recipe_source(location, self.compose_file)?),
+            None if !self.compose_file.is_empty() => {
+                return Err(ReconcileError::Invalid("--compose-file names files inside a --recipe".to_owned()));
+            }
+            None => None,
+        };
+        if self.compose.is_empty() && recipe.is_none() {
             return Err(missing("compose file", "-c FILE"));
         }
         let compose: Vec<PathBuf> = self.compose.iter().map(|p| absolute(p)).collect::<Result<_, _>>()?;
-        lkg_swarm::ComposeFiles::load(&compose)?;
+        if recipe.is_none() {
+            lkg_swarm::ComposeFiles::load(&compose)?;
+        }
         for key in self.env.keys() {
             let valid = !key.is_empty()
                 && !key.starts_with(|c: char| c.is_ascii_digit())
@@ -203,9 +244,11 @@ impl AppConfig {
         if let Some(url) = &self.webhook {
             crate::alert::Webhook::new(url)?;
         }
-        let release_notes = match self.release_notes {
-            Some(dir) => absolute(&dir)?,
-            None => compose[0].parent().unwrap_or_else(|| Path::new("/")).join("releaseNotes"),
+        let release_notes = match (self.release_notes, compose.first()) {
+            (Some(dir), _) => absolute(&dir)?,
+            (None, Some(first)) => first.parent().unwrap_or_else(|| Path::new("/")).join("releaseNotes"),
+            // A recipe's release notes come from the version's tag.
+            (None, None) => PathBuf::new(),
         };
         let markers = match self.markers {
             Some(markers) => {
@@ -225,8 +268,29 @@ impl AppConfig {
             release_notes,
             markers,
             webhook: self.webhook,
+            recipe,
         })
     }
+}
+
+/// A recipe's location made absolute (a path) and its compose file names
+/// checked: plain relative paths inside the recipe.
+fn recipe_source(location: String, compose: Vec<String>) -> Result<RecipeSource, ReconcileError> {
+    let location = if crate::recipe::is_remote(&location) {
+        location
+    } else {
+        absolute(Path::new(&location))?.to_string_lossy().into_owned()
+    };
+    let compose = if compose.is_empty() { vec!["compose.yml".to_owned()] } else { compose };
+    for name in &compose {
+        let inside = Path::new(name).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        if name.is_empty() || !inside {
+            return Err(ReconcileError::Invalid(format!(
+                "--compose-file {name:?} must name a file inside the recipe (no '..', not absolute)"
+            )));
+        }
+    }
+    Ok(RecipeSource { location, compose })
 }
 
 /// A stack name swarm accepts.

@@ -6,6 +6,7 @@
 
 mod held;
 mod quick;
+mod recipes;
 mod update;
 
 use std::path::{Path, PathBuf};
