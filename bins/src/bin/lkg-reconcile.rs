@@ -517,7 +517,15 @@ fn human_report(w: &mut dyn Write, report: &Report) -> std::io::Result<()> {
         ms(t.health_ms),
         ms(t.overhead_ms),
         t.overhead_pct
-    )
+    )?;
+    match (t.downtime_ms, t.detect_ms) {
+        (Some(down), Some(detect)) => {
+            writeln!(w, "  down {:.1}s; the failure was detected {:.1}s after the deploy began", ms(down), ms(detect))
+        }
+        (Some(down), None) => writeln!(w, "  down {:.1}s", ms(down)),
+        (None, Some(detect)) => writeln!(w, "  the failure was detected {:.1}s after the deploy began", ms(detect)),
+        (None, None) => Ok(()),
+    }
 }
 
 #[allow(clippy::cast_precision_loss)] // display only

@@ -94,6 +94,17 @@ pub struct Timeline {
     pub overhead_ms: u64,
     /// `overhead_ms` as a share of `total_ms`, in percent.
     pub overhead_pct: f64,
+    /// How long the app was down (ms), for a run that undeployed it: from
+    /// the start of the undeploy to the end of the health gate that the
+    /// version deployed after it passed (the target's, or last-good's on a
+    /// rollback). `None` when nothing was undeployed, or nothing passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downtime_ms: Option<u64>,
+    /// How long it took to tell the target was bad (ms): from the start of
+    /// its deploy to the end of the step that failed (its deploy's verdict,
+    /// or its health gate). `None` when nothing failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detect_ms: Option<u64>,
 }
 
 impl Timeline {
@@ -105,8 +116,30 @@ impl Timeline {
         #[allow(clippy::cast_precision_loss)] // milliseconds of one run fit an f64 exactly
         let overhead_pct =
             if total_ms == 0 { 0.0 } else { (overhead_ms as f64 * 10_000.0 / total_ms as f64).round() / 100.0 };
-        Timeline { steps, total_ms, docker_ms, data_ms, health_ms, overhead_ms, overhead_pct }
+        let (downtime_ms, detect_ms) = (downtime(&steps), detection(&steps));
+        Timeline { steps, total_ms, docker_ms, data_ms, health_ms, overhead_ms, overhead_pct, downtime_ms, detect_ms }
     }
+}
+
+fn end(step: &StepTiming) -> u64 {
+    step.at_ms + step.ms
+}
+
+/// From the undeploy's start to the end of the last health gate that passed after it.
+fn downtime(steps: &[StepTiming]) -> Option<u64> {
+    let down = steps.iter().find(|s| s.step == Step::Undeploy)?;
+    let up = steps
+        .iter()
+        .rev()
+        .find(|s| s.ok && s.at_ms >= down.at_ms && matches!(s.step, Step::CheckHealth | Step::VerifyLastGood))?;
+    Some(end(up).saturating_sub(down.at_ms))
+}
+
+/// From the target's deploy to the end of the first step that failed after it.
+fn detection(steps: &[StepTiming]) -> Option<u64> {
+    let deploy = steps.iter().find(|s| matches!(s.step, Step::DeployTarget | Step::DeployCandidate))?;
+    let failed = steps.iter().find(|s| !s.ok && s.at_ms >= deploy.at_ms)?;
+    Some(end(failed).saturating_sub(deploy.at_ms))
 }
 
 /// Time spent waiting, by what was waited on.
@@ -181,5 +214,42 @@ mod tests {
         assert_eq!((timeline.overhead_ms, timeline.overhead_pct.to_string()), (100, "1".to_owned()));
         let none = Timeline::close(Vec::new(), Duration::ZERO, Waits::default());
         assert_eq!(none.overhead_pct.to_string(), "0");
+    }
+
+    fn step(step: Step, ok: bool, at_ms: u64, ms: u64) -> StepTiming {
+        StepTiming { step, ok, at_ms, ms, docker_ms: 0, data_ms: 0, health_ms: 0 }
+    }
+
+    #[test]
+    fn downtime_runs_from_the_undeploy_to_the_health_gate_that_passed_after_it() {
+        use Step::*;
+        // A stateful update that rolled back: the target crash-looped.
+        let rolled_back = vec![
+            step(RecordLastGood, true, 0, 5),
+            step(Undeploy, true, 5, 4_000),
+            step(Snapshot, true, 4_005, 1_000),
+            step(DeployTarget, false, 5_005, 12_000),
+            step(UndeployFailed, true, 17_005, 3_000),
+            step(RestoreSnapshot, true, 20_005, 1_000),
+            step(DeployLastGood, true, 21_005, 3_000),
+            step(VerifyLastGood, true, 24_005, 2_000),
+            step(Alert, true, 26_005, 10),
+        ];
+        let t = Timeline::close(rolled_back, Duration::from_secs(27), Waits::default());
+        assert_eq!((t.downtime_ms, t.detect_ms), (Some(26_000), Some(12_000)));
+        // An upgrade: down until the target passed its gate; nothing failed.
+        let upgraded = vec![
+            step(Undeploy, true, 0, 4_000),
+            step(Snapshot, true, 4_000, 1_000),
+            step(DeployTarget, true, 5_000, 3_000),
+            step(CheckHealth, true, 8_000, 1_500),
+            step(Commit, true, 9_500, 5),
+        ];
+        let t = Timeline::close(upgraded, Duration::from_secs(10), Waits::default());
+        assert_eq!((t.downtime_ms, t.detect_ms), (Some(9_500), None));
+        // A stateless update is not undeployed: its downtime is swarm's rolling update's.
+        let stateless = vec![step(DeployTarget, true, 0, 3_000), step(CheckHealth, false, 3_000, 6_000)];
+        let t = Timeline::close(stateless, Duration::from_secs(9), Waits::default());
+        assert_eq!((t.downtime_ms, t.detect_ms), (None, Some(9_000)));
     }
 }

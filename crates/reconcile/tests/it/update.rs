@@ -250,6 +250,10 @@ async fn a_crash_looping_stateful_target_is_called_at_its_third_failure_and_roll
     // Three attempts 5 s apart (swarm's restart delay), not the 300 s deadline.
     assert!(deploy.ms < 90_000, "the crash loop was called after {} ms", deploy.ms);
     assert_eq!(app.alerts()[0]["reason"], "task_failed");
+    // The report says how long it took to tell, and how long the app was down.
+    let t = &report.timeline;
+    assert_eq!(t.detect_ms, Some(deploy.ms), "{t:?}");
+    assert!(t.downtime_ms.is_some_and(|down| down > deploy.ms && down < t.total_ms), "{t:?}");
 }
 
 /// Versions whose files differ (`update -c v1.yml`, then `-c v2-broken.yml`):
