@@ -207,7 +207,7 @@ fn lock_from_command(
     let lock = lock_from(&doc, description).map_err(|e| {
         let failure = Failure::of(&e);
         match e {
-            LockError::Invalid { .. } => {
+            LockError::Invalid { .. } | LockError::Inconsistent { .. } => {
                 failure.with_hint("lock from the build-inputs.json of a run that resolved every input")
             }
             _ => failure,

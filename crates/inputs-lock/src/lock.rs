@@ -1,6 +1,6 @@
 //! A lock file from a run's manifest: "replay last known-good locked inputs".
 
-use crate::check::{Problem, check};
+use crate::check::{Issue, Problem, check};
 use crate::document::{Document, Kind, OS_IMAGE_LOCK_DESCRIPTION, Profile};
 use crate::model::Inputs;
 
@@ -33,6 +33,15 @@ pub enum LockError {
         /// Every problem of the would-be lock.
         problems: Vec<Problem>,
     },
+    /// The manifest has fields of the wrong type, or fields of one input that
+    /// disagree (a pinned reference naming another repository): a lock made
+    /// from it would pin something the run did not use, as `diff` and
+    /// `check-lock` say of the same file.
+    #[error("the manifest cannot be trusted to say what the run used ({}):\n{}", crate::plural(problems.len(), "problem"), problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Inconsistent {
+        /// Every such problem of the manifest.
+        problems: Vec<Problem>,
+    },
 }
 
 /// The lock that replays the run `manifest` records, in the manifest's
@@ -41,6 +50,13 @@ pub enum LockError {
 pub fn lock_from(manifest: &Document, description: Option<&str>) -> Result<Document, LockError> {
     if manifest.kind() != Kind::Manifest {
         return Err(LockError::NotAManifest);
+    }
+    let contradictions: Vec<Problem> = check(manifest, &[])
+        .into_iter()
+        .filter(|p| matches!(p.issue, Issue::WrongType { .. } | Issue::Inconsistent { .. }))
+        .collect();
+    if !contradictions.is_empty() {
+        return Err(LockError::Inconsistent { problems: contradictions });
     }
     let inputs = manifest.inputs();
     let locked = match manifest.profile() {

@@ -191,3 +191,21 @@ fn writes_are_atomic_and_readable() {
     let err = lock.write(&dir.path().join("missing-dir/lock.json")).unwrap_err();
     assert!(err.to_string().contains("missing-dir/lock.json"), "{err}");
 }
+
+/// `lock-from` refuses what `diff` and `check-lock` reject in a manifest: a
+/// field of the wrong type, a pinned reference naming another repository.
+#[test]
+fn lock_from_refuses_a_manifest_that_contradicts_itself() {
+    let text = fixture_text("kinoite-zfs/build-inputs.json");
+    let mut wrong_type: serde_json::Value = serde_json::from_str(&text).unwrap();
+    wrong_type["inputs"]["base_image_digest"] = serde_json::json!(12345);
+    let mut other_repo: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let pinned = other_repo["inputs"]["base_image_pinned"].as_str().unwrap().replace("kinoite-main", "other-image");
+    other_repo["inputs"]["base_image_pinned"] = serde_json::json!(pinned);
+    for (manifest, says) in [(wrong_type, "must be a string, found number"), (other_repo, "disagrees with")] {
+        let manifest = Document::parse(&manifest.to_string(), "build-inputs.json").unwrap();
+        let err = lock_from(&manifest, None).unwrap_err();
+        assert!(matches!(err, LockError::Inconsistent { .. }), "{err:?}");
+        assert!(err.to_string().contains(says), "{err}");
+    }
+}
