@@ -295,6 +295,13 @@ async fn run(command: Command, state: &Path, out: Output) -> Result<Exit, Failur
             let notes = match (notes, notes_file, release_notes) {
                 (Some(text), _, _) => Some(ReleaseNotes::given(text)),
                 (None, Some(file), _) => Some(read_notes(&file)?),
+                (None, None, Some(dir)) if !dir.is_dir() => {
+                    // A typo here would pass the gate without a word.
+                    return Err(Failure::new(
+                        Exit::Usage,
+                        format!("--release-notes {}: no such directory", dir.display()),
+                    ));
+                }
                 (None, None, Some(dir)) => ReleaseNotes::read(&dir, &target)
                     .map_err(|e| Failure::new(Exit::Usage, format!("cannot read the release notes: {e}")))?,
                 (None, None, None) => None,
@@ -609,6 +616,10 @@ async fn status(state: &Path, app: Option<&str>, out: Output) -> Result<Exit, Fa
 }
 
 fn alerts(state: &Path, app: Option<&str>, all: bool, ack: bool, out: Output) -> Result<Exit, Failure> {
+    // The same rule as every other command's --app: '../../etc' is no app.
+    if let Some(app) = app {
+        AppName::new(app).map_err(|e| failure(&ReconcileError::from(e)))?;
+    }
     let alerts = Alerts::new(state);
     let listed = alerts.list(app, all).map_err(|e| failure(&e))?;
     let acked = if ack {

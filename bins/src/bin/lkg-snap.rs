@@ -157,7 +157,9 @@ async fn verify(store: &LocalStore, app: &AppName, out: Output, progress: &TtyPr
     let report = lkg_warmsnap::verify(store, app, progress).await.map_err(|e| failure(&e))?;
     progress.clear();
     out.emit(&report, |w| {
-        header(w, "verified the snapshot of", &report.snapshot.meta)?;
+        // "verified" only when it did: a failing check says so from its first word.
+        let what = if report.ok { "verified the snapshot of" } else { "FAILED to verify the snapshot of" };
+        header(w, what, &report.snapshot.meta)?;
         for volume in &report.volumes {
             let verdict = match &volume.verdict {
                 Verdict::Ok { summary } => format!("ok ({} entries)", summary.entries),

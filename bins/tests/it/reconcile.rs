@@ -197,6 +197,17 @@ fn exit_codes_and_json_follow_the_documented_table() {
         assert_eq!(gate(&[&migration[..], &["--marker", empty]].concat()), Some(2), "--marker {empty:?}");
     }
     assert_eq!(gate(&[&migration[..], &["--marker", "manual migration"]].concat()), Some(3));
+    // A release-notes directory that does not exist is a typo, not "no notes".
+    let out = app.run(&["gate", "--last-good", "1.0.0", "--target", "1.0.1", "--release-notes", "/nonexistent/notes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--release-notes /nonexistent/notes: no such directory"),
+        "{}",
+        text(&out.stderr)
+    );
+    // `alerts --app` takes app names as every other command does.
+    let out = app.run(&["alerts", "--app", "../../etc"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     // Release notes that never end are refused after 1 MiB, not read into memory.
     let out = app.run(&["gate", "--last-good", "1.0.0", "--target", "1.0.1", "--notes-file", "/dev/zero"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));

@@ -124,6 +124,7 @@ fn take_show_verify_and_restore_from_the_command_line() {
     let out = snap(state.path(), &["verify", "--app", &stack]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stdout).contains(&volume.name) && text(&out.stdout).contains("MISMATCH"));
+    assert!(text(&out.stdout).starts_with("FAILED to verify the snapshot of app"), "{}", text(&out.stdout));
     assert!(text(&out.stderr).contains(&format!("volume {} differs", volume.name)), "{}", text(&out.stderr));
     volume.sh("echo after > /data/marker");
     let out = snap(state.path(), &["restore", "--app", &stack]);
