@@ -621,14 +621,22 @@ fn alerts(state: &Path, app: Option<&str>, all: bool, ack: bool, out: Output) ->
         AppName::new(app).map_err(|e| failure(&ReconcileError::from(e)))?;
     }
     let alerts = Alerts::new(state);
-    let listed = alerts.list(app, all).map_err(|e| failure(&e))?;
+    let (listed, unreadable) = alerts.list_checked(app, all).map_err(|e| failure(&e))?;
+    // One damaged file never hides the others: they are listed, it is named.
+    for bad in &unreadable {
+        eprintln!("lkg-reconcile: warning: cannot read the alert {}: {}", bad.path.display(), bad.reason);
+    }
     let acked = if ack {
         let open: Vec<String> = listed.iter().filter(|l| !l.acked).map(|l| l.alert.id.clone()).collect();
         alerts.ack(&open).map_err(|e| failure(&e))?
     } else {
         Vec::new()
     };
-    out.emit(&serde_json::json!({"alerts": listed, "acked": acked}), |w| {
+    let mut value = serde_json::json!({"alerts": listed, "acked": acked});
+    if !unreadable.is_empty() {
+        value["unreadable"] = serde_json::json!(unreadable);
+    }
+    out.emit(&value, |w| {
         if listed.is_empty() {
             writeln!(w, "no {}alerts", if all { "" } else { "open " })?;
         }

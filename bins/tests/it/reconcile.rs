@@ -170,6 +170,15 @@ fn exit_codes_and_json_follow_the_documented_table() {
     [TS] held-major             lkgt-rccli-[ID] 1.0.0 -> 2.0.0
         held by the safety gate: 1.0.0 -> 2.0.0 is a major update (major 1 -> 2). Nothing was changed: lkgt-rccli-[ID] still runs 1.0.0. Upgrade by hand (see the release notes), then run `lkg-reconcile status --app lkgt-rccli-[ID]`
     ");
+    // A damaged alert file is named; it hides no other alert.
+    let damaged = app.state().join("alerts/0-damaged.json");
+    std::fs::write(&damaged, "{not json").unwrap();
+    let out = app.run(&["alerts", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(json(&out)["alerts"].as_array().unwrap().len(), 1);
+    assert_eq!(json(&out)["unreadable"][0]["path"], damaged.display().to_string());
+    assert!(text(&out.stderr).contains("cannot read the alert"), "{}", text(&out.stderr));
+    std::fs::remove_file(&damaged).unwrap();
     let out = app.run(&["alerts", "--ack"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out.stdout).contains("acknowledged 1 alert(s)"), "{}", text(&out.stdout));

@@ -158,6 +158,15 @@ pub struct ListedAlert {
     pub acked: bool,
 }
 
+/// An alert file that could not be read (damaged, or not lkg's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnreadableAlert {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    pub reason: String,
+}
+
 /// The alerts directory, `<state-dir>/alerts/` (acknowledged ones in `acked/`).
 #[derive(Debug, Clone)]
 pub struct Alerts {
@@ -187,19 +196,36 @@ impl Alerts {
         Ok(path)
     }
 
-    /// The alerts, oldest first; `app` filters, `acked` includes the acknowledged ones.
+    /// The alerts, oldest first; `app` filters, `acked` includes the
+    /// acknowledged ones. A file that cannot be read is passed over (see
+    /// [`Alerts::list_checked`] to be told which).
     pub fn list(&self, app: Option<&str>, acked: bool) -> Result<Vec<ListedAlert>, ReconcileError> {
-        let mut listed = Alerts::list_dir(&self.dir, false)?;
+        Ok(self.list_checked(app, acked)?.0)
+    }
+
+    /// [`Alerts::list`], and the alert files that could not be read: one
+    /// damaged file never hides the others.
+    pub fn list_checked(
+        &self,
+        app: Option<&str>,
+        acked: bool,
+    ) -> Result<(Vec<ListedAlert>, Vec<UnreadableAlert>), ReconcileError> {
+        let mut unreadable = Vec::new();
+        let mut listed = Alerts::list_dir(&self.dir, false, &mut unreadable)?;
         if acked {
-            listed.extend(Alerts::list_dir(&self.dir.join("acked"), true)?);
+            listed.extend(Alerts::list_dir(&self.dir.join("acked"), true, &mut unreadable)?);
         }
         listed.retain(|l| app.is_none_or(|a| l.alert.app == a));
         listed.sort_by(|a, b| a.alert.ts.cmp(&b.alert.ts).then_with(|| a.alert.id.cmp(&b.alert.id)));
-        Ok(listed)
+        Ok((listed, unreadable))
     }
 
     #[allow(clippy::disallowed_methods, reason = "its errors carry the path as a field")]
-    fn list_dir(dir: &Path, acked: bool) -> Result<Vec<ListedAlert>, ReconcileError> {
+    fn list_dir(
+        dir: &Path,
+        acked: bool,
+        unreadable: &mut Vec<UnreadableAlert>,
+    ) -> Result<Vec<ListedAlert>, ReconcileError> {
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -215,8 +241,10 @@ impl Alerts {
             if name.starts_with('.') || !name.ends_with(".json") {
                 continue;
             }
-            if let Some(alert) = read_json::<Alert>(&path)? {
-                listed.push(ListedAlert { alert, path, acked });
+            match read_json::<Alert>(&path) {
+                Ok(Some(alert)) => listed.push(ListedAlert { alert, path, acked }),
+                Ok(None) => {}
+                Err(e) => unreadable.push(UnreadableAlert { path, reason: lkg_core::render_chain(&e) }),
             }
         }
         Ok(listed)

@@ -98,7 +98,7 @@ mod spec;
 mod state;
 mod version;
 
-pub use alert::{Alert, AlertFacts, AlertKind, Alerts, Delivery, ListedAlert, Webhook};
+pub use alert::{Alert, AlertFacts, AlertKind, Alerts, Delivery, ListedAlert, UnreadableAlert, Webhook};
 pub use error::ReconcileError;
 pub use event::Event;
 pub use flow::{FailureNote, Flow, Outcome, Reason, Step};
