@@ -197,7 +197,12 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Show { app: Some(app), .. } => show(&canonicals, &app_name(&app)?, out),
             Command::Show { app: None, .. } => {
-                let records = canonicals.all().map_err(|e| Failure::of(&e))?;
+                let readable = canonicals.all_checked().map_err(|e| Failure::of(&e))?;
+                let (records, unreadable) = (readable.records, readable.unreadable);
+                // One bad record never hides the others: they are shown, it is named.
+                for (app, error) in &unreadable {
+                    eprintln!("lkg-canonical: warning: app {app}: {}", lkg_core::render_chain(error));
+                }
                 out.emit(&records, |w| w.write_all(lkg_canonical::table(&records).as_bytes()))?;
                 Ok(Exit::Ok)
             }

@@ -446,3 +446,23 @@ fn promote_refuses_versions_commits_and_volumes_that_name_nothing() {
     ok.extend(["--volume", "warm-canon-gitea_data"]);
     assert_eq!(code(&canonical(s, &ok)), (Some(0), String::new()));
 }
+
+/// `show` of every app lists the records that read and names the one that
+/// does not, instead of failing on it.
+#[test]
+fn one_damaged_record_does_not_hide_the_others() {
+    let state = tempfile::tempdir().unwrap();
+    let s = state.path();
+    let mut seed = promote_args("gitea", "1.0.0+1", "5e1f0c2", &["--base-domain", "ci.example.net"]);
+    seed.extend(["--volume", "gitea_data"]);
+    assert_eq!(code(&canonical(s, &seed)), (Some(0), String::new()));
+    fs_err::create_dir_all(s.join("apps/mumble")).unwrap();
+    fs_err::write(s.join("apps/mumble/canonical.json"), "{not json").unwrap();
+    let out = canonical(s, &["show", "--all", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let records = json(&out);
+    let apps: Vec<&str> = records.as_array().unwrap().iter().map(|r| r["app"].as_str().unwrap()).collect();
+    assert_eq!(apps, ["gitea"]);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("warning: app mumble: canonical record") && stderr.contains("is malformed"), "{stderr}");
+}

@@ -90,7 +90,7 @@ pub use presence::{Presence, PresenceError, VolumeLookup};
 pub use promotion::{PromotionVerdict, Refusal, Run, RunKind, RunResult, Stages, Target, decide_promotion};
 pub use record::{Record, SCHEMA_VERSION, Status};
 pub use report::table;
-pub use store::{Canonicals, PromoteError, PromotionOutcome, PromotionRequest, StagedRecord, StoreError};
+pub use store::{Canonicals, PromoteError, PromotionOutcome, PromotionRequest, Readable, StagedRecord, StoreError};
 pub use version::{
     InvalidVersion, MajorBump, MajorChange, RecipeVersion, VERSION_RULE, VersionError, check_version, major_bump,
 };

@@ -170,6 +170,15 @@ pub enum PromoteError {
     },
 }
 
+/// What [`Canonicals::all_checked`] could read, and what it could not.
+#[derive(Debug)]
+pub struct Readable {
+    /// The records that read, by app name.
+    pub records: Vec<Record>,
+    /// Each app whose record could not be read, with why.
+    pub unreadable: Vec<(AppName, StoreError)>,
+}
+
 /// What a run that asks to promote brings.
 #[derive(Debug, Clone)]
 pub struct PromotionRequest<'a> {
@@ -277,8 +286,35 @@ impl Canonicals {
 
     /// Every app's record, by app name. Directories that are not app names or
     /// hold no record (an app whose canonical was forgotten) are passed over.
-    #[allow(clippy::disallowed_methods, reason = "its errors carry the path as a field")]
     pub fn all(&self) -> Result<Vec<Record>, StoreError> {
+        let mut records = Vec::new();
+        for app in self.app_names()? {
+            if let Some(record) = self.get(&app)? {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+
+    /// Every record that can be read, and the error of each app whose record
+    /// cannot (damaged, foreign, newer): one bad record never hides the rest.
+    pub fn all_checked(&self) -> Result<Readable, StoreError> {
+        let mut records = Vec::new();
+        let mut unreadable = Vec::new();
+        for app in self.app_names()? {
+            match self.get(&app) {
+                Ok(Some(record)) => records.push(record),
+                Ok(None) => {}
+                Err(e @ StoreError::Io { .. }) => return Err(e),
+                Err(e) => unreadable.push((app, e)),
+            }
+        }
+        Ok(Readable { records, unreadable })
+    }
+
+    /// The app directories under the state dir whose names are app names, sorted.
+    #[allow(clippy::disallowed_methods, reason = "its errors carry the path as a field")]
+    fn app_names(&self) -> Result<Vec<AppName>, StoreError> {
         let entries = match std::fs::read_dir(&self.apps) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -292,13 +328,7 @@ impl Canonicals {
             }
         }
         apps.sort();
-        let mut records = Vec::new();
-        for app in apps {
-            if let Some(record) = self.get(&app)? {
-                records.push(record);
-            }
-        }
-        Ok(records)
+        Ok(apps)
     }
 
     /// Takes the app's lock (see [`AppLock`]), waiting up to `wait`.
