@@ -73,12 +73,17 @@ impl TestApp {
         std::fs::create_dir_all(&recipe).unwrap();
         let compose = recipe.join("compose.yml");
         std::fs::write(&compose, compose_text(repo, self.port, service)).unwrap();
-        let mut config = AppConfig {
+        let config = AppConfig {
             app: Some(self.name.clone()),
             compose: vec![compose],
             stateful: Some(stateful),
             ..AppConfig::default()
         };
+        self.checked(config).into_spec().expect("a valid spec")
+    }
+
+    /// `config` with this app's health check and short timings.
+    pub fn checked(&self, mut config: AppConfig) -> AppConfig {
         config.health.http.push(HttpCheck::new(self.url("/health")));
         config.health.passes = 2;
         config.health.interval = Duration::from_millis(300);
@@ -86,7 +91,7 @@ impl TestApp {
         config.health.probe_timeout = Duration::from_secs(2);
         config.deploy.timeout = Duration::from_secs(40);
         config.deploy.resolve_image = ResolveImage::Never;
-        config.into_spec().expect("a valid spec")
+        config
     }
 
     pub fn reconciler<'a>(&'a self, observer: &'a dyn for<'e> Progress<Event<'e>>) -> Reconciler<'a, SwarmPlatform> {

@@ -1,12 +1,10 @@
 //! Recipe repositories: each version's files come from its git tag, and a
 //! rollback deploys last-good's own files even after its tag is gone.
 
+use lkg_reconcile::{AppConfig, AppSpec, Outcome, Reason};
+use lkg_testkit::Behaviour;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
-
-use lkg_reconcile::{AppConfig, AppSpec, HttpCheck, Outcome, Reason, ResolveImage};
-use lkg_testkit::Behaviour;
 
 use crate::{TestApp, images};
 
@@ -60,20 +58,13 @@ fn release(repo: &Path, version: &str, text: &str) {
 }
 
 fn spec(app: &TestApp, recipe: &Path) -> AppSpec {
-    let mut config = AppConfig {
+    let config = AppConfig {
         app: Some(app.name.clone()),
         recipe: Some(recipe.display().to_string()),
         stateful: Some(true),
         ..AppConfig::default()
     };
-    config.health.http.push(HttpCheck::new(app.url("/health")));
-    config.health.passes = 2;
-    config.health.interval = Duration::from_millis(300);
-    config.health.deadline = Duration::from_secs(6);
-    config.health.probe_timeout = Duration::from_secs(2);
-    config.deploy.timeout = Duration::from_secs(40);
-    config.deploy.resolve_image = ResolveImage::Never;
-    config.into_spec().expect("a valid spec")
+    app.checked(config).into_spec().expect("a valid spec")
 }
 
 fn services(app: &TestApp) -> Vec<String> {
