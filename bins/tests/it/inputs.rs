@@ -165,3 +165,14 @@ fn credentials_come_from_the_docker_config() {
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("refused access"), "{}", text(&out.stderr));
 }
+
+/// A file that is not UTF-8 text is bad input (exit 2), not "the environment".
+#[test]
+fn a_file_that_is_not_text_is_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("build-inputs.json");
+    std::fs::write(&path, [0xff, 0xfe, 0x00, 0x7b]).unwrap();
+    let out = inputs(dir.path(), &["diff", &path.display().to_string(), &path.display().to_string()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("not UTF-8 text"), "{}", text(&out.stderr));
+}

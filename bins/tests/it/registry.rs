@@ -508,3 +508,20 @@ fn an_endless_key_file_is_refused_at_once() {
     assert!(stderr.contains("cannot read key /dev/zero") && stderr.contains("larger than 64 KiB"), "{stderr}");
     assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}", started.elapsed());
 }
+
+/// A reference no registry can serve is bad input at once (exit 2), not an
+/// unreachable registry after retries.
+#[test]
+fn impossible_references_exit_2_at_once() {
+    let state = tempfile::tempdir().unwrap();
+    let long = format!("127.0.0.1:5000/{}:1", "a".repeat(5000));
+    for (reference, says) in [("127.0.0.1:99999/app:1", "is not a port"), (long.as_str(), "at most 255")] {
+        let started = std::time::Instant::now();
+        let out = registry(state.path(), &["inspect", reference]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(stderr.len() < 1_000, "the 5,000 characters are not repeated: {} bytes", stderr.len());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+}

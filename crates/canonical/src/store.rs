@@ -203,14 +203,13 @@ impl PromotionRequest<'_> {
     /// deployment, a commit id, Docker volume names. A record is read back
     /// by later runs (upgrade-base, reconcile), so nothing else is written.
     pub fn check(&self) -> Result<(), PromoteError> {
-        let shown = |text: &str| text.chars().take(80).collect::<String>();
         crate::version::check_version(&self.version)?;
         let commit = &self.commit;
         if commit.is_empty() || commit.len() > 64 || !commit.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(PromoteError::Commit { commit: shown(commit) });
+            return Err(PromoteError::Commit { commit: lkg_core::clip(commit) });
         }
         if let Some(volume) = self.volumes.iter().find(|v| !lkg_core::is_docker_name(v)) {
-            return Err(PromoteError::Volume { volume: shown(volume) });
+            return Err(PromoteError::Volume { volume: lkg_core::clip(volume) });
         }
         Ok(())
     }

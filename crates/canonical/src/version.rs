@@ -279,7 +279,7 @@ pub const VERSION_RULE: &str = "use 1 to 128 letters, digits, '.', '_', '-' or '
 
 /// A version that cannot name a deployment.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid version {:?}: {rule}", shown(version))]
+#[error("invalid version {:?}: {rule}", lkg_core::clip(version))]
 pub struct InvalidVersion {
     /// The text given.
     pub version: String,
@@ -303,14 +303,6 @@ pub fn check_version(version: &str) -> Result<(), InvalidVersion> {
         && !version.starts_with(['.', '-'])
         && version.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'));
     if ok { Ok(()) } else { Err(InvalidVersion { version: version.to_owned(), rule: VERSION_RULE }) }
-}
-
-/// At most 80 characters of `text`, for an error message about it.
-fn shown(text: &str) -> String {
-    match text.char_indices().nth(80) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_owned(),
-    }
 }
 
 #[cfg(test)]

@@ -48,6 +48,20 @@ pub use failure::{Classify, FailureKind, render_chain};
 pub use progress::{NoProgress, Progress};
 pub use state_file::StateFileError;
 
+/// At most 80 characters of `text`, then `…`: how an error message quotes
+/// input it refuses, so a 100,000-character value is not printed back.
+///
+/// ```
+/// assert_eq!(lkg_core::clip("short"), "short");
+/// assert_eq!(lkg_core::clip(&"a".repeat(100)).chars().count(), 81);
+/// ```
+pub fn clip(text: &str) -> String {
+    match text.char_indices().nth(80) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
 /// Lowercase hex of `bytes`: how lkg writes every digest and checksum.
 ///
 /// ```

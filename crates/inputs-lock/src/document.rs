@@ -469,6 +469,10 @@ pub(crate) fn parts_of(input: &Input) -> Vec<Part> {
 impl lkg_core::Classify for DocumentError {
     fn kind(&self) -> lkg_core::FailureKind {
         match self {
+            // Not UTF-8, or larger than lkg reads: the file is the problem.
+            DocumentError::Read { source, .. } if source.kind() == std::io::ErrorKind::InvalidData => {
+                lkg_core::FailureKind::Input
+            }
             // The file is there but cannot be read, or cannot be written.
             DocumentError::Read { .. } | DocumentError::Write { .. } => lkg_core::FailureKind::Environment,
             _ => lkg_core::FailureKind::Input,

@@ -247,7 +247,7 @@ pub struct ImageRef {
 #[non_exhaustive]
 pub enum ReferenceError {
     /// The repository name is malformed.
-    #[error("`{value}` is not an image reference: {reason}")]
+    #[error("`{}` is not an image reference: {reason}", lkg_core::clip(value))]
     Name {
         /// The text.
         value: String,
@@ -255,7 +255,11 @@ pub enum ReferenceError {
         reason: String,
     },
     /// The tag is malformed.
-    #[error("`{value}` has an invalid tag `{tag}`: tags are up to 128 of [A-Za-z0-9_.-], not starting with `.` or `-`")]
+    #[error(
+        "`{}` has an invalid tag `{}`: tags are up to 128 of [A-Za-z0-9_.-], not starting with `.` or `-`",
+        lkg_core::clip(value),
+        lkg_core::clip(tag)
+    )]
     Tag {
         /// The text.
         value: String,
@@ -263,7 +267,7 @@ pub enum ReferenceError {
         tag: String,
     },
     /// The digest after `@` is malformed.
-    #[error("`{value}` has a malformed digest")]
+    #[error("`{}` has a malformed digest", lkg_core::clip(value))]
     Digest {
         /// The text.
         value: String,
@@ -308,7 +312,25 @@ impl ImageRef {
         if domain.is_empty() || domain.chars().any(|c| c.is_whitespace() || c == '/') {
             return Err(name_err("the registry host is malformed"));
         }
+        // A port is 1 to 65535 (an IPv6 host is bracketed: its colons are not the port's).
+        let port = if domain.starts_with('[') {
+            domain.rsplit_once("]:").map(|(_, port)| port)
+        } else {
+            domain.rsplit_once(':').map(|(_, port)| port)
+        };
+        if let Some(port) = port
+            && !port.parse::<u16>().is_ok_and(|p| p > 0)
+        {
+            return Err(name_err(&format!("the registry port `{port}` is not a port (1 to 65535)")));
+        }
         let path = if domain == "docker.io" && !path.contains('/') { format!("library/{path}") } else { path };
+        // The distribution spec's limit, which registries enforce.
+        if domain.len() + 1 + path.len() > 255 {
+            return Err(name_err(&format!(
+                "the repository name is {} characters long; registries accept at most 255",
+                domain.len() + 1 + path.len()
+            )));
+        }
         for component in path.split('/') {
             if !is_valid_component(component) {
                 return Err(name_err(&format!(
@@ -466,6 +488,19 @@ mod tests {
         assert!(ImageRef::parse("ghcr.io/x:-bad").is_err());
         assert!(matches!(ImageRef::parse("ghcr.io/x@sha256:5cba"), Err(ReferenceError::Digest { .. })));
         assert!(ImageRef::parse("").is_err());
+    }
+
+    #[test]
+    fn ports_and_names_registries_refuse_are_refused_at_once() {
+        for bad in ["127.0.0.1:99999/app:1", "127.0.0.1:0/app:1", "host.example:http/app:1"] {
+            let err = ImageRef::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("is not a port (1 to 65535)"), "{bad}: {err}");
+        }
+        let long = format!("ghcr.io/{}:1", "a".repeat(5000));
+        let err = ImageRef::parse(&long).unwrap_err().to_string();
+        assert!(err.contains("registries accept at most 255"), "{err}");
+        assert!(ImageRef::parse("127.0.0.1:65535/app:1").is_ok());
+        assert!(ImageRef::parse("[::1]:5000/app:1").is_ok());
     }
 
     #[test]

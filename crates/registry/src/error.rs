@@ -9,7 +9,7 @@ use crate::{Digest, DigestError};
 #[non_exhaustive]
 pub enum RegistryError {
     /// The reference does not parse.
-    #[error("invalid image reference {input:?}: {reason}")]
+    #[error("invalid image reference {:?}: {reason}", lkg_core::clip(input))]
     InvalidReference {
         /// What was given.
         input: String,
