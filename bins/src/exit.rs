@@ -1,4 +1,5 @@
 use std::fmt;
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use lkg_core::{Classify, FailureKind};
@@ -141,7 +142,9 @@ pub fn run(body: impl FnOnce() -> Result<Exit, Failure>) -> ExitCode {
                 .next()
                 .and_then(|arg0| std::path::Path::new(&arg0).file_name().map(|n| n.to_string_lossy().into_owned()))
                 .unwrap_or_else(|| "lkg".to_owned());
-            eprintln!("{program}: error: {failure}");
+            // The message may quote untrusted text: control characters are shown, not sent.
+            let mut stderr = crate::Printable(std::io::stderr().lock());
+            let _ = writeln!(stderr, "{program}: error: {failure}");
             failure.exit.into()
         }
     }

@@ -7,7 +7,8 @@
 //! - [`Exit`]: the documented exit codes (`docs/exit-codes.md`);
 //! - [`Common`]: the flags every job takes (`--json`, `--state-dir`);
 //! - [`Output`]: human or JSON output on stdout, where a closed pipe
-//!   (`lkg-x ... | head`) is not an error;
+//!   (`lkg-x ... | head`) is not an error, and control characters in human
+//!   text are shown, not sent ([`Printable`]);
 //! - [`Progress`]: progress lines on stderr, only when stderr is a terminal;
 //! - [`Failure`] and [`run`]: one way to report an error (what happened, what to
 //!   do next) and exit with the right code;
@@ -47,7 +48,7 @@ mod runtime;
 mod state;
 
 pub use exit::{Exit, Failure, run};
-pub use output::Output;
+pub use output::{Output, Printable};
 pub use progress::Progress;
 #[cfg(feature = "async")]
 pub use runtime::block_on;
