@@ -9,7 +9,8 @@ use std::fmt;
 use std::time::Duration;
 
 use bollard::models::{
-    Service, ServiceSpecUpdateConfig, ServiceUpdateStatusStateEnum, Task, TaskSpecRestartPolicyConditionEnum,
+    Service, ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum, ServiceUpdateStatusStateEnum, Task,
+    TaskSpecRestartPolicyConditionEnum,
 };
 use jiff::Timestamp;
 use serde::Serialize;
@@ -112,6 +113,36 @@ pub enum RestartCondition {
     None,
 }
 
+/// What swarm's updater does when a task it started fails
+/// (`update_config.failure_action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureAction {
+    /// Stop the update and wait for an operator (swarm's default).
+    Pause,
+    /// Go on updating the other tasks; the failed ones are restarted for ever.
+    Continue,
+    /// Put the previous spec back.
+    Rollback,
+}
+
+impl FailureAction {
+    /// The compose / engine name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureAction::Pause => "pause",
+            FailureAction::Continue => "continue",
+            FailureAction::Rollback => "rollback",
+        }
+    }
+}
+
+impl fmt::Display for FailureAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A task's state, in swarm's order (docker/cli `numberedStates`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -190,6 +221,11 @@ pub struct TaskObservation {
     pub message: Option<String>,
     /// The container's exit code, once it exited.
     pub exit_code: Option<i64>,
+    /// When swarm created the task, on the manager's clock: a task created
+    /// before a deploy began belongs to an earlier one, even when its spec is
+    /// the current one again.
+    #[serde(with = "timestamp")]
+    pub created_at: Option<Timestamp>,
     /// The task runs the service's *current* spec (the engine's `_up-to-date`
     /// filter, swarmkit's `orchestrator.IsTaskDirty`, which docker/cli's
     /// `--detach=false` progress uses too).
@@ -218,6 +254,8 @@ pub struct ServiceObservation {
     pub mode: ServiceMode,
     /// `UpdateConfig.Monitor`, or swarm's default.
     pub monitor: Duration,
+    /// `UpdateConfig.FailureAction`, or swarm's default (`pause`).
+    pub failure_action: FailureAction,
     /// Restart condition of the task template.
     pub restart: RestartCondition,
     /// The image of the task template.
@@ -251,6 +289,12 @@ impl ServiceObservation {
             }
         });
         let monitor = monitor_of(spec.update_config.as_ref());
+        let failure_action = match spec.update_config.as_ref().and_then(|c| c.failure_action) {
+            Some(ServiceSpecUpdateConfigFailureActionEnum::CONTINUE) => FailureAction::Continue,
+            Some(ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK) => FailureAction::Rollback,
+            // swarmkit's default (api/defaults) and what `docker stack deploy` sends.
+            _ => FailureAction::Pause,
+        };
         let restart = match template.restart_policy.as_ref().and_then(|p| p.condition) {
             Some(TaskSpecRestartPolicyConditionEnum::NONE) => RestartCondition::None,
             Some(TaskSpecRestartPolicyConditionEnum::ON_FAILURE) => RestartCondition::OnFailure,
@@ -293,6 +337,7 @@ impl ServiceObservation {
             update,
             mode,
             monitor,
+            failure_action,
             restart,
             image,
             desired_tasks: service.service_status.as_ref().and_then(|s| s.desired_tasks),
@@ -388,6 +433,7 @@ fn task_observation(task: &Task, up_to_date: &HashSet<String>) -> TaskObservatio
         error: status.err.filter(|e| !e.is_empty()),
         message: status.message.filter(|m| !m.is_empty()),
         exit_code: status.container_status.and_then(|c| c.exit_code),
+        created_at: task.created_at.as_deref().and_then(parse_time),
     }
 }
 

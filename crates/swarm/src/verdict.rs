@@ -16,7 +16,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::DeployId;
-use crate::observe::{RestartCondition, ServiceObservation, TaskState, UpdateState};
+use crate::observe::{FailureAction, RestartCondition, ServiceObservation, TaskObservation, TaskState, UpdateState};
 
 /// The outcome for one service, or for a whole stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -39,9 +39,9 @@ pub enum Verdict {
     Failed,
     /// This deploy's tasks keep failing: as many as the watch's task failure
     /// limit failed (3 by default) while not all desired tasks run. swarm
-    /// restarts them for ever and, for a service the deploy created, has no
-    /// update to roll back, so waiting for the deadline would only prolong
-    /// the outage.
+    /// restarts them for ever and, for a service the deploy created or an
+    /// update whose `failure_action` is not `rollback`, puts nothing back,
+    /// so waiting for the deadline would only prolong the outage.
     TaskFailed,
     /// swarm paused this deploy's update on a task failure (`failure_action: pause`).
     Paused,
@@ -227,6 +227,7 @@ pub struct ServiceWatch {
     stable_since: Option<Duration>,
     completed_seen: Option<Duration>,
     seen_failures: BTreeSet<String>,
+    deploy_failures: BTreeSet<String>,
     last: Option<(UpdateState, Option<String>)>,
     rollback_reason: Option<String>,
     failure_limit: usize,
@@ -249,6 +250,7 @@ impl ServiceWatch {
             stable_since: None,
             completed_seen: None,
             seen_failures: BTreeSet::new(),
+            deploy_failures: BTreeSet::new(),
             last: None,
             rollback_reason: None,
             failure_limit: DEFAULT_TASK_FAILURE_LIMIT,
@@ -362,6 +364,19 @@ impl ServiceWatch {
         match update.state {
             UpdateState::Updating => {
                 self.stable_since = None;
+                // With `rollback`, swarm's updater puts the previous spec back
+                // on a failure within its monitor window: its verdict is the
+                // rule. With `continue` it goes on and the restart supervisor
+                // restarts the failed tasks for ever; with `pause` it pauses
+                // only on failures of tasks it started itself within
+                // `monitor`, beyond `max_failure_ratio` (swarmkit updater.go
+                // `failureTriggersAction`), so a loop can go on under
+                // `updating` for as long as the monitor period lasts.
+                if obs.failure_action != FailureAction::Rollback
+                    && let Some(failed) = self.crash_loop(obs)
+                {
+                    return Assessment::Decided(failed);
+                }
                 Assessment::Pending { phase: Phase::Updating { running, desired }, wake: None }
             }
             UpdateState::Completed => {
@@ -508,12 +523,12 @@ impl ServiceWatch {
     /// desired tasks running: swarm will go on restarting them (a crash loop,
     /// or a healthcheck that never passes).
     fn crash_loop(&self, obs: &ServiceObservation) -> Option<ServiceVerdict> {
-        let failures = self.seen_failures.len();
+        let failures = self.deploy_failures.len();
         let (running, desired) = (obs.satisfied(), obs.desired());
         if self.failure_limit == 0 || failures < self.failure_limit || running >= desired {
             return None;
         }
-        let last = obs.failed_tasks().max_by_key(|t| t.since);
+        let last = obs.failed_tasks().filter(|t| self.deploy_failures.contains(&t.id)).max_by_key(|t| t.since);
         let what = match last {
             Some(task) => {
                 let code = task.exit_code.map(|c| format!(" with exit code {c}")).unwrap_or_default();
@@ -522,12 +537,18 @@ impl ServiceWatch {
             }
             None => String::new(),
         };
+        let during = match &obs.update {
+            Some(update) if update.state == UpdateState::Updating => {
+                format!(" (its update goes on: failure_action {})", obs.failure_action)
+            }
+            _ => String::new(),
+        };
         Some(self.verdict(
             Some(obs),
             Verdict::TaskFailed,
             format!(
                 "{failures} tasks of this deploy failed (the limit is {}) and {running}/{desired} run; swarm would \
-                 restart them for ever{what}",
+                 restart them for ever{during}{what}",
                 self.failure_limit
             ),
         ))
@@ -538,8 +559,23 @@ impl ServiceWatch {
         let mut new = false;
         for task in obs.failed_tasks() {
             new |= self.seen_failures.insert(task.id.clone());
+            if self.created_by_this_deploy(task) {
+                self.deploy_failures.insert(task.id.clone());
+            }
         }
         new
+    }
+
+    /// A task of the current spec that this deploy created. The engine's
+    /// `_up-to-date` compares task specs only, so after an update to a spec
+    /// that ran before (a retry of a release that was rolled back), swarm's
+    /// kept task history (5 per slot) holds failures of the earlier deploy
+    /// that are "up to date" again; only tasks created since this deploy
+    /// began are its own. Every task of a service the deploy created is.
+    /// A task without a creation time is not counted in an update: waiting
+    /// for the deadline is the safe side.
+    fn created_by_this_deploy(&self, task: &TaskObservation) -> bool {
+        self.ownership.prior.is_none() || task.created_at.is_some_and(|at| at >= self.ownership.since)
     }
 
     fn verdict(&self, obs: Option<&ServiceObservation>, verdict: Verdict, reason: String) -> ServiceVerdict {
@@ -620,6 +656,7 @@ mod tests {
             error: (state == TaskState::Failed).then(|| "task: non-zero exit (3)".to_owned()),
             message: None,
             exit_code: (state == TaskState::Failed).then_some(3),
+            created_at: Timestamp::from_second(1_800_000_000 + i64::try_from(i).unwrap()).ok(),
             up_to_date: true,
         };
         let mut tasks: Vec<TaskObservation> = (0..failed).map(|i| task(i, TaskState::Failed)).collect();
@@ -635,6 +672,7 @@ mod tests {
             update: None,
             mode: ServiceMode::Replicated { replicas: 1 },
             monitor: Duration::from_secs(5),
+            failure_action: FailureAction::Pause,
             restart: RestartCondition::Any,
             image: Some("app:1.1.0".to_owned()),
             desired_tasks: Some(1),
@@ -701,6 +739,101 @@ mod tests {
             panic!("one failure decides with limit 1")
         };
         assert_eq!(verdict.verdict, Verdict::TaskFailed);
+    }
+
+    /// A service updated by this deploy (its prior spec ran 1.0.0), swarm's
+    /// update in flight with `action`, tasks as [`crash_looping`] makes them.
+    fn updating(deploy_id: &DeployId, action: FailureAction, failed: usize) -> ServiceObservation {
+        let mut obs = crash_looping(deploy_id, failed, false);
+        obs.failure_action = action;
+        obs.update = Some(crate::observe::UpdateStatus {
+            state: UpdateState::Updating,
+            started_at: Timestamp::from_second(1_800_000_000).ok(),
+            completed_at: None,
+            message: Some("update in progress".to_owned()),
+        });
+        obs
+    }
+
+    fn updated(deploy_id: &DeployId) -> ServiceWatch {
+        let ownership = Ownership {
+            deploy_id: deploy_id.clone(),
+            since: Timestamp::from_second(1_799_999_999).unwrap(),
+            prior: Some(Prior { deploy_id: None, spec: serde_json::json!({"image": "app:1.0.0"}) }),
+        };
+        ServiceWatch::new("shop_app", ownership, Duration::from_secs(300))
+    }
+
+    #[test]
+    fn an_update_that_goes_on_while_its_tasks_keep_failing_is_task_failed_at_the_limit() {
+        let id = DeployId::generate();
+        for action in [FailureAction::Continue, FailureAction::Pause] {
+            let mut watch = updated(&id);
+            for failed in 0..3 {
+                let assessment = watch.observe(Some(&updating(&id, action, failed)), Duration::from_secs(5));
+                assert!(
+                    matches!(assessment, Assessment::Pending { phase: Phase::Updating { running: 0, desired: 1 }, .. }),
+                    "{action}, {failed} failures: {assessment:?}"
+                );
+            }
+            let Assessment::Decided(verdict) = watch.observe(Some(&updating(&id, action, 3)), Duration::from_secs(20))
+            else {
+                panic!("{action}: three failures of this deploy decide while the update is in flight")
+            };
+            assert_eq!(verdict.verdict, Verdict::TaskFailed, "{action}");
+            assert_eq!(verdict.update_state, Some(UpdateState::Updating));
+            assert!(
+                verdict.reason.starts_with("3 tasks of this deploy failed (the limit is 3) and 0/1 run"),
+                "{}",
+                verdict.reason
+            );
+            assert!(
+                verdict.reason.contains(&format!("(its update goes on: failure_action {action})")),
+                "{}",
+                verdict.reason
+            );
+            assert!(
+                verdict.reason.ends_with("task task02aaaaaa, ended with exit code 3: task: non-zero exit (3)"),
+                "{}",
+                verdict.reason
+            );
+        }
+    }
+
+    #[test]
+    fn with_failure_action_rollback_swarms_rollback_stays_the_rule() {
+        let id = DeployId::generate();
+        let mut watch = updated(&id);
+        let assessment = watch.observe(Some(&updating(&id, FailureAction::Rollback, 6)), Duration::from_secs(30));
+        assert!(matches!(assessment, Assessment::Pending { phase: Phase::Updating { .. }, .. }), "{assessment:?}");
+    }
+
+    #[test]
+    fn failures_of_an_earlier_deploy_of_the_same_spec_do_not_count() {
+        let id = DeployId::generate();
+        // Tasks 0-2: up-to-date failures created before this deploy began
+        // (the same release, tried and undone earlier); task 3: no creation
+        // time; from task 4 on: this deploy's own.
+        let observed = |failed: usize| {
+            let mut obs = updating(&id, FailureAction::Continue, failed);
+            for (i, task) in obs.tasks.iter_mut().enumerate() {
+                match i {
+                    0..=2 => task.created_at = Timestamp::from_second(1_799_999_000 + i64::try_from(i).unwrap()).ok(),
+                    3 => task.created_at = None,
+                    _ => {}
+                }
+            }
+            obs
+        };
+        let mut watch = updated(&id);
+        let assessment = watch.observe(Some(&observed(6)), Duration::from_secs(10));
+        assert!(matches!(assessment, Assessment::Pending { .. }), "two of this deploy's failures: {assessment:?}");
+        let Assessment::Decided(verdict) = watch.observe(Some(&observed(7)), Duration::from_secs(15)) else {
+            panic!("the third failure of this deploy decides")
+        };
+        assert_eq!(verdict.verdict, Verdict::TaskFailed);
+        assert!(verdict.reason.starts_with("3 tasks of this deploy failed"), "{}", verdict.reason);
+        assert!(verdict.reason.contains("task task06aaaaaa, ended"), "the last is this deploy's: {}", verdict.reason);
     }
 
     #[test]

@@ -135,6 +135,35 @@ async fn a_created_service_that_keeps_crashing_is_task_failed_at_the_third_failu
     assert!(took < Duration::from_secs(75), "a crash loop is called long before the deadline: took {took:?}");
 }
 
+/// An update whose `failure_action` is `continue` goes on while its new
+/// tasks crash: swarm's updater stays `updating` for its monitor period
+/// (120 s here) and the restart supervisor restarts the tasks for ever. lkg
+/// calls the loop at the third failed task of this deploy, mid-update, as
+/// for a service the deploy created.
+#[tokio::test]
+async fn an_update_that_goes_on_through_a_crash_loop_is_task_failed_before_swarm_completes_it() {
+    let stack = TestStack::new("contloop");
+    let go_on = Update { failure_action: "continue", order: "stop-first" };
+    let v1 = stack.file("v1.yml", &app_compose(&image("1.0.0", Behaviour::Healthy), go_on, ""));
+    assert_eq!(stack.deploy(&[v1], TIMEOUT).await.verdict.verdict, Verdict::Converged);
+    // Only the update's own monitor is long: the first `monitor: 1s` is update_config's.
+    let crashing =
+        app_compose(&image("2.0.0", Behaviour::Crash), go_on, "").replacen("monitor: 1s", "monitor: 120s", 1);
+    let bad = stack.file("bad.yml", &crashing);
+    let started = Instant::now();
+    let report = stack.deploy(&[bad], Duration::from_secs(240)).await;
+    let took = started.elapsed();
+    let app = &report.verdict.services[0];
+    assert_eq!(app.verdict, Verdict::TaskFailed, "{app:#?}");
+    assert_eq!(app.update_state, Some(UpdateState::Updating), "decided while swarm's update was in flight: {app:#?}");
+    assert!(app.reason.starts_with("3 tasks of this deploy failed (the limit is 3) and 0/1 run"), "{}", app.reason);
+    assert!(app.reason.contains("(its update goes on: failure_action continue)"), "{}", app.reason);
+    assert!(app.reason.contains("ended with exit code 3: task: non-zero exit (3)"), "{}", app.reason);
+    assert!(took < Duration::from_secs(90), "called long before the deadline and swarm's 120 s monitor: {took:?}");
+    let state = stack.env.docker(&["service", "inspect", "--format", "{{.UpdateStatus.State}}", &stack.service("app")]);
+    assert_eq!(state, "updating", "swarm itself had not given up");
+}
+
 #[tokio::test]
 async fn a_deploy_that_changes_nothing_is_no_change_not_a_hang() {
     let stack = TestStack::new("same");
