@@ -28,6 +28,9 @@ use lkg_reconcile::{
 /// times in a row within a deadline. Then last-good := target (exit 0). On
 /// failure the snapshot is restored, last-good redeployed and checked, and a
 /// rollback alert written (exit 1); a failed rollback is the loudest alert.
+/// Every alert is a file under <state-dir>/alerts/ and also goes to each
+/// --notify channel (ntfy, Slack, Discord, mail, generic JSON webhooks); a
+/// channel that fails never changes the outcome.
 ///
 /// quick: test a candidate on the app's canonical; never promotes.
 /// recover: finish or undo a run that was killed. Every step is journalled
@@ -219,7 +222,16 @@ struct AppArgs {
     /// A manual-migration marker (repeatable; replaces the defaults).
     #[arg(long, value_name = "TEXT")]
     marker: Vec<String>,
-    /// Also POST every alert as JSON to URL (bounded retries; the alert file is written first).
+    /// Also send every alert to a notification channel (repeatable; replaces
+    /// the config file's `notify:`): ntfy://[user:pass@]host/topic,
+    /// slack://hook:A-B-C@webhook, discord://token@webhookid,
+    /// smtp://[user:pass@]host:port/?from=...&to=..., generic+https://... (the
+    /// alert JSON). Each is retried with backoff after the alert file is
+    /// written; one that fails never fails the run. See docs/notifications.md.
+    #[arg(long = "notify", value_name = "URL")]
+    notify: Vec<String>,
+    /// POST every alert as JSON to an http(s) URL: the same as --notify URL
+    /// (the generic channel).
     #[arg(long, value_name = "URL")]
     webhook: Option<String>,
     /// Wait up to SECS for another run of the app to finish.
@@ -405,6 +417,9 @@ impl AppArgs {
         if !self.marker.is_empty() {
             config.markers = Some(self.marker);
         }
+        if !self.notify.is_empty() {
+            config.notify = self.notify;
+        }
         if self.webhook.is_some() {
             config.webhook = self.webhook;
         }
@@ -491,12 +506,14 @@ fn human_report(w: &mut dyn Write, report: &Report) -> std::io::Result<()> {
     }
     writeln!(w, "  {}", facts.join(", "))?;
     if let Some(alert) = &report.alert {
-        let delivery = match &alert.delivery {
-            Some(d) if d.delivered => format!(", delivered to {}", d.url),
-            Some(d) => format!(", NOT delivered to {} ({})", d.url, d.error.as_deref().unwrap_or("no answer")),
-            None => String::new(),
-        };
-        writeln!(w, "  alert {}: {}{delivery}", alert.kind, alert.path)?;
+        writeln!(w, "  alert {}: {}", alert.kind, alert.path)?;
+        for d in &alert.deliveries {
+            if d.delivered {
+                writeln!(w, "    delivered to {}", d.channel)?;
+            } else {
+                writeln!(w, "    NOT delivered to {} ({})", d.channel, d.error.as_deref().unwrap_or("no answer"))?;
+            }
+        }
     }
     for note in &report.notes {
         writeln!(w, "  note: {note}")?;

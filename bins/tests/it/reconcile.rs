@@ -138,6 +138,13 @@ fn exit_codes_and_json_follow_the_documented_table() {
     assert!(text(&out.stderr).contains("no compose file: pass -c FILE"), "{}", text(&out.stderr));
     let out = app.run(&["gate", "--last-good", "1.0.0", "--target", "../x"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    // A notification channel lkg does not know: bad input, shown without its secret.
+    let mut args = app.update_args("1.0.0");
+    args.extend(["--notify".to_owned(), "gotify://gotify.example/SECRETAPPTOKEN".to_owned()]);
+    let out = app.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(said.contains("unknown scheme") && !said.contains("SECRETAPPTOKEN"), "{said}");
     // 5: the engine is unreachable.
     let mut args = app.update_args("1.0.0");
     args.retain(|a| a != "--json");
@@ -466,10 +473,10 @@ mod quick_sweep {
     }
 }
 
-/// Secrets in a webhook URL (userinfo, query tokens) and in health URLs
-/// (userinfo) reach no output, report, alert or state file, even
-/// when the health check fails and the webhook cannot be delivered; and
-/// reconcile's state files are the owner's alone.
+/// Secrets in notification channel URLs (userinfo, query tokens, an ntfy
+/// topic) and in health URLs (userinfo) reach no output, report, alert or
+/// state file, even when the health check fails and no channel can be
+/// reached; and reconcile's state files are the owner's alone.
 #[test]
 fn secrets_in_urls_never_leave_lkg() {
     let app = CliApp::new("rcsecret");
@@ -482,13 +489,16 @@ fn secrets_in_urls_never_leave_lkg() {
     let mut args = app.update_args("1.1.0-unhealthy");
     let at = args.iter().position(|a| a == "--health").unwrap();
     args[at + 1] = health;
-    args.extend(["--webhook".to_owned(), hook, "--stateless".to_owned()]);
+    let ntfy = format!("ntfy://ops:NTFYPASS@127.0.0.1:{}/TOPICSECRET?scheme=http", free_port());
+    args.extend(["--webhook".to_owned(), hook, "--notify".to_owned(), ntfy, "--stateless".to_owned()]);
     let out = app.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let report = json(&out);
     assert_eq!(report["outcome"], "rolled_back");
-    assert_eq!(report["alert"]["delivery"]["delivered"], false);
-    assert!(report["alert"]["delivery"]["url"].as_str().unwrap().contains("token=***"), "{report:#}");
+    let deliveries = report["alert"]["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 2, "{report:#}");
+    assert!(deliveries.iter().all(|d| d["delivered"] == false), "{report:#}");
+    assert!(deliveries.iter().any(|d| d["channel"].as_str().unwrap().contains("token=***")), "{report:#}");
     let human = app.run(&["status", "--app", &app.name]);
     let status_json = app.run(&["status", "--app", &app.name, "--json"]);
     let alerts = app.run(&["alerts", "--json"]);
@@ -502,7 +512,7 @@ fn secrets_in_urls_never_leave_lkg() {
             assert_eq!(mode, 0o600, "{} is the owner's alone", entry.display());
         }
     }
-    for secret in ["HOOKPASS", "SECRETTOKEN", "PASSWORD", "APIKEYVALUE"] {
+    for secret in ["HOOKPASS", "SECRETTOKEN", "PASSWORD", "APIKEYVALUE", "NTFYPASS", "TOPICSECRET"] {
         for text in &seen {
             assert!(!text.contains(secret), "{secret} leaked: {text}");
         }
@@ -521,4 +531,217 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
         }
     }
     files
+}
+
+/// SIGKILL at every step of a recipe-based update, then `recover`: the
+/// rollback deploys last-good's own files, kept when 1.0.0 was installed
+/// from its tag, never the broken target's. The recipe is a git repository
+/// built here: tag 1.0.0 runs `app` (image 1.0.0) and `worker`; the broken
+/// tag 1.1.0 runs `app` from image 1.1.0 told to fail its health endpoint,
+/// drops `worker` and adds `scribbler`, which overwrites the data marker, so
+/// a recover that does not restore the data is seen.
+mod recipe_sweep {
+    use super::*;
+
+    fn git(repo: &std::path::Path, args: &[&str]) {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "lkg test")
+            .env("GIT_AUTHOR_EMAIL", "test@lkg.invalid")
+            .env("GIT_COMMITTER_NAME", "lkg test")
+            .env("GIT_COMMITTER_EMAIL", "test@lkg.invalid")
+            .output()
+            .expect("run git");
+        assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+    }
+
+    fn compose(port: u16, app: &str, services: &str) -> String {
+        format!(
+            r#"version: "3.8"
+services:
+  app:
+{app}    stop_grace_period: 1s
+    ports: [{{target: 8080, published: {port}, protocol: tcp, mode: host}}]
+    volumes: [data:/data]
+    deploy:
+      update_config: {{order: stop-first, failure_action: rollback, monitor: 1s}}
+{services}volumes:
+  data:
+"#
+        )
+    }
+
+    impl CliApp {
+        fn repo(&self) -> PathBuf {
+            self.dir.path().join("recipe")
+        }
+
+        /// The recipe repository: tags 1.0.0 and the broken 1.1.0; the work
+        /// tree moves on to something undeployable.
+        fn make_recipe(&self) {
+            let busybox = &self.env.busybox_image;
+            let repo = self.repo();
+            std::fs::create_dir_all(&repo).unwrap();
+            git(&repo, &["init", "--quiet"]);
+            let v1 = compose(
+                self.port,
+                "    image: lkg-fixture/app:1.0.0\n",
+                &format!(
+                    "  worker:\n    image: {busybox}\n    command: [\"sleep\", \"3600\"]\n    stop_grace_period: 1s\n"
+                ),
+            );
+            let v2 = compose(
+                self.port,
+                "    image: lkg-fixture/app:1.1.0\n    environment: {LKG_APP_HEALTH: fail}\n",
+                &format!(
+                    "  scribbler:\n    image: {busybox}\n    command: [\"sh\", \"-c\", \"printf scribbled > /data/marker; \
+                     exec sleep 3601\"]\n    volumes: [data:/data]\n    stop_grace_period: 1s\n"
+                ),
+            );
+            for (version, text) in [("1.0.0", v1), ("1.1.0", v2)] {
+                std::fs::write(repo.join("compose.yml"), text).unwrap();
+                git(&repo, &["add", "-A"]);
+                git(&repo, &["commit", "--quiet", "-m", version]);
+                git(&repo, &["tag", "-a", version, "-m", version]);
+            }
+            std::fs::write(repo.join("compose.yml"), "services: {broken: {image: nothing}}\n").unwrap();
+        }
+
+        fn recipe_args(&self, target: &str) -> Vec<String> {
+            let mut args = self.update_args(target);
+            let at = args.iter().position(|a| a == "-c").unwrap();
+            "--recipe".clone_into(&mut args[at]);
+            args[at + 1] = self.repo().display().to_string();
+            args
+        }
+
+        /// The stack's services (short names), and each one's image and command as swarm runs them.
+        fn deployed(&self) -> Vec<String> {
+            let names = self.env.docker(&[
+                "service",
+                "ls",
+                "--filter",
+                &format!("label=com.docker.stack.namespace={}", self.name),
+                "--format",
+                "{{.Name}}",
+            ]);
+            let mut services: Vec<String> = names
+                .lines()
+                .map(|name| {
+                    let spec = self.env.docker(&[
+                        "service",
+                        "inspect",
+                        "--format",
+                        "{{.Spec.TaskTemplate.ContainerSpec.Image}} {{json .Spec.TaskTemplate.ContainerSpec.Args}} \
+                         {{json .Spec.TaskTemplate.ContainerSpec.Env}}",
+                        name,
+                    ]);
+                    format!("{} {spec}", name.trim_start_matches(&format!("{}_", self.name)))
+                })
+                .collect();
+            services.sort();
+            services
+        }
+    }
+
+    /// Installs 1.0.0 from the recipe with a data marker, kills the update
+    /// to the broken 1.1.0 at `at`, then recovers. With `tamper`, a kept file
+    /// of last-good is changed first: recover refuses to deploy it, names
+    /// it, and deploys nothing; once it is put back, recover finishes.
+    fn killed_then_recovered(at: &str, tamper: bool) {
+        let app = CliApp::new("rcrkill");
+        app.make_recipe();
+        let args = app.recipe_args("1.0.0");
+        let out = app.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(out.status.code(), Some(0), "install: {}", text(&out.stderr));
+        let installed = app.deployed();
+        assert_eq!(installed.len(), 2, "{installed:?}");
+        assert!(installed[0].starts_with("app lkg-fixture/app:1.0.0 "), "{installed:?}");
+        assert!(installed[1].contains(r#"["sleep","3600"]"#), "{installed:?}");
+        let put = http_request("PUT", &app.url("/marker"), Some(b"known-good")).unwrap();
+        assert_eq!(put.status, 200);
+
+        let args = app.recipe_args("1.1.0");
+        let out = app
+            .command(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            .env("LKG_RECONCILE_KILL_AT", at)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.signal(), Some(9), "killed at {at}: {:?} {}", out.status, text(&out.stderr));
+        let journal = app.journal().expect("a killed run leaves its journal");
+        let step = at.split('+').next().unwrap();
+        assert_eq!(journal["step"], step, "the journal names the step the run was killed in");
+        // last-good's record names its kept files, and from `record-last-good` on so does the
+        // journal: recover needs neither the tag nor the user's files.
+        let status = json(&app.run(&["status", "--app", &app.name, "--json"]));
+        let files = status["apps"][0]["last_good"]["files"].clone();
+        let kept = PathBuf::from(files["dir"].as_str().expect("last-good's kept files"));
+        assert!(kept.starts_with(app.state().join("apps").join(&app.name).join("deployed")), "{}", kept.display());
+        if step != "record-last-good" {
+            assert_eq!(journal["last_good_files"], files, "killed at {at}");
+        }
+        git(&app.repo(), &["tag", "-d", "1.0.0"]);
+        if matches!(step, "undeploy-failed" | "restore-snapshot") {
+            // The broken target ran long enough to change the data: the restore is what brings it back.
+            let marker = app.env.on_volume(&format!("{}_data", app.name), &["cat", "/data/marker"]);
+            assert_eq!(marker, "scribbled", "killed at {at}");
+        }
+
+        if tamper {
+            use std::os::unix::fs::PermissionsExt as _;
+            let file = kept.join(files["compose"][0].as_str().unwrap());
+            let original = std::fs::read(&file).unwrap();
+            std::fs::set_permissions(&kept, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::fs::write(&file, String::from_utf8_lossy(&original).replace("sleep", "false")).unwrap();
+            let out = app.run(&["recover", "--app", &app.name, "--json"]);
+            assert_eq!(out.status.code(), Some(1), "a tampered kept file fails the rollback: {}", text(&out.stderr));
+            let report = json(&out);
+            assert_eq!(report["outcome"], "rollback_failed", "{report:#}");
+            let detail = report.to_string();
+            assert!(detail.contains("has changed") && detail.contains(&file.display().to_string()), "{report:#}");
+            assert!(app.deployed().iter().all(|s| !s.contains("false")), "the tampered file was never deployed");
+            std::fs::write(&file, &original).unwrap();
+        }
+
+        let out = app.run(&["recover", "--app", &app.name, "--json"]);
+        assert_eq!(out.status.code(), Some(0), "recover after a kill at {at}: {}", text(&out.stderr));
+        let report = json(&out);
+        let expected = if step == "record-last-good" { "abandoned" } else { "rolled_back" };
+        assert_eq!(report["outcome"], expected, "killed at {at}: {report:#}");
+        assert_eq!(app.serving(), "1.0.0", "killed at {at}");
+        assert_eq!(app.deployed(), installed, "killed at {at}: 1.0.0's own services, images and commands");
+        assert_eq!(app.marker(), "known-good", "killed at {at}: the data is 1.0.0's");
+        assert!(app.journal().is_none(), "killed at {at}: recover finished the run");
+        let status = json(&app.run(&["status", "--app", &app.name, "--json"]));
+        let status = &status["apps"][0];
+        assert_eq!(status["last_good"]["version"], "1.0.0");
+        assert!(status["lock"].is_null() && status["journal"].is_null(), "{status:#}");
+    }
+
+    macro_rules! recipe_sweep {
+        ($($name:ident: $at:literal, $tamper:literal;)*) => {$(
+            #[test]
+            fn $name() {
+                killed_then_recovered($at, $tamper);
+            }
+        )*};
+    }
+
+    // Every step of a stateful update to a broken recipe version, killed as it begins.
+    recipe_sweep! {
+        recipe_sigkill_at_record_last_good: "record-last-good", false;
+        recipe_sigkill_at_undeploy: "undeploy", false;
+        recipe_sigkill_at_snapshot: "snapshot", false;
+        recipe_sigkill_at_deploy_target: "deploy-target", false;
+        recipe_sigkill_during_deploy_target: "deploy-target+1.5", false;
+        recipe_sigkill_at_check_health: "check-health", false;
+        recipe_sigkill_at_undeploy_failed: "undeploy-failed", false;
+        recipe_sigkill_at_restore_snapshot: "restore-snapshot", false;
+        recipe_sigkill_at_deploy_last_good: "deploy-last-good", true;
+        recipe_sigkill_at_verify_last_good: "verify-last-good", false;
+        recipe_sigkill_at_alert: "alert", false;
+    }
 }

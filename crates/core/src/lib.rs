@@ -11,7 +11,9 @@
 //!   their exit codes in one table; [`render_chain`] renders an error with
 //!   its causes;
 //! - [`Clock`]: the wall clock behind a trait ([`SystemClock`], [`FixedClock`]);
-//! - [`redact`]: the one rule that masks secrets in URLs before lkg shows them.
+//! - [`redact`]: the one rule that masks secrets in URLs before lkg shows them;
+//! - [`rfc3339`]: how state files and reports write a time (RFC 3339, UTC,
+//!   whole seconds), as a serde `with` module.
 //!
 //! ```
 //! use lkg_core::{AppName, state_file};
@@ -59,6 +61,35 @@ pub fn clip(text: &str) -> String {
     match text.char_indices().nth(80) {
         Some((at, _)) => format!("{}…", &text[..at]),
         None => text.to_owned(),
+    }
+}
+
+/// RFC 3339 in UTC, whole seconds (`2026-05-29T00:55:10Z`): how lkg writes a
+/// time into a state file, an alert or a report. Use it as
+/// `#[serde(with = "lkg_core::rfc3339")]`; reading accepts any RFC 3339 time.
+///
+/// ```
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Seen {
+///     #[serde(with = "lkg_core::rfc3339")]
+///     at: jiff::Timestamp,
+/// }
+/// let seen = Seen { at: "2026-05-29T00:55:10.75Z".parse()? };
+/// assert_eq!(serde_json::to_string(&seen)?, r#"{"at":"2026-05-29T00:55:10Z"}"#);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub mod rfc3339 {
+    use jiff::Timestamp;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `ts` as `%Y-%m-%dT%H:%M:%SZ`.
+    pub fn serialize<S: Serializer>(ts: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&ts.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    }
+
+    /// Reads an RFC 3339 time.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
     }
 }
 

@@ -1,18 +1,18 @@
 //! Alerts: one JSON file per alert under `<state-dir>/alerts/`, written
-//! atomically, listed and acknowledged by `lkg-reconcile alerts`, and
-//! optionally sent to a webhook as a JSON `POST`.
+//! atomically, listed and acknowledged by `lkg-reconcile alerts`, and sent
+//! to every notification channel of the app (lkg-notify: ntfy, Slack,
+//! Discord, mail, generic JSON webhooks).
 //!
-//! The file is the alert. A webhook is a courtesy on top: it is tried a
-//! bounded number of times after the file is written, and its failure is
-//! recorded in the file, never instead of it: a webhook that is down or
+//! The file is the alert. Channels are a courtesy on top: each is tried a
+//! bounded number of times after the file is written, and how that went is
+//! recorded in the file, never instead of it: a channel that is down or
 //! misconfigured cannot make a hold or a rollback go unrecorded.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use jiff::Timestamp;
-use lkg_core::Clock;
-use serde::{Deserialize, Serialize};
+use lkg_notify::{Delivery, Message, Severity};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::ReconcileError;
 use crate::files::{read_json, state_io, write_json};
@@ -53,7 +53,8 @@ impl std::fmt::Display for AlertKind {
     }
 }
 
-/// One alert, as written to `<state-dir>/alerts/<id>.json` and sent to the webhook.
+/// One alert, as written to `<state-dir>/alerts/<id>.json` and posted by
+/// the generic channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Alert {
@@ -81,9 +82,10 @@ pub struct Alert {
     /// When.
     #[serde(with = "ts")]
     pub ts: Timestamp,
-    /// The webhook delivery, once tried.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delivery: Option<Delivery>,
+    /// How each notification channel took it, once tried (older files
+    /// have one `delivery` object: read as a list of one).
+    #[serde(default, alias = "delivery", deserialize_with = "one_or_many", skip_serializing_if = "Vec::is_empty")]
+    pub deliveries: Vec<Delivery>,
 }
 
 /// What the fields of a new alert are; the id and time are added by [`Alert::new`].
@@ -125,25 +127,63 @@ impl Alert {
             detail: facts.detail,
             notes: facts.notes,
             ts,
-            delivery: None,
+            deliveries: Vec::new(),
         }
+    }
+
+    /// What the notification channels are sent: a one-line title per kind,
+    /// the detail (already redacted), the reason and, for a hold, the
+    /// release notes; the generic channel posts the alert itself.
+    pub fn message(&self) -> Message {
+        let app = &self.app;
+        let attempted = &self.attempted;
+        let last_good = self.last_good.as_deref().unwrap_or("nothing");
+        let (title, severity) = match self.kind {
+            AlertKind::HeldMajor => {
+                (format!("lkg: {app} held at {last_good}: {attempted} is a major update"), Severity::Warning)
+            }
+            AlertKind::HeldManualMigration => {
+                (format!("lkg: {app} held at {last_good}: {attempted} needs a manual migration"), Severity::Warning)
+            }
+            AlertKind::Rollback => (format!("lkg: {app} rolled back {attempted} → {last_good}"), Severity::Warning),
+            AlertKind::RollbackFailed => (
+                format!("lkg: {app} ROLLBACK FAILED: {attempted} → {last_good}; {last_good} is not known to run"),
+                Severity::Critical,
+            ),
+            AlertKind::InstallFailed => (format!("lkg: {app} install of {attempted} failed"), Severity::Warning),
+        };
+        let mut text = format!(
+            "{}\n\nreason: {}\nstack: {}\nalert: {} ({})",
+            self.detail, self.reason, self.stack, self.id, self.kind
+        );
+        if let Some(notes) = self.notes.as_deref().filter(|n| !n.trim().is_empty()) {
+            text.push_str("\n\nrelease notes of ");
+            text.push_str(attempted);
+            text.push_str(":\n");
+            text.push_str(notes.trim_end());
+        }
+        let json = serde_json::to_value(self).unwrap_or_default();
+        Message { title, text, severity, json }
     }
 }
 
-/// The outcome of posting an alert to a webhook.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Delivery {
-    /// The webhook URL.
-    pub url: String,
-    /// Whether it answered 2xx.
-    pub delivered: bool,
-    /// Requests made.
-    pub attempts: u32,
-    /// The last error, when not delivered.
-    pub error: Option<String>,
-    /// When the last attempt ended.
-    #[serde(with = "ts")]
-    pub at: Timestamp,
+/// A list that older files wrote as one value (or `null`): reads either.
+pub(crate) fn one_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany<T> {
+        Many(Vec<T>),
+        One(T),
+    }
+    Ok(match Option::<OneOrMany<T>>::deserialize(d)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(one)) => vec![one],
+        Some(OneOrMany::Many(many)) => many,
+    })
 }
 
 /// An alert as listed: where it is and whether it was acknowledged.
@@ -273,116 +313,19 @@ impl Alerts {
     }
 }
 
-/// A webhook that receives each alert as a JSON POST.
-#[derive(Debug, Clone)]
-pub struct Webhook {
-    url: String,
-    attempts: u32,
-    timeout: Duration,
-    backoff: Duration,
-    client: reqwest::Client,
-}
-
-impl Webhook {
-    /// POSTs to `url` (http or https), up to 3 attempts of 5 s each, 1 s then
-    /// 2 s apart.
-    pub fn new(url: &str) -> Result<Webhook, ReconcileError> {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(ReconcileError::Invalid(format!(
-                "webhook {:?} is not an http:// or https:// URL",
-                lkg_core::redact::url(url)
-            )));
-        }
-        Ok(Webhook {
-            url: url.to_owned(),
-            attempts: 3,
-            timeout: Duration::from_secs(5),
-            backoff: Duration::from_secs(1),
-            client: crate::probe::http_client()?,
-        })
-    }
-
-    /// Sets the number of attempts (at least 1) and the first pause between
-    /// them (doubled after each attempt).
-    #[must_use]
-    pub fn retries(mut self, attempts: u32, backoff: Duration) -> Webhook {
-        self.attempts = attempts.max(1);
-        self.backoff = backoff;
-        self
-    }
-
-    /// The URL.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// Posts `alert`; never fails, the outcome says what happened and
-    /// when (by `clock`).
-    pub async fn deliver(&self, alert: &Alert, clock: &dyn Clock) -> Delivery {
-        let body = serde_json::to_vec(alert).unwrap_or_default();
-        let mut error = None;
-        let mut pause = self.backoff;
-        for attempt in 1..=self.attempts {
-            let sent = self
-                .client
-                .post(&self.url)
-                .header("content-type", "application/json")
-                .timeout(self.timeout)
-                .body(body.clone())
-                .send()
-                .await;
-            match sent {
-                Ok(response) if response.status().is_success() => {
-                    return Delivery {
-                        url: lkg_core::redact::url(&self.url),
-                        delivered: true,
-                        attempts: attempt,
-                        error: None,
-                        at: clock.now_seconds(),
-                    };
-                }
-                Ok(response) => error = Some(format!("HTTP {}", response.status().as_u16())),
-                Err(e) => error = Some(lkg_core::redact::text(&lkg_core::render_chain(&e))),
-            }
-            if attempt < self.attempts {
-                tokio::time::sleep(pause).await;
-                pause *= 2;
-            }
-        }
-        Delivery {
-            url: lkg_core::redact::url(&self.url),
-            delivered: false,
-            attempts: self.attempts,
-            error,
-            at: clock.now_seconds(),
-        }
-    }
-}
-
 /// `20260529T005510Z`: UTC to the second, the form alert and run ids start
 /// with, so that their file names sort by time.
 pub(crate) fn compact(ts: Timestamp) -> String {
     ts.strftime("%Y%m%dT%H%M%SZ").to_string()
 }
 
-/// RFC 3339 in UTC, whole seconds.
-pub(crate) mod ts {
-    use jiff::Timestamp;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(crate) fn serialize<S: Serializer>(ts: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&ts.strftime("%Y-%m-%dT%H:%M:%SZ"))
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
-    }
-}
+/// RFC 3339 in UTC, whole seconds: lkg-core's one form.
+pub(crate) use lkg_core::rfc3339 as ts;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lkg_core::SystemClock;
+    use lkg_core::{Clock, SystemClock};
 
     fn facts(app: &str, kind: AlertKind) -> AlertFacts {
         AlertFacts {
@@ -433,17 +376,49 @@ mod tests {
         assert!(redacted.starts_with("[TS]-shop-rollback-failed-"), "{redacted}");
     }
 
-    #[tokio::test]
-    async fn an_unreachable_webhook_is_reported_not_fatal() {
-        let port = lkg_testkit::free_port();
-        let hook =
-            Webhook::new(&format!("http://127.0.0.1:{port}/hook")).unwrap().retries(2, Duration::from_millis(10));
-        let delivery = hook
-            .deliver(&Alert::new(facts("shop", AlertKind::Rollback), SystemClock.now_seconds()), &SystemClock)
-            .await;
-        assert!(!delivery.delivered);
-        assert_eq!(delivery.attempts, 2);
-        assert!(delivery.error.is_some());
-        assert!(Webhook::new("ftp://x").is_err());
+    #[test]
+    fn old_alert_files_with_one_delivery_still_read() {
+        let old = r#"{"id": "20260529T005510Z-shop-rollback-3f2a", "kind": "rollback", "app": "shop",
+            "stack": "shop", "attempted": "1.2.0", "last_good": "1.1.0", "recovered": true,
+            "reason": "unhealthy", "detail": "GET /health answered 503", "notes": null,
+            "ts": "2026-05-29T00:55:10Z",
+            "delivery": {"url": "https://alerts.example.net/hook", "delivered": true, "attempts": 1,
+                         "error": null, "at": "2026-05-29T00:55:11Z"}}"#;
+        let alert: Alert = serde_json::from_str(old).unwrap();
+        assert_eq!(alert.deliveries.len(), 1);
+        assert_eq!(alert.deliveries[0].channel, "https://alerts.example.net/hook");
+        assert!(alert.deliveries[0].delivered);
+        let none: Alert = serde_json::from_str(&old.replace(r#""delivery": {"#, r#""x": {"#)).unwrap();
+        assert!(none.deliveries.is_empty());
+        let rewritten = serde_json::to_value(&alert).unwrap();
+        assert_eq!(rewritten["deliveries"][0]["channel"], "https://alerts.example.net/hook");
+        assert!(rewritten.get("delivery").is_none());
+    }
+
+    #[test]
+    fn messages_say_what_happened_per_kind() {
+        let ts: Timestamp = "2026-05-29T00:55:10Z".parse().unwrap();
+        let rollback = Alert::new(facts("shop", AlertKind::Rollback), ts);
+        let m = rollback.message();
+        assert_eq!(m.title, "lkg: shop rolled back 1.2.0 → 1.1.0");
+        assert_eq!(m.severity, Severity::Warning);
+        assert!(
+            m.text.starts_with("GET /health answered 503\n\nreason: unhealthy\nstack: shop\nalert: "),
+            "{}",
+            m.text
+        );
+        assert_eq!(m.json["id"], rollback.id.as_str());
+        assert!(m.json.get("deliveries").is_none());
+        let failed = Alert::new(facts("shop", AlertKind::RollbackFailed), ts).message();
+        assert_eq!(failed.severity, Severity::Critical);
+        assert!(failed.title.contains("ROLLBACK FAILED"), "{}", failed.title);
+        let mut held = facts("shop", AlertKind::HeldMajor);
+        held.notes = Some("# 2.0.0\n\nThe data format changed.\n".into());
+        held.attempted = "2.0.0".into();
+        let held = Alert::new(held, ts).message();
+        assert_eq!(held.title, "lkg: shop held at 1.1.0: 2.0.0 is a major update");
+        assert!(held.text.ends_with("release notes of 2.0.0:\n# 2.0.0\n\nThe data format changed."), "{}", held.text);
+        let install = Alert::new(facts("shop", AlertKind::InstallFailed), ts).message();
+        assert_eq!(install.title, "lkg: shop install of 1.2.0 failed");
     }
 }

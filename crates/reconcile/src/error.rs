@@ -145,8 +145,11 @@ pub enum ReconcileError {
     #[error("cannot read the recipe: {0}")]
     Recipe(String),
     /// The HTTP client could not be set up.
-    #[error("cannot set up the HTTP client for health checks and webhooks: {0}")]
+    #[error("cannot set up the HTTP client for health checks: {0}")]
     Http(String),
+    /// A notification channel URL is invalid (its message shows it redacted).
+    #[error(transparent)]
+    Notify(#[from] lkg_notify::NotifyError),
 }
 
 impl ReconcileError {
@@ -176,6 +179,7 @@ impl lkg_core::Classify for ReconcileError {
             | ReconcileError::Deploy(
                 lkg_swarm::DeployError::InvalidStack { .. } | lkg_swarm::DeployError::Compose(_),
             ) => lkg_core::FailureKind::Input,
+            ReconcileError::Notify(e) => lkg_core::Classify::kind(e),
             _ => lkg_core::FailureKind::Environment,
         }
     }

@@ -5,7 +5,10 @@
 //!
 //! `<state-dir>/apps/<app>/deployed/<version>-<digest>/`, written once and
 //! never changed (the digest covers every kept byte, so a version deployed
-//! again from other files gets another directory):
+//! again from other files gets another directory), and read-only once in
+//! place: write bits cleared ([`seal`]: files `0400`, directories `0555`;
+//! the files stay their owner's alone, as every reconcile state file, since
+//! a kept `secrets:` or `env_file` may hold credentials):
 //!
 //! ```text
 //! files.json           what is kept: compose files in -c order, every file with its sha256
@@ -19,6 +22,7 @@
 //! `env_file`) point into `refs/`, bind-mount sources (data, not recipe)
 //! point to where they were.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Component, Path, PathBuf};
 
 use lkg_core::{AppName, hex};
@@ -137,26 +141,68 @@ pub(crate) fn keep(
         && existing.files == kept.files
         && existing.verified().is_ok()
     {
+        seal(&existing.dir)?;
         return Ok(existing);
     }
     // Written beside the final place, then renamed: a crash leaves a temp
     // directory (removed by the next keep), never a half-kept version.
     let staging = root.join(format!(".{version}-{}.{}.tmp", &digest[..12], std::process::id()));
-    if staging.exists() {
-        fs_err::remove_dir_all(&staging).map_err(|e| state_io("remove", &staging, e))?;
-    }
+    remove_sealed(&staging)?;
     for (path, bytes) in &contents {
         let target = staging.join(path);
         lkg_core::state_file::create_dir(&target)?;
         lkg_core::state_file::write_with(&target, bytes, lkg_core::state_file::Mode::Private)?;
     }
     write_json(&staging.join(MANIFEST), &kept)?;
-    if dir.exists() {
-        fs_err::remove_dir_all(&dir).map_err(|e| state_io("remove", &dir, e))?;
-    }
+    // A copy whose checksums no longer match (damaged, or edited by hand) is
+    // replaced by this one, which has the same content by its digest.
+    remove_sealed(&dir)?;
     fs_err::rename(&staging, &dir).map_err(|e| state_io("rename into place", &staging, e))?;
+    seal(&dir)?;
     lkg_core::state_file::sync_dir(&root)?;
     Ok(kept)
+}
+
+/// Makes the tree at `dir` read-only: clears every write bit of its
+/// directories and regular files (symlinks are left alone: chmod would
+/// follow them). Checksums, not modes, are what lkg trusts; the modes keep
+/// an editor, a `sed -i` or a stray `git checkout` from changing what a
+/// rollback will deploy. Root ignores them, which is why lkg also verifies.
+pub(crate) fn seal(dir: &Path) -> Result<(), ReconcileError> {
+    chmod_tree(dir, |mode| mode & !0o222)
+}
+
+/// Removes the tree at `dir`, sealed or not (absent is fine): its
+/// directories get their owner's write bit back first, as `rm -rf` needs.
+pub(crate) fn remove_sealed(dir: &Path) -> Result<(), ReconcileError> {
+    if fs_err::symlink_metadata(dir).is_err() {
+        return Ok(());
+    }
+    chmod_tree(dir, |mode| mode | 0o200)?;
+    fs_err::remove_dir_all(dir).map_err(|e| state_io("remove", dir, e))
+}
+
+/// Applies `change` to the mode of every directory and regular file below
+/// and including `path`; a directory's entries before the directory itself,
+/// so that sealing never locks the walk out.
+fn chmod_tree(path: &Path, change: fn(u32) -> u32) -> Result<(), ReconcileError> {
+    let meta = fs_err::symlink_metadata(path).map_err(|e| state_io("inspect", path, e))?;
+    if meta.is_dir() {
+        // A directory being unsealed must be writable before its entries
+        // can be removed, and readable to list them: owner bits first.
+        let own = meta.permissions().mode() | 0o500;
+        fs_err::set_permissions(path, std::fs::Permissions::from_mode(own & 0o7777))
+            .map_err(|e| state_io("set the permissions of", path, e))?;
+        for entry in fs_err::read_dir(path).map_err(|e| state_io("list", path, e))? {
+            let entry = entry.map_err(|e| state_io("list", path, e))?;
+            chmod_tree(&entry.path(), change)?;
+        }
+    } else if !meta.is_file() {
+        return Ok(());
+    }
+    let mode = change(meta.permissions().mode() & 0o7777);
+    fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| state_io("set the permissions of", path, e))
 }
 
 impl DeployedFiles {
@@ -283,7 +329,7 @@ fn inside(path: &Path) -> Option<PathBuf> {
     (!clean.as_os_str().is_empty()).then_some(clean)
 }
 
-fn sha256(bytes: &[u8]) -> String {
+pub(crate) fn sha256(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
@@ -349,13 +395,59 @@ mod tests {
         let kept = keep(state.path(), &app(), "1.0.0", std::slice::from_ref(&compose)).unwrap();
         let again = keep(state.path(), &app(), "1.0.0", std::slice::from_ref(&compose)).unwrap();
         assert_eq!(again, kept, "the same content is kept once");
-        std::fs::write(kept.dir.join("compose-0.yml"), "services:\n  app: {image: evil}\n").unwrap();
-        let err = kept.verified().unwrap_err().to_string();
+        // Read-only as kept: write bits cleared, the files still the owner's alone.
+        let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&kept.dir), 0o555, "{}", kept.dir.display());
+        for file in ["compose-0.yml", MANIFEST] {
+            assert_eq!(mode(&kept.dir.join(file)), 0o400, "{file}");
+        }
+        // Someone forces an edit anyway (chmod, or root, which ignores modes).
+        let tampered = kept.dir.join("compose-0.yml");
+        std::fs::set_permissions(&kept.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&tampered, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&tampered, "services:\n  app: {image: evil}\n").unwrap();
+        let err = kept.verified().unwrap_err();
+        assert!(matches!(err, ReconcileError::Invalid(_)), "{err:?}");
+        let err = err.to_string();
         assert!(err.contains("has changed") && err.contains("1.0.0"), "{err}");
+        assert!(err.contains(&tampered.display().to_string()) && err.contains("will not deploy"), "{err}");
+        // Keeping the same files again replaces the damaged copy, sealed.
+        let rekept = keep(state.path(), &app(), "1.0.0", std::slice::from_ref(&compose)).unwrap();
+        assert_eq!(rekept.dir, kept.dir);
+        rekept.verified().unwrap();
+        assert_eq!((mode(&kept.dir), mode(&tampered)), (0o555, 0o400));
         // Other content for the same version gets its own directory.
         std::fs::write(&compose, "services:\n  app: {image: app:1b}\n").unwrap();
         let other = keep(state.path(), &app(), "1.0.0", std::slice::from_ref(&compose)).unwrap();
         assert_ne!(other.dir, kept.dir);
         other.verified().unwrap();
+        // A sealed tree is removed whole, nested read-only directories included.
+        remove_sealed(&kept.dir).unwrap();
+        assert!(!kept.dir.exists());
+        remove_sealed(&kept.dir).unwrap();
+    }
+
+    #[test]
+    fn sealing_clears_write_bits_and_leaves_symlinks_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("sub")).unwrap();
+        std::fs::write(tree.join("sub/run.sh"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(tree.join("sub/run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(tree.join("a.yml"), "a\n").unwrap();
+        std::fs::set_permissions(tree.join("a.yml"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, "not ours\n").unwrap();
+        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("link")).unwrap();
+        seal(&tree).unwrap();
+        let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(
+            [mode(&tree), mode(&tree.join("sub")), mode(&tree.join("sub/run.sh")), mode(&tree.join("a.yml"))],
+            [0o555, 0o555, 0o555, 0o444]
+        );
+        assert_eq!(mode(&outside), 0o644, "a link's target is not the tree's");
+        remove_sealed(&tree).unwrap();
+        assert!(!tree.exists() && outside.exists());
     }
 }

@@ -98,7 +98,7 @@ mod spec;
 mod state;
 mod version;
 
-pub use alert::{Alert, AlertFacts, AlertKind, Alerts, Delivery, ListedAlert, UnreadableAlert, Webhook};
+pub use alert::{Alert, AlertFacts, AlertKind, Alerts, ListedAlert, UnreadableAlert};
 pub use error::ReconcileError;
 pub use event::Event;
 pub use flow::{FailureNote, Flow, Outcome, Reason, Step};
@@ -109,7 +109,10 @@ pub use lkg_canonical::AppName;
 /// The kind of a [`ReconcileError`]: lkg's one failure classification.
 pub use lkg_core::FailureKind as ErrorKind;
 pub use lkg_core::{NoProgress, Progress};
+/// Notification channels and how an alert reached each: lkg-notify's.
+pub use lkg_notify::{Channel, Delivery};
 pub use platform::{DeployOutcome, Platform, SwarmPlatform, version_label};
+pub use recipe::{RecipeTag, is_remote as is_remote_recipe, recipe_tags};
 pub use report::{AlertRecord, Command, Report, Resumed, StepTiming, Timeline, Waits};
 pub use run::{QuickRequest, Reconciler, UpdateRequest};
 pub use spec::{AppConfig, AppSpec, DeploySpec, RecipeSource, ResolveImage, SnapshotAccess};
@@ -117,7 +120,7 @@ pub use state::{
     AppState, AppStatus, JOURNAL_FORMAT, Journal, JournalSummary, LastGood, SnapshotRef, app_status, reconciled_apps,
     status,
 };
-pub use version::{check_version, version_tag};
+pub use version::{OrderedVersion, UpdateLevel, check_version, version_tag};
 
 /// The progress of a swarm deploy, as lkg-swarm reports it.
 pub use lkg_swarm::ProgressEvent as DeployProgress;

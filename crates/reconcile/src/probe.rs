@@ -9,17 +9,10 @@ use lkg_swarm::{ContainerHealth, StackStatus, Swarm};
 use crate::error::ReconcileError;
 use crate::health::{CheckResult, HttpCheck};
 
-/// The HTTP client for health checks and webhooks.
+/// The HTTP client for health checks: lkg's (rustls with ring, no
+/// redirects: a health check judges the URL it was given), unpooled.
 pub(crate) fn http_client() -> Result<reqwest::Client, ReconcileError> {
-    // reqwest is built without a default crypto provider (`rustls-no-provider`,
-    // as in lkg-registry): install ring's, once per process. An error means
-    // one is installed already.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .user_agent(concat!("lkg-reconcile/", env!("CARGO_PKG_VERSION")))
-        // A health check judges the URL it was given, not where it redirects.
-        .redirect(reqwest::redirect::Policy::none())
-        .tcp_nodelay(true)
+    lkg_notify::http::client_builder(concat!("lkg-reconcile/", env!("CARGO_PKG_VERSION")))
         // Every probe opens a fresh connection: a pooled one could outlive the
         // task that served it and make a replaced app look alive.
         .pool_max_idle_per_host(0)
@@ -35,7 +28,7 @@ pub(crate) fn fill(text: &str, version: &str) -> String {
 /// One HTTP check.
 pub(crate) async fn http(client: &reqwest::Client, check: &HttpCheck, version: &str, timeout: Duration) -> CheckResult {
     let url = fill(&check.url, version);
-    // Shown in reports, alerts and webhook bodies: never with its secrets.
+    // Shown in reports, alerts and notifications: never with its secrets.
     let name = format!("GET {}", lkg_core::redact::url(&url));
     let response = match client.get(&url).timeout(timeout).send().await {
         Ok(response) => response,

@@ -5,7 +5,9 @@
 //! `<state-dir>/apps/<app>/recipe.git` caches a remote repository (cloned
 //! bare, fetched with the `git` CLI, never prompting for credentials);
 //! `<state-dir>/apps/<app>/recipes/<V>/` holds tag V's files, extracted with
-//! `git archive` and reused while the tag names the same commit. What is
+//! `git archive`, checksummed (`.lkg-files.json`), made read-only, and reused
+//! while the tag names the same commit and every checksum matches (else
+//! extracted again: the tag, not the copy, is the source). What is
 //! deployed from there is kept again, with checksums, as every deploy is
 //! (`kept.rs`), so a rollback needs neither the tag nor the network.
 
@@ -14,8 +16,11 @@ use std::time::Duration;
 
 use lkg_core::AppName;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::ReconcileError;
-use crate::files::state_io;
+use crate::files::{read_json, state_io, write_json};
+use crate::kept::{KeptFile, remove_sealed, seal};
 use crate::spec::{AppSpec, RecipeSource};
 
 /// How long one git command may take (a fetch over a slow network included).
@@ -77,16 +82,17 @@ async fn materialize(
         };
     let recipes = app_dir.join("recipes");
     let dir = recipes.join(version);
-    let stamp = dir.join(".lkg-commit");
-    if fs_err::read_to_string(&stamp).is_ok_and(|c| c.trim() == commit) {
+    if let Ok(Some(extracted)) = read_json::<Extracted>(&dir.join(EXTRACTED))
+        && extracted.commit == commit
+        && checksums(&dir).is_ok_and(|files| files == extracted.files)
+    {
+        seal(&dir)?;
         return Ok(dir);
     }
     fs_err::create_dir_all(&recipes).map_err(|e| state_io("create", &recipes, e))?;
     let staging = recipes.join(format!(".{version}.{}.tmp", std::process::id()));
     let archive = recipes.join(format!(".{version}.{}.tar", std::process::id()));
-    if staging.exists() {
-        fs_err::remove_dir_all(&staging).map_err(|e| state_io("remove", &staging, e))?;
-    }
+    remove_sealed(&staging)?;
     fs_err::create_dir_all(&staging).map_err(|e| state_io("create", &staging, e))?;
     let archive_text = archive.to_string_lossy().into_owned();
     git(&repo, &["archive", "--format=tar", "-o", &archive_text, &commit]).await?;
@@ -106,16 +112,58 @@ async fn materialize(
             String::from_utf8_lossy(&extracted.stderr).trim()
         )));
     }
-    lkg_core::state_file::write(&staging.join(".lkg-commit"), format!("{commit}\n").as_bytes())?;
-    if dir.exists() {
-        fs_err::remove_dir_all(&dir).map_err(|e| state_io("remove", &dir, e))?;
-    }
+    let files = checksums(&staging)?;
+    write_json(&staging.join(EXTRACTED), &Extracted { commit, files })?;
+    remove_sealed(&dir)?;
     fs_err::rename(&staging, &dir).map_err(|e| state_io("rename into place", &staging, e))?;
+    seal(&dir)?;
     Ok(dir)
 }
 
+/// What `recipes/<V>/` holds: the commit tag V named, and every file's sha256.
+#[derive(Debug, Serialize, Deserialize)]
+struct Extracted {
+    commit: String,
+    files: Vec<KeptFile>,
+}
+
+const EXTRACTED: &str = ".lkg-files.json";
+
+/// Every regular file and symlink below `dir` (but [`EXTRACTED`]), by
+/// relative path, with the sha256 of its content (of `symlink:<target>`
+/// for a link, which is never followed).
+fn checksums(dir: &Path) -> Result<Vec<KeptFile>, ReconcileError> {
+    fn walk(root: &Path, dir: &Path, files: &mut Vec<KeptFile>) -> Result<(), ReconcileError> {
+        let mut entries: Vec<PathBuf> = fs_err::read_dir(dir)
+            .map_err(|e| state_io("list", dir, e))?
+            .map(|entry| entry.map(|e| e.path()).map_err(|e| state_io("list", dir, e)))
+            .collect::<Result<_, _>>()?;
+        entries.sort();
+        for path in entries {
+            let meta = fs_err::symlink_metadata(&path).map_err(|e| state_io("inspect", &path, e))?;
+            let relative = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+            let bytes = if meta.is_dir() {
+                walk(root, &path, files)?;
+                continue;
+            } else if meta.is_symlink() {
+                let target = fs_err::read_link(&path).map_err(|e| state_io("read", &path, e))?;
+                format!("symlink:{}", target.display()).into_bytes()
+            } else if relative == Path::new(EXTRACTED) {
+                continue;
+            } else {
+                fs_err::read(&path).map_err(|e| state_io("read", &path, e))?
+            };
+            files.push(KeptFile { path: relative, sha256: crate::kept::sha256(&bytes) });
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(dir, dir, &mut files)?;
+    Ok(files)
+}
+
 /// A URL git fetches (`https://`, `ssh://`, `git@host:path`), not a local path.
-pub(crate) fn is_remote(location: &str) -> bool {
+pub fn is_remote(location: &str) -> bool {
     location.contains("://") || (location.contains('@') && location.contains(':') && !location.starts_with('/'))
 }
 
@@ -142,6 +190,46 @@ async fn git(dir: &Path, args: &[&str]) -> Result<String, ReconcileError> {
         let said = lkg_core::redact::text(String::from_utf8_lossy(&output.stderr).trim());
         Err(ReconcileError::Recipe(format!("{shown} failed ({}): {said}", output.status)))
     }
+}
+
+/// A tag of a recipe repository: a version, and when it was published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecipeTag {
+    /// The tag's name (`1.2.0`, `10.7.1+26.6.2`).
+    pub name: String,
+    /// When it was made, in Unix seconds: the tagger's date of an annotated
+    /// tag, the commit's date of a lightweight one.
+    pub created: i64,
+}
+
+/// The tags of the recipe at `location` for `app`: a local repository is
+/// read in place; a URL is fetched into the same cache under `state_dir`
+/// that `update` deploys from (`apps/<app>/recipe.git`), with the same
+/// timeout and without prompting for credentials.
+pub async fn recipe_tags(state_dir: &Path, app: &AppName, location: &str) -> Result<Vec<RecipeTag>, ReconcileError> {
+    let repo = if is_remote(location) {
+        let app_dir = state_dir.join("apps").join(app.as_str());
+        let cache = app_dir.join("recipe.git");
+        if cache.join("HEAD").is_file() {
+            git(&cache, &["fetch", "--quiet", "--force", "--tags", "--prune", "origin"]).await?;
+        } else {
+            fs_err::create_dir_all(&app_dir).map_err(|e| state_io("create", &app_dir, e))?;
+            let target = cache.to_string_lossy().into_owned();
+            git(&app_dir, &["clone", "--quiet", "--bare", "--", location, &target]).await?;
+        }
+        cache
+    } else {
+        PathBuf::from(location)
+    };
+    let listed =
+        git(&repo, &["for-each-ref", "--format=%(refname:strip=2)%09%(creatordate:unix)", "refs/tags"]).await?;
+    Ok(listed
+        .lines()
+        .filter_map(|line| {
+            let (name, created) = line.split_once('\t')?;
+            Some(RecipeTag { name: name.to_owned(), created: created.trim().parse().unwrap_or(0) })
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -197,6 +285,44 @@ mod tests {
 
         let err = resolve(state.path(), &spec, "2.0.0").await.unwrap_err();
         assert!(matches!(err, ReconcileError::Invalid(_)) && err.to_string().contains("has no tag 2.0.0"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_materialized_version_is_read_only_checksummed_and_extracted_again_if_changed() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let source = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        git_in(source.path(), &["init", "--quiet"]);
+        std::fs::create_dir_all(source.path().join("conf")).unwrap();
+        std::fs::write(source.path().join("compose.yml"), "services:\n  app: {image: app:1}\n").unwrap();
+        std::fs::write(source.path().join("conf/app.conf"), "mode = 1\n").unwrap();
+        git_in(source.path(), &["add", "-A"]);
+        git_in(source.path(), &["commit", "--quiet", "-m", "1"]);
+        git_in(source.path(), &["tag", "1.0.0"]);
+        let spec = spec(&source.path().display().to_string());
+        let resolved = resolve(state.path(), &spec, "1.0.0").await.unwrap();
+        let dir = state.path().join("apps/shop/recipes/1.0.0");
+
+        let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!((mode(&dir), mode(&dir.join("conf"))), (0o555, 0o555));
+        assert_eq!((mode(&dir.join("compose.yml")), mode(&dir.join("conf/app.conf"))), (0o444, 0o444));
+        let extracted: Extracted = read_json(&dir.join(EXTRACTED)).unwrap().unwrap();
+        let listed: Vec<String> = extracted.files.iter().map(|f| f.path.display().to_string()).collect();
+        assert_eq!(listed, ["compose.yml", "conf/app.conf"]);
+        assert_eq!(extracted.files[0].sha256, crate::kept::sha256(b"services:\n  app: {image: app:1}\n"));
+
+        // Changed by hand (after a chmod, or by root): the tag's files come back.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&resolved.compose[0], std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(&resolved.compose[0], "services:\n  app: {image: evil}\n").unwrap();
+        let again = resolve(state.path(), &spec, "1.0.0").await.unwrap();
+        assert_eq!(std::fs::read_to_string(&again.compose[0]).unwrap(), "services:\n  app: {image: app:1}\n");
+        assert_eq!((mode(&dir), mode(&again.compose[0])), (0o555, 0o444), "sealed again");
+        // Unchanged: reused as it is.
+        let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+        let before = inode(&again.compose[0]);
+        resolve(state.path(), &spec, "1.0.0").await.unwrap();
+        assert_eq!(inode(&again.compose[0]), before, "an intact copy is not extracted again");
     }
 
     #[tokio::test]

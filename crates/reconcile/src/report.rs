@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::alert::{AlertKind, Delivery};
+use lkg_notify::Delivery;
+
+use crate::alert::AlertKind;
 use crate::flow::{Outcome, Reason, Step};
 use crate::gate::GateDecision;
 use crate::health::ProbeRound;
@@ -43,8 +45,10 @@ pub struct AlertRecord {
     pub kind: AlertKind,
     /// Its file.
     pub path: String,
-    /// The webhook delivery, when a webhook is configured.
-    pub delivery: Option<Delivery>,
+    /// How each notification channel took it (none configured: empty;
+    /// reports of older versions have one `delivery`, read as a list).
+    #[serde(default, alias = "delivery", deserialize_with = "crate::alert::one_or_many")]
+    pub deliveries: Vec<Delivery>,
 }
 
 /// A killed run this report finished or undid.

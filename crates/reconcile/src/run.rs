@@ -10,7 +10,7 @@ use lkg_canonical::{AppLock, AppName, Canonicals, Presence, Status};
 use lkg_core::Progress;
 use tokio::time::Instant;
 
-use crate::alert::{Alert, AlertFacts, AlertKind, Alerts, Webhook};
+use crate::alert::{Alert, AlertFacts, AlertKind, Alerts};
 use crate::error::ReconcileError;
 use crate::event::Event;
 use crate::flow::{self, FailureNote, Flow, Outcome, Reason, Step, Transition};
@@ -65,6 +65,8 @@ pub struct Reconciler<'a, P> {
     observer: &'a dyn for<'e> Progress<Event<'e>>,
     lock_wait: Duration,
     clock: &'a dyn Clock,
+    /// Attempts per notification channel and the first pause between them.
+    notify_retries: (u32, Duration),
 }
 
 impl<P> std::fmt::Debug for Reconciler<'_, P> {
@@ -98,7 +100,16 @@ impl<'a, P: Platform> Reconciler<'a, P> {
             observer,
             lock_wait: Duration::ZERO,
             clock: &SystemClock,
+            notify_retries: (4, Duration::from_secs(1)),
         }
+    }
+
+    /// Tries each notification channel `attempts` times, `backoff` apart
+    /// and doubling (default: 4 attempts, 1 s apart).
+    #[must_use]
+    pub fn notify_retries(mut self, attempts: u32, backoff: Duration) -> Reconciler<'a, P> {
+        self.notify_retries = (attempts, backoff);
+        self
     }
 
     /// Takes the time of records, journals and alerts from `clock` (default:
@@ -687,29 +698,73 @@ impl<'a, P: Platform> Reconciler<'a, P> {
         (result, run.last_probe.clone().unwrap_or_default())
     }
 
-    /// Writes the alert file, then tries the webhook and records how that went.
+    /// Writes the alert file, then sends it to every notification channel
+    /// and rewrites it with how each took it. A channel that fails is a
+    /// note, never an error of the run.
     async fn raise(&self, alerts: &Alerts, mut alert: Alert, spec: &AppSpec) -> Result<AlertRecord, ReconcileError> {
         let path = alerts.write(&alert)?;
         self.note(&format!("alert {} written to {}", alert.id, path.display()));
-        if let Some(url) = &spec.webhook {
-            let delivery = Webhook::new(url)?.deliver(&alert, self.clock).await;
-            if !delivery.delivered {
+        if !spec.notify.is_empty() {
+            alert.deliveries = self.notify(&alert, &spec.notify).await;
+            for failed in alert.deliveries.iter().filter(|d| !d.delivered) {
                 self.note(&format!(
-                    "the webhook {url} did not take alert {} ({}); the alert file stays in {}",
+                    "the channel {} did not take alert {} ({}); the alert file stays in {}",
+                    failed.channel,
                     alert.id,
-                    delivery.error.as_deref().unwrap_or("no answer"),
+                    failed.error.as_deref().unwrap_or("no answer"),
                     alerts.dir().display()
                 ));
             }
-            alert.delivery = Some(delivery);
             alerts.write(&alert)?;
         }
         Ok(AlertRecord {
             id: alert.id.clone(),
             kind: alert.kind,
             path: path.display().to_string(),
-            delivery: alert.delivery,
+            deliveries: alert.deliveries,
         })
+    }
+
+    /// One delivery per channel URL, in order. The spec checked every URL,
+    /// but a journal written by another version may hold one this version
+    /// refuses: its delivery says so instead of failing the run.
+    async fn notify(&self, alert: &Alert, urls: &[String]) -> Vec<lkg_notify::Delivery> {
+        let undelivered = |channel: String, error: String| lkg_notify::Delivery {
+            channel,
+            delivered: false,
+            attempts: 0,
+            error: Some(error),
+            at: self.now(),
+        };
+        let mut channels = Vec::new();
+        let mut refused = Vec::new();
+        for (i, url) in urls.iter().enumerate() {
+            match lkg_notify::Channel::parse(url) {
+                Ok(channel) => channels.push((i, channel)),
+                Err(e) => {
+                    // The error names the URL as it may be shown; nothing else of it is.
+                    let shown = match &e {
+                        lkg_notify::NotifyError::InvalidUrl { url, .. }
+                        | lkg_notify::NotifyError::UnknownScheme { url, .. } => url.clone(),
+                        _ => "(invalid channel)".to_owned(),
+                    };
+                    refused.push((i, undelivered(shown, e.to_string())));
+                }
+            }
+        }
+        let order: Vec<(usize, String)> = channels.iter().map(|(i, c)| (*i, c.redacted())).collect();
+        let (attempts, backoff) = self.notify_retries;
+        let sent = match lkg_notify::Notifier::new(channels.into_iter().map(|(_, c)| c).collect()) {
+            Ok(notifier) => notifier.retries(attempts, backoff).send(&alert.message(), self.clock).await,
+            Err(e) => {
+                let error = e.to_string();
+                order.iter().map(|(_, shown)| undelivered(shown.clone(), error.clone())).collect()
+            }
+        };
+        let mut deliveries: Vec<(usize, lkg_notify::Delivery)> =
+            order.into_iter().map(|(i, _)| i).zip(sent).chain(refused).collect();
+        deliveries.sort_by_key(|(i, _)| *i);
+        deliveries.into_iter().map(|(_, d)| d).collect()
     }
 }
 

@@ -18,7 +18,9 @@
 //! deploy:
 //!   timeout: 300
 //! release_notes: releaseNotes       # default: releaseNotes/ beside the first compose file
-//! webhook: https://alerts.example.net/hook
+//! notify:                           # alert channels (docs/notifications.md)
+//!   - ntfys://ntfy.example.net/lkg-alerts
+//!   - smtp://lkg:secret@mail.example.net:587/?from=lkg@example.net&to=ops@example.net
 //! ```
 
 use std::collections::BTreeMap;
@@ -54,8 +56,11 @@ pub struct AppSpec {
     pub release_notes: PathBuf,
     /// Manual-migration markers (the defaults unless configured).
     pub markers: Vec<String>,
-    /// Where alerts are also sent (a JSON `POST`).
-    pub webhook: Option<String>,
+    /// Where alerts are also sent: notification channel URLs, each checked
+    /// by [`lkg_notify::Channel::parse`]. Journals of older versions have one
+    /// `webhook` URL instead: read as a list of one.
+    #[serde(default, alias = "webhook", deserialize_with = "crate::alert::one_or_many")]
+    pub notify: Vec<String>,
     /// A recipe repository: each version's compose files (and release notes)
     /// are read from its tag, and `compose` and `release_notes` point into
     /// that version's files once a run resolved them.
@@ -148,7 +153,11 @@ pub struct AppConfig {
     pub release_notes: Option<PathBuf>,
     /// Manual-migration markers, replacing the defaults.
     pub markers: Option<Vec<String>>,
-    /// Alert webhook.
+    /// Notification channel URLs: every alert reaches each (docs/notifications.md).
+    #[serde(default)]
+    pub notify: Vec<String>,
+    /// A plain `http(s)://` URL that receives every alert as JSON: the same
+    /// as listing it under `notify`.
     pub webhook: Option<String>,
     /// A recipe repository (a path, relative to the config file, or a URL)
     /// instead of `compose`: version V's files come from its tag V.
@@ -241,8 +250,18 @@ impl AppConfig {
                 "the health deadline and the deploy timeout must be more than 0".into(),
             ));
         }
-        if let Some(url) = &self.webhook {
-            crate::alert::Webhook::new(url)?;
+        let mut notify = self.notify;
+        if let Some(url) = self.webhook {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ReconcileError::Invalid(format!(
+                    "webhook {} is not an http:// or https:// URL: give other channels with --notify (notify:)",
+                    lkg_core::redact::url(&url)
+                )));
+            }
+            notify.push(url);
+        }
+        for url in &notify {
+            lkg_notify::Channel::parse(url)?;
         }
         let release_notes = match (self.release_notes, compose.first()) {
             (Some(dir), _) => absolute(&dir)?,
@@ -267,7 +286,7 @@ impl AppConfig {
             deploy: self.deploy,
             release_notes,
             markers,
-            webhook: self.webhook,
+            notify,
             recipe,
         })
     }
@@ -340,5 +359,35 @@ mod tests {
         assert_eq!(err.to_string(), "no compose file: pass -c FILE, or set it in the config file (--config)");
         let err = AppConfig { app: Some("Shop".into()), ..AppConfig::default() }.into_spec().unwrap_err();
         assert_eq!(lkg_core::Classify::kind(&err), lkg_core::FailureKind::Input);
+    }
+
+    #[test]
+    fn notification_channels_are_checked_and_never_shown_with_their_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("compose.yml"), "services:\n  app:\n    image: x\n").unwrap();
+        let config = |notify: Vec<&str>, webhook: Option<&str>| AppConfig {
+            app: Some("shop".into()),
+            compose: vec![dir.path().join("compose.yml")],
+            notify: notify.into_iter().map(str::to_owned).collect(),
+            webhook: webhook.map(str::to_owned),
+            ..AppConfig::default()
+        };
+        let spec = config(vec!["ntfy://ntfy.example/t"], Some("http://127.0.0.1:9/hook")).into_spec().unwrap();
+        assert_eq!(spec.notify, ["ntfy://ntfy.example/t", "http://127.0.0.1:9/hook"]);
+        let err = config(vec!["telegram://tok:SECRET@telegram"], None).into_spec().unwrap_err();
+        assert_eq!(err.kind(), lkg_core::FailureKind::Input);
+        let text = err.to_string();
+        assert!(text.contains("unknown scheme") && !text.contains("SECRET"), "{text}");
+        let err = config(vec![], Some("ntfy://u:SECRET@h/t")).into_spec().unwrap_err();
+        assert!(err.to_string().contains("--notify") && !err.to_string().contains("SECRET"), "{err}");
+        // A journal of an older version names one webhook.
+        let mut journal = serde_json::to_value(&spec).unwrap();
+        let object = journal.as_object_mut().unwrap();
+        object.remove("notify");
+        object.insert("webhook".into(), serde_json::json!("http://127.0.0.1:9/hook"));
+        let old: AppSpec = serde_json::from_value(journal.clone()).unwrap();
+        assert_eq!(old.notify, ["http://127.0.0.1:9/hook"]);
+        journal["webhook"] = serde_json::Value::Null;
+        assert!(serde_json::from_value::<AppSpec>(journal).unwrap().notify.is_empty());
     }
 }

@@ -86,6 +86,89 @@ pub(crate) fn bump(from: &str, to: &str) -> Bump {
     }
 }
 
+/// How far an update goes: what a fleet policy's `allow` compares with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum UpdateLevel {
+    /// The same major and minor on both sides of the `+`.
+    Patch,
+    /// A new minor on either side, no major change.
+    Minor,
+    /// A major change on either side (the safety gate holds it), or a
+    /// downgrade, or versions that cannot be compared.
+    Major,
+}
+
+impl UpdateLevel {
+    /// `patch`, `minor` or `major`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateLevel::Patch => "patch",
+            UpdateLevel::Minor => "minor",
+            UpdateLevel::Major => "major",
+        }
+    }
+}
+
+/// A version as lkg orders versions: `<recipe-semver>+<app-version>`, or a
+/// plain semantic version (`1.4.2`, `v1.4.2`). Two versions of different
+/// forms do not compare.
+#[derive(Debug, Clone)]
+pub struct OrderedVersion {
+    text: String,
+    version: Comparable,
+}
+
+impl OrderedVersion {
+    /// Parses `text`; `None` when it is neither form (a tag such as `latest`).
+    pub fn parse(text: &str) -> Option<OrderedVersion> {
+        comparable(text).ok().map(|version| OrderedVersion { text: text.to_owned(), version })
+    }
+
+    /// The version as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    fn inner(&self) -> &RecipeVersion {
+        match &self.version {
+            Comparable::Recipe(v) | Comparable::Plain(v) => v,
+        }
+    }
+
+    /// Whether `self` and `other` are of the same form, so that they compare.
+    pub fn same_form(&self, other: &OrderedVersion) -> bool {
+        matches!(
+            (&self.version, &other.version),
+            (Comparable::Recipe(_), Comparable::Recipe(_)) | (Comparable::Plain(_), Comparable::Plain(_))
+        )
+    }
+
+    /// `self` compared with `other`; `None` when their forms differ.
+    pub fn compare(&self, other: &OrderedVersion) -> Option<std::cmp::Ordering> {
+        self.same_form(other).then(|| self.inner().cmp(other.inner()))
+    }
+
+    /// How far an update from `self` to `to` goes, by the safety gate's
+    /// major rule; a downgrade or an incomparable pair is `Major`.
+    pub fn level_to(&self, to: &OrderedVersion) -> UpdateLevel {
+        if self.compare(to) != Some(std::cmp::Ordering::Less) {
+            return UpdateLevel::Major;
+        }
+        let (from, to) = (self.inner(), to.inner());
+        if major_bump(from, to).is_some() {
+            return UpdateLevel::Major;
+        }
+        let recipe_minor = (from.recipe().major, from.recipe().minor) != (to.recipe().major, to.recipe().minor);
+        let app_minor = numeric_prefix(from.app(), 2) != numeric_prefix(to.app(), 2);
+        if recipe_minor || app_minor { UpdateLevel::Minor } else { UpdateLevel::Patch }
+    }
+}
+
+/// The first `n` numeric components of an app version (`26.6.2-rootless` → `[26, 6]`).
+fn numeric_prefix(app: &str, n: usize) -> Vec<u64> {
+    app.split(['.', '-', '_']).take(n).map_while(|part| part.parse().ok()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +210,22 @@ mod tests {
         assert!(matches!(bump("1.0.0", "1.0.0+2.0"), Bump::Unknown(_)));
         assert!(matches!(bump("latest", "1.0.0"), Bump::Unknown(_)));
         assert!(matches!(bump("1.0.0", "nightly"), Bump::Unknown(_)));
+    }
+
+    #[test]
+    fn update_levels_follow_the_major_rule() {
+        let level = |a: &str, b: &str| OrderedVersion::parse(a).unwrap().level_to(&OrderedVersion::parse(b).unwrap());
+        assert_eq!(level("1.1.0", "1.1.1"), UpdateLevel::Patch);
+        assert_eq!(level("1.1.0", "1.2.0"), UpdateLevel::Minor);
+        assert_eq!(level("1.1.0", "2.0.0"), UpdateLevel::Major);
+        assert_eq!(level("1.1.0", "1.0.9"), UpdateLevel::Major, "a downgrade is never automatic");
+        assert_eq!(level("0.7.0", "0.7.3"), UpdateLevel::Patch);
+        assert_eq!(level("0.7.0", "0.8.0"), UpdateLevel::Major);
+        assert_eq!(level("10.7.1+26.6.2", "10.7.2+26.6.2"), UpdateLevel::Patch);
+        assert_eq!(level("10.7.1+26.6.2", "10.7.2+26.7.0"), UpdateLevel::Minor);
+        assert_eq!(level("10.7.1+26.6.2", "10.7.2+27.0.0"), UpdateLevel::Major);
+        assert_eq!(level("1.0.0", "1.0.0+2.0.0"), UpdateLevel::Major, "different forms do not compare");
+        assert_eq!(OrderedVersion::parse("v1.2.3").unwrap().as_str(), "v1.2.3");
+        assert!(OrderedVersion::parse("latest").is_none());
     }
 }

@@ -23,6 +23,8 @@
 //! - [`Stack`]: a compose stack that is removed when the test ends, and
 //!   [`APP_HEALTHCHECK`], the fixture app's health check for compose files;
 //! - [`http_get`], [`wait_until`], [`unique_name`], [`free_port`];
+//! - [`HttpReceiver`]: a loopback HTTP server that records requests and
+//!   answers scripted statuses (webhooks, notification channels);
 //! - [`redact`]: the one insta helper that redacts timestamps, temp paths,
 //!   ports and random ids.
 //!
@@ -47,7 +49,7 @@ mod stack;
 mod util;
 
 pub use env::{Env, EnvError, env};
-pub use http::{HttpResponse, http_get, http_request};
+pub use http::{HttpReceiver, HttpResponse, ReceivedRequest, http_get, http_request};
 pub use images::{App, Behaviour};
 pub use redact::{redact, settings};
 pub use stack::{APP_HEALTHCHECK, Stack};

@@ -1,69 +1,22 @@
 //! The safety gate on the real swarm: a held update touches nothing (same
 //! tasks, no snapshot, no journal) and its alert carries the release notes,
-//! to the alerts directory and to a webhook.
+//! to the alerts directory and to every notification channel.
 
-use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use lkg_reconcile::{GateDecision, HoldKind, Outcome};
-use lkg_testkit::Behaviour;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use lkg_reconcile::{GateDecision, HoldKind, NoProgress, Outcome, UpdateRequest};
+use lkg_testkit::{Behaviour, HttpReceiver};
 
 use crate::{Service, TestApp, images};
-
-/// A loopback webhook: answers 500 to the first POST, 200 afterwards, and
-/// keeps every body.
-async fn webhook() -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let bodies = Arc::new(Mutex::new(Vec::new()));
-    let seen = Arc::clone(&bodies);
-    tokio::spawn(async move {
-        let mut answered = 0;
-        loop {
-            let Ok((mut socket, _)) = listener.accept().await else { return };
-            let mut request = Vec::new();
-            let mut buf = [0u8; 8192];
-            // Read the head, then as many body bytes as Content-Length says.
-            let body = loop {
-                let n = socket.read(&mut buf).await.unwrap_or(0);
-                if n == 0 {
-                    break None;
-                }
-                request.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&request).into_owned();
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let length = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
-                        })
-                        .and_then(|v| v.parse::<usize>().ok())
-                        .unwrap_or(0);
-                    if body.len() >= length {
-                        break Some(body.to_owned());
-                    }
-                }
-            };
-            let status = if answered == 0 { "500 Internal Server Error" } else { "200 OK" };
-            answered += 1;
-            if let Some(body) = body {
-                seen.lock().unwrap().push(body);
-            }
-            let _ = socket
-                .write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes())
-                .await;
-        }
-    });
-    (url, bodies)
-}
 
 #[tokio::test]
 async fn held_updates_touch_nothing_and_their_alerts_carry_the_notes() {
     images(&[("1.0.0", Behaviour::Healthy)]);
     let app = TestApp::new("rchold").await;
-    let (hook, received) = webhook().await;
+    // A webhook that refuses the first POST and takes the rest.
+    let receiver = HttpReceiver::start(&[500, 200]);
     let mut spec = app.spec(Service::Plain, true);
-    spec.webhook = Some(hook);
+    spec.notify = vec![receiver.url("/hook")];
     let notes_dir = app.recipe().join("releaseNotes");
     std::fs::create_dir_all(&notes_dir).unwrap();
     std::fs::write(notes_dir.join("4.0.0.md"), "# 4.0.0\n\nThe data format changed; see the upgrade guide.\n").unwrap();
@@ -103,27 +56,52 @@ async fn held_updates_touch_nothing_and_their_alerts_carry_the_notes() {
         assert!(alert["notes"].as_str().unwrap().contains(expected_notes), "{alert:#}");
         assert_eq!(alert["recovered"], serde_json::Value::Null, "a hold recovers nothing: nothing was touched");
         // The webhook refused the first POST; the bounded retry delivered it.
-        assert_eq!(alert["delivery"]["delivered"], true, "{alert:#}");
+        assert_eq!(alert["deliveries"][0]["delivered"], true, "{alert:#}");
     }
-    assert_eq!(alerts.iter().map(|a| a["delivery"]["attempts"].as_u64().unwrap()).sum::<u64>(), 3);
-    let bodies = received.lock().unwrap().clone();
-    assert_eq!(bodies.len(), 3, "one refused and two delivered POSTs");
-    let posted: serde_json::Value = serde_json::from_str(bodies.last().unwrap()).unwrap();
+    assert_eq!(alerts.iter().map(|a| a["deliveries"][0]["attempts"].as_u64().unwrap()).sum::<u64>(), 3);
+    assert_eq!(receiver.requests().len(), 3, "one refused and two delivered POSTs");
+    let accepted = receiver.accepted();
+    assert_eq!(accepted.len(), 2, "each alert delivered once");
+    // The generic channel POSTs the alert as it was written before sending.
+    let posted = accepted.last().unwrap().json();
     assert!(alerts.iter().any(|a| a["id"] == posted["id"] && a["notes"] == posted["notes"]));
+    assert!(posted.get("deliveries").is_none(), "{posted:#}");
 }
 
 #[tokio::test]
-async fn an_unreachable_webhook_never_hides_the_alert_file() {
+async fn an_unreachable_channel_never_hides_the_alert_file_nor_changes_the_outcome() {
     images(&[("1.0.0", Behaviour::Healthy)]);
     let app = TestApp::new("rchook").await;
     let mut spec = app.spec(Service::Plain, true);
     assert_eq!(app.update(&spec, "1.0.0").await.outcome, Outcome::Installed);
-    spec.webhook = Some(format!("http://127.0.0.1:{}/nobody", lkg_testkit::free_port()));
-    let report = app.update(&spec, "2.0.0").await;
-    assert_eq!(report.outcome, Outcome::Held);
-    let delivery = report.alert.as_ref().and_then(|a| a.delivery.clone()).expect("a delivery was tried");
-    assert_eq!((delivery.delivered, delivery.attempts), (false, 3));
+    // Two channels: a Slack-compatible webhook that takes the alert, and
+    // an ntfy server nobody runs.
+    let slack = HttpReceiver::start(&[]);
+    let dead = format!("ntfy://ops:NTFYPASS@127.0.0.1:{}/TOPICSECRET?scheme=http", lkg_testkit::free_port());
+    spec.notify = vec![slack.url("/hooks/SLACKKEY").replacen("http://", "slack+http://", 1), dead];
+    let request = UpdateRequest { target: "2.0.0".to_owned(), ..UpdateRequest::default() };
+    let report =
+        Box::pin(app.reconciler(&NoProgress).notify_retries(3, Duration::from_millis(10)).update(&spec, &request))
+            .await
+            .expect("a dead channel is no error of the run");
+    assert_eq!(report.outcome, Outcome::Held, "the outcome a hold always has");
+    let deliveries = &report.alert.as_ref().expect("an alert").deliveries;
+    assert_eq!(deliveries.len(), 2, "{deliveries:?}");
+    assert_eq!((deliveries[0].delivered, deliveries[0].attempts), (true, 1), "{deliveries:?}");
+    assert_eq!((deliveries[1].delivered, deliveries[1].attempts), (false, 3), "{deliveries:?}");
+    assert!(deliveries[1].error.is_some());
+    let slack_text = slack.accepted()[0].json()["text"].as_str().unwrap().to_owned();
+    assert!(
+        slack_text.contains(&format!("*lkg: {} held at 1.0.0: 2.0.0 is a major update*", app.name)),
+        "{slack_text}"
+    );
+
     let alert = &app.alerts()[0];
     assert_eq!(alert["kind"], "held-major");
-    assert_eq!(alert["delivery"]["delivered"], false);
+    assert_eq!(alert["deliveries"].as_array().unwrap().len(), 2, "{alert:#}");
+    assert_eq!(alert["deliveries"][1]["delivered"], false);
+    let shown = format!("{report:?}{alert}");
+    for secret in ["NTFYPASS", "TOPICSECRET", "SLACKKEY"] {
+        assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+    }
 }
