@@ -24,6 +24,7 @@ const KNOWN_JOBS: &[(&str, &str)] = &[
     ("canonical", "keep the record of each app's canonical deployment"),
     ("upgrade-base", "choose the version to test an upgrade from"),
     ("reconcile", "update an app behind a safety gate and a health gate"),
+    ("fleet", "keep every app of a fleet on its newest safe version, by itself"),
 ];
 
 fn main() -> ExitCode {

@@ -13,6 +13,8 @@ mod snap;
 // Each `lkg-<job>` below exists only with its job's feature, too.
 #[cfg(feature = "canonical")]
 mod canonical;
+#[cfg(feature = "fleet")]
+mod fleet;
 #[cfg(feature = "reconcile")]
 mod reconcile;
 #[cfg(feature = "registry")]

@@ -1,0 +1,444 @@
+//! `lkg-fleet` as an operator runs it: rounds over a real swarm with a
+//! stateful app from a recipe repository, a stateless app from an image
+//! repository and an app that waits for the first; alerts to real loopback
+//! receivers; metrics checked by promtool; bad fleet files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lkg_testkit::{App, Behaviour, Env, HttpReceiver, env, free_port, unique_name};
+
+use crate::common::{json, text};
+
+const SECRET_TOKEN: &str = "SECRETTOKENfleet41";
+const SECRET_PASSWORD: &str = "PASSWORDfleet73";
+
+fn git(dir: &Path, args: &[&str], date: Option<i64>) {
+    let mut command = Command::new("git");
+    command
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=lkg", "-c", "user.email=lkg@example.net", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .stdin(Stdio::null());
+    if let Some(date) = date {
+        command.env("GIT_COMMITTER_DATE", format!("{date} +0000")).env("GIT_AUTHOR_DATE", format!("{date} +0000"));
+    }
+    let out = command.output().expect("run git");
+    assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+}
+
+fn now() -> i64 {
+    i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap()
+}
+
+/// A recipe repository whose every tag deploys the fixture app at that version.
+fn recipe(dir: &Path, port: u16, stateful: bool) {
+    std::fs::create_dir_all(dir).unwrap();
+    git(dir, &["init", "-q"], None);
+    let volumes = if stateful { "    volumes: [data:/data]\n" } else { "" };
+    let top = if stateful { "volumes:\n  data:\n" } else { "" };
+    std::fs::write(
+        dir.join("compose.yml"),
+        format!(
+            "version: \"3.8\"\nservices:\n  app:\n    image: lkg-fixture/app:${{LKG_VERSION_TAG}}\n    stop_grace_period: 1s\n    \
+             ports: [{{target: 8080, published: {port}, protocol: tcp, mode: host}}]\n{volumes}{top}"
+        ),
+    )
+    .unwrap();
+}
+
+fn tag(dir: &Path, version: &str, date: i64) {
+    std::fs::write(dir.join("VERSION"), version).unwrap();
+    git(dir, &["add", "-A"], None);
+    git(dir, &["commit", "-q", "-m", version], Some(date));
+    git(dir, &["tag", version], Some(date));
+}
+
+struct Fleet {
+    env: &'static Env,
+    dir: tempfile::TempDir,
+    apps: [String; 3],
+    registry_repo: String,
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for app in &self.apps {
+            self.env.remove_stack(app);
+        }
+    }
+}
+
+impl Fleet {
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn file(&self) -> PathBuf {
+        self.dir.path().join("fleet.yml")
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_lkg-fleet"))
+            .arg("--state-dir")
+            .arg(self.state())
+            .args(args)
+            .envs(self.env.vars())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run lkg-fleet")
+    }
+
+    fn round(&self, extra: &[&str]) -> (Option<i32>, serde_json::Value, Output) {
+        let file = self.file().display().to_string();
+        let mut args = vec!["run", "-f", &file, "--json"];
+        args.extend(extra);
+        let out = self.run(&args);
+        let doc = json(&out);
+        (out.status.code(), doc, out)
+    }
+
+    /// Pushes the fixture image of `version` (with `behaviour`) as `registry_repo:version`.
+    fn push(&self, version: &str, behaviour: Behaviour) {
+        let local = App::new(version).behaviour(behaviour).import(self.env);
+        let remote = format!("{}:{version}", self.registry_repo);
+        self.env.docker(&["tag", &local, &remote]);
+        self.env.docker(&["push", "-q", &remote]);
+    }
+}
+
+fn state_of<'a>(doc: &'a serde_json::Value, app: &str) -> &'a serde_json::Value {
+    doc["apps"].as_array().unwrap().iter().find(|a| a["app"] == app).unwrap_or_else(|| panic!("{app} in {doc:#}"))
+}
+
+fn states(doc: &serde_json::Value) -> Vec<String> {
+    doc["apps"].as_array().unwrap().iter().map(|a| format!("{}={}", a["app"], a["state"])).collect()
+}
+
+#[test]
+#[allow(clippy::too_many_lines, reason = "five rounds of one fleet, read top to bottom")]
+fn rounds_install_upgrade_roll_back_hold_and_skip() {
+    let env = env();
+    for version in ["1.0.0", "1.1.0", "1.1.1", "2.0.0"] {
+        App::new(version).import(env);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let apps = [unique_name("fleet-data"), unique_name("fleet-image"), unique_name("fleet-after")];
+    let ports = [free_port(), free_port(), free_port()];
+    let fleet = Fleet { env, registry_repo: format!("{}/{}", env.registry_a, apps[1]), dir, apps: apps.clone() };
+    let generic = HttpReceiver::start(&[]);
+    let ntfy = HttpReceiver::start(&[]);
+    let (recipe1, recipe3) = (fleet.dir.path().join("recipe1"), fleet.dir.path().join("recipe3"));
+    let old = now() - 7200;
+    recipe(&recipe1, ports[0], true);
+    tag(&recipe1, "1.0.0", old - 60);
+    recipe(&recipe3, ports[2], false);
+    tag(&recipe3, "1.0.0", old);
+    fleet.push("1.0.0", Behaviour::Healthy);
+    std::fs::write(
+        fleet.dir.path().join("image.yml"),
+        format!(
+            "version: \"3.8\"\nservices:\n  app:\n    image: {}:${{LKG_VERSION_TAG}}\n    stop_grace_period: 1s\n    \
+             ports: [{{target: 8080, published: {}, protocol: tcp, mode: host}}]\n",
+            fleet.registry_repo, ports[1]
+        ),
+    )
+    .unwrap();
+    let health = |port: u16| {
+        format!(
+            "    health: {{http: [{{url: 'http://127.0.0.1:{port}/health'}}], passes: 2, interval: 0.3, deadline: 5}}\n    \
+             deploy: {{timeout: 40, resolve_image: never}}\n"
+        )
+    };
+    let write_fleet = |app2_policy: &str| {
+        std::fs::write(
+            fleet.file(),
+            format!(
+                "version: 1\nnotify:\n  - 'generic+{}?token={SECRET_TOKEN}'\n  - 'ntfy://fleet:{SECRET_PASSWORD}@127.0.0.1:{}/alerts?scheme=http'\n\
+                 apps:\n  - app: {}\n    recipe: recipe1\n    source: recipe\n    stateful: true\n{}    policy: {{allow: minor, cooldown: 1h}}\n\
+                 \x20 - app: {}\n    compose: [image.yml]\n    source: {{registry: '{}'}}\n    stateful: false\n{}    policy: {app2_policy}\n\
+                 \x20 - app: {}\n    recipe: recipe3\n    source: recipe\n    stateful: false\n{}    policy: {{allow: minor, after: [{}]}}\n",
+                generic.url("/hook"),
+                ntfy.port(),
+                apps[0],
+                health(ports[0]),
+                apps[1],
+                fleet.registry_repo,
+                health(ports[1]),
+                apps[2],
+                health(ports[2]),
+                apps[0],
+            ),
+        )
+        .unwrap();
+    };
+    write_fleet("{allow: patch}");
+    let mut outputs: Vec<Output> = Vec::new();
+
+    // Plan touches nothing and says what round 1 will do.
+    let file = fleet.file().display().to_string();
+    let plan = fleet.run(&["plan", "-f", &file, "--json"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan.stderr));
+    let doc = json(&plan);
+    assert_eq!(state_of(&doc, &apps[0])["decision"]["action"], "install", "{doc:#}");
+    assert!(env.try_docker(&["stack", "ps", &apps[0]]).stdout.is_empty(), "plan deployed something");
+    outputs.push(plan);
+
+    // Round 1: everything installs.
+    let (code, doc, out) = fleet.round(&[]);
+    assert_eq!(code, Some(0), "{:?}\n{}", states(&doc), text(&out.stderr));
+    for app in &apps {
+        assert_eq!(state_of(&doc, app)["state"], "installed", "{:?}", states(&doc));
+    }
+    outputs.push(out);
+
+    // New versions: a minor for app 1, a broken patch for app 2, a major for app 3.
+    tag(&recipe1, "1.1.0", old);
+    fleet.push("1.0.1", Behaviour::Unhealthy);
+    tag(&recipe3, "2.0.0", old);
+    let (code, doc, out) = fleet.round(&[]);
+    assert_eq!(code, Some(1), "{:?}\n{}", states(&doc), text(&out.stderr));
+    assert_eq!(state_of(&doc, &apps[0])["state"], "upgraded", "{:?}", states(&doc));
+    assert_eq!(state_of(&doc, &apps[0])["running"], "1.1.0");
+    assert_eq!(state_of(&doc, &apps[1])["state"], "rolled_back", "{:?}", states(&doc));
+    assert_eq!(state_of(&doc, &apps[1])["running"], "1.0.0");
+    assert_eq!(state_of(&doc, &apps[2])["state"], "held", "{:?}", states(&doc));
+    assert_eq!(state_of(&doc, &apps[2])["running"], "1.0.0");
+    outputs.push(out);
+    // The rollback and the hold reached both channels.
+    let alerts: Vec<serde_json::Value> = generic.accepted().iter().map(lkg_testkit::ReceivedRequest::json).collect();
+    assert!(alerts.iter().any(|a| a["kind"] == "rollback" && a["app"] == apps[1].as_str()), "{alerts:#?}");
+    assert!(alerts.iter().any(|a| a["kind"] == "held-major" && a["app"] == apps[2].as_str()), "{alerts:#?}");
+    assert!(alerts.iter().any(|a| a["outcome"] == "failed" && a["apps"].is_array()), "no round summary: {alerts:#?}");
+    let pushed: Vec<String> =
+        ntfy.accepted().iter().map(|r| format!("{} {}", r.header("title").unwrap_or_default(), r.text())).collect();
+    assert!(pushed.iter().any(|m| m.contains(apps[1].as_str()) && m.contains("1.0.1")), "{pushed:#?}");
+    assert!(pushed.iter().any(|m| m.contains(apps[2].as_str()) && m.contains("2.0.0")), "{pushed:#?}");
+
+    // Round 3: the broken version is not retried, the major stays held, a
+    // new version inside its cooldown waits.
+    tag(&recipe1, "1.1.1", now());
+    let alerts_before = generic.accepted().len();
+    let (code, doc, out) = fleet.round(&[]);
+    assert_eq!(code, Some(3), "{:?}\n{}", states(&doc), text(&out.stderr));
+    assert_eq!(state_of(&doc, &apps[0])["state"], "waiting", "{:?}", states(&doc));
+    assert!(state_of(&doc, &apps[0])["reason"].as_str().unwrap().contains("cooldown"), "{doc:#}");
+    assert_eq!(state_of(&doc, &apps[1])["state"], "rolled_back");
+    assert!(state_of(&doc, &apps[1]).get("report").is_none(), "the broken version ran again: {doc:#}");
+    assert_eq!(state_of(&doc, &apps[2])["state"], "held");
+    assert!(state_of(&doc, &apps[2]).get("report").is_none(), "the held major was sent again: {doc:#}");
+    assert_eq!(generic.accepted().len(), alerts_before, "nothing changed, yet something was sent");
+    outputs.push(out);
+
+    // Round 4: a newer patch of app 2 appears and is taken.
+    fleet.push("1.0.2", Behaviour::Healthy);
+    let (code, doc, out) = fleet.round(&[]);
+    assert_eq!(code, Some(3), "{:?}\n{}", states(&doc), text(&out.stderr));
+    assert_eq!(state_of(&doc, &apps[1])["state"], "upgraded", "{:?}", states(&doc));
+    assert_eq!(state_of(&doc, &apps[1])["running"], "1.0.2");
+    outputs.push(out);
+
+    // Round 5: app 1 locked by another process (its dependent is skipped),
+    // app 2 outside its maintenance window; metrics for promtool.
+    fleet.push("1.0.3", Behaviour::Healthy);
+    let hour = (now().rem_euclid(86_400) / 3600 + 3) % 24;
+    write_fleet(&format!("{{allow: patch, window: 'Mon-Sun {hour:02}:00-{hour:02}:30 UTC'}}"));
+    let mut holder = Command::new(env!("CARGO_BIN_EXE_lkg-canonical"))
+        .arg("--state-dir")
+        .arg(fleet.state())
+        .args(["lock", &apps[0], "--", "sleep", "20"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    lkg_testkit::wait_until("the lock to be held", Duration::from_secs(10), Duration::from_millis(50), || {
+        let status = fleet.run(&["status", "-f", &file, "--json"]);
+        let doc: serde_json::Value = serde_json::from_slice(&status.stdout).ok()?;
+        state_of(&doc, &apps[0])["state"].as_str()?.starts_with("locked").then_some(())
+    });
+    let metrics = fleet.dir.path().join("metrics.prom");
+    let metrics_arg = metrics.display().to_string();
+    let (code, doc, out) = fleet.round(&["--metrics-file", &metrics_arg]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(code, Some(4), "{:?}\n{}", states(&doc), text(&out.stderr));
+    assert_eq!(state_of(&doc, &apps[0])["state"], "locked", "{:?}", states(&doc));
+    assert_eq!(state_of(&doc, &apps[2])["state"], "skipped", "{:?}", states(&doc));
+    assert!(state_of(&doc, &apps[2])["reason"].as_str().unwrap().contains(apps[0].as_str()), "{doc:#}");
+    assert_eq!(state_of(&doc, &apps[1])["state"], "waiting", "{:?}", states(&doc));
+    assert!(state_of(&doc, &apps[1])["reason"].as_str().unwrap().contains("maintenance window"), "{doc:#}");
+    outputs.push(out);
+
+    let exposition = std::fs::read_to_string(&metrics).unwrap();
+    let checked = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&metrics).unwrap())
+        .output()
+        .expect("promtool (Debian package prometheus; scripts/testenv installs it)");
+    assert!(checked.status.success(), "promtool: {}{}\n{exposition}", text(&checked.stdout), text(&checked.stderr));
+    let info = format!("lkg_fleet_app_info{{app=\"{}\",running=\"1.0.2\",newest=\"1.0.3\"}} 1", apps[1]);
+    assert!(exposition.contains(&info), "{exposition}");
+    assert!(exposition.contains(&format!("lkg_fleet_app_rollbacks_total{{app=\"{}\"}} 1", apps[1])), "{exposition}");
+    assert!(exposition.contains(&format!("lkg_fleet_app_holds_total{{app=\"{}\"}} 1", apps[2])), "{exposition}");
+
+    // status: the fleet at a glance.
+    let status = fleet.run(&["status", "-f", &file, "--json"]);
+    let doc = json(&status);
+    assert_eq!(state_of(&doc, &apps[2])["state"], "skipped");
+    assert_eq!(state_of(&doc, &apps[2])["held"], serde_json::json!(["2.0.0"]));
+    assert_eq!(state_of(&doc, &apps[1])["rolled_back"], serde_json::json!(["1.0.1"]));
+    outputs.push(status);
+    let retry = fleet.run(&["retry", "-f", &file, &apps[1], "--json"]);
+    assert_eq!(json(&retry)["forgot_rolled_back"], serde_json::json!(["1.0.1"]));
+    outputs.push(retry);
+
+    // No secret from any channel URL anywhere.
+    let mut seen = String::new();
+    for out in &outputs {
+        seen.push_str(&text(&out.stdout));
+        seen.push_str(&text(&out.stderr));
+    }
+    seen.push_str(&exposition);
+    for entry in walk(&fleet.state()) {
+        seen.push_str(&String::from_utf8_lossy(&std::fs::read(entry).unwrap()));
+    }
+    for received in generic.accepted().iter().chain(ntfy.accepted().iter()) {
+        seen.push_str(&received.text());
+    }
+    assert!(!seen.contains(SECRET_TOKEN) && !seen.contains(SECRET_PASSWORD), "a secret leaked");
+}
+
+#[test]
+fn watch_rounds_stop_cleanly_and_a_killed_round_is_finished_by_the_next() {
+    let env = env();
+    for version in ["1.0.0", "1.0.1", "1.0.2"] {
+        App::new(version).import(env);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let app = unique_name("fleet-watch");
+    let port = free_port();
+    let fleet = Fleet {
+        env,
+        registry_repo: String::new(),
+        dir,
+        apps: [app.clone(), unique_name("unused"), unique_name("unused")],
+    };
+    let repo = fleet.dir.path().join("recipe");
+    recipe(&repo, port, false);
+    tag(&repo, "1.0.0", now() - 60);
+    std::fs::write(
+        fleet.file(),
+        format!(
+            "version: 1\napps:\n  - app: {app}\n    recipe: recipe\n    source: recipe\n    stateful: false\n    \
+             health: {{http: [{{url: 'http://127.0.0.1:{port}/health'}}], passes: 3, interval: 1, deadline: 20}}\n    \
+             deploy: {{timeout: 40, resolve_image: never}}\n"
+        ),
+    )
+    .unwrap();
+    let file = fleet.file().display().to_string();
+    let journal = fleet.state().join("apps").join(&app).join("reconcile/journal.json");
+    let start = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_lkg-fleet"))
+            .arg("--state-dir")
+            .arg(fleet.state())
+            .args(args)
+            .envs(env.vars())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let running = || {
+        let doc = json(&fleet.run(&["status", "-f", &file, "--json"]));
+        (state_of(&doc, &app)["last_good"].as_str().map(str::to_owned), journal.exists())
+    };
+
+    // Three rounds a second apart: the first installs, the others find nothing to do.
+    let out = start(&["watch", "-f", &file, "--interval", "1s", "--rounds", "3"]).wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).matches("round: ok").count(), 3, "{}", text(&out.stdout));
+    assert_eq!(running(), (Some("1.0.0".to_owned()), false));
+
+    // SIGTERM while an update runs: it finishes, then watch exits 0.
+    tag(&repo, "1.0.1", now() - 60);
+    let child = start(&["watch", "-f", &file, "--interval", "1h"]);
+    lkg_testkit::wait_until("the update to start", Duration::from_secs(30), Duration::from_millis(20), || {
+        journal.exists().then_some(())
+    });
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("stopping"), "{}", text(&out.stderr));
+    assert_eq!(running(), (Some("1.0.1".to_owned()), false), "SIGTERM left the update unfinished");
+
+    // kill -9 in the middle of an update: the next round finishes it through the journal.
+    tag(&repo, "1.0.2", now() - 60);
+    let mut child = start(&["run", "-f", &file]);
+    lkg_testkit::wait_until("the update to start", Duration::from_secs(30), Duration::from_millis(20), || {
+        journal.exists().then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(journal.exists(), "the killed run left no journal");
+    let (code, doc, out) = fleet.round(&[]);
+    assert_eq!(code, Some(0), "{:?}\n{}", states(&doc), text(&out.stderr));
+    assert!(state_of(&doc, &app)["recovered"].is_object(), "{doc:#}");
+    assert_eq!(state_of(&doc, &app)["running"], "1.0.2", "{doc:#}");
+    assert_eq!(running(), (Some("1.0.2".to_owned()), false));
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            files.extend(walk(&path));
+        } else if kind.is_file() {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[test]
+fn bad_fleet_files_name_file_line_and_key_and_touch_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let app = "  - app: shop\n    recipe: /nonexistent/recipe\n    source: recipe\n";
+    for (name, body, expect) in [
+        ("unknown-key", format!("version: 1\napps:\n{app}    polcy: {{}}\n"), "line 6"),
+        ("missing-source", "version: 1\napps:\n  - app: shop\n    recipe: /r\n".to_owned(), "no source"),
+        ("bad-scheme", format!("version: 1\nnotify: ['gopher://h/x']\napps:\n{app}"), "line 2"),
+        ("duplicate", format!("version: 1\napps:\n{app}{app}"), "listed twice"),
+        (
+            "cycle",
+            "version: 1\napps:\n  - {app: a, recipe: /r, source: recipe, policy: {after: [b]}}\n  \
+             - {app: b, recipe: /r, source: recipe, policy: {after: [a]}}\n"
+                .to_owned(),
+            "cycle",
+        ),
+    ] {
+        let path = dir.path().join(format!("{name}.yml"));
+        std::fs::write(&path, body).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_lkg-fleet"))
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["run", "-f"])
+            .arg(&path)
+            .env("DOCKER_HOST", "unix:///nonexistent.sock")
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(stderr.contains(&format!("{name}.yml")) && stderr.contains(expect), "{name}: {stderr}");
+        assert!(out.stdout.is_empty(), "{name}");
+    }
+    assert!(!state.exists(), "a rejected fleet file touched the state directory");
+}
