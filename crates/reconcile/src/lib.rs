@@ -60,9 +60,11 @@
 //!
 //! - A stateful update has downtime: the stack is undeployed while its
 //!   volumes are snapshotted (a consistent copy needs a quiet app).
-//! - The version reaches the stack only through compose interpolation
-//!   (`${LKG_VERSION}`, `${LKG_VERSION_TAG}`); a recipe whose files differ
-//!   per version must be checked out by the caller (or by a deploy command).
+//! - Plain compose files (`-c`) are one recipe for every version, reached
+//!   through interpolation (`${LKG_VERSION}`, `${LKG_VERSION_TAG}`); files
+//!   that differ per version come from a recipe repository (`--recipe`), one
+//!   tag per version. Either way a rollback deploys the files kept when
+//!   last-good was deployed, never the files as they are now.
 //! - Quick mode leaves the canonical's volumes as the candidate left them
 //!   after a pass (as the harness did); its known-good snapshot is untouched
 //!   and is what a failed run restores.
