@@ -201,7 +201,9 @@ async fn watch(
             woken.notify_waiters();
         });
     }
-    let served = Arc::new(Mutex::new(String::new()));
+    // What the last rounds recorded, served until this process's first round ends.
+    let initial = Fleet::load(file).map(|fleet| metrics_text(&fleet, state)).unwrap_or_default();
+    let served = Arc::new(Mutex::new(initial));
     if let Some(addr) = listen {
         serve(addr, Arc::clone(&served)).await?;
     }

@@ -365,10 +365,16 @@ fn watch_rounds_stop_cleanly_and_a_killed_round_is_finished_by_the_next() {
 
     // SIGTERM while an update runs: it finishes, then watch exits 0.
     tag(&repo, "1.0.1", now() - 60);
-    let child = start(&["watch", "-f", &file, "--interval", "1h"]);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let child = start(&["watch", "-f", &file, "--interval", "1h", "--listen", &listen]);
     lkg_testkit::wait_until("the update to start", Duration::from_secs(30), Duration::from_millis(20), || {
         journal.exists().then_some(())
     });
+    let healthz = lkg_testkit::http_get(&format!("http://{listen}/healthz")).expect("GET /healthz");
+    assert_eq!((healthz.status, healthz.body.as_str()), (200, "ok\n"));
+    let metrics = lkg_testkit::http_get(&format!("http://{listen}/metrics")).expect("GET /metrics");
+    let info = format!("lkg_fleet_app_info{{app=\"{app}\",running=\"1.0.0\",newest=\"1.0.0\"}} 1");
+    assert!(metrics.status == 200 && metrics.body.contains(&info), "{}", metrics.body);
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let out = child.wait_with_output().unwrap();

@@ -80,23 +80,27 @@ pub fn version_of_tag(tag: &str) -> Option<String> {
 
 /// Sorts versions newest first: `<recipe>+<app>` versions, then plain ones,
 /// then tags that are not versions (a total order, as `sort_by` needs).
-pub fn sort_newest_first(candidates: &mut [Candidate]) {
-    let key = |c: &Candidate| {
-        let parsed = OrderedVersion::parse(&c.version);
-        let rank = match &parsed {
-            Some(_) if c.version.contains('+') => 0,
-            Some(_) => 1,
-            None => 2,
-        };
-        (rank, parsed)
-    };
-    candidates.sort_by(|a, b| {
-        let ((ra, va), (rb, vb)) = (key(a), key(b));
-        ra.cmp(&rb).then_with(|| match (va, vb) {
-            (Some(va), Some(vb)) => vb.compare(&va).unwrap_or(std::cmp::Ordering::Equal),
+pub fn sort_newest_first(candidates: &mut Vec<Candidate>) {
+    // Each version parsed once, not once per comparison.
+    let mut keyed: Vec<(u8, Option<OrderedVersion>, Candidate)> = candidates
+        .drain(..)
+        .map(|c| {
+            let parsed = OrderedVersion::parse(&c.version);
+            let rank = match &parsed {
+                Some(_) if c.version.contains('+') => 0,
+                Some(_) => 1,
+                None => 2,
+            };
+            (rank, parsed, c)
+        })
+        .collect();
+    keyed.sort_by(|(ra, va, a), (rb, vb, b)| {
+        ra.cmp(rb).then_with(|| match (va, vb) {
+            (Some(va), Some(vb)) => vb.compare(va).unwrap_or(std::cmp::Ordering::Equal),
             _ => a.version.cmp(&b.version),
         })
     });
+    candidates.extend(keyed.into_iter().map(|(_, _, c)| c));
 }
 
 #[cfg(test)]

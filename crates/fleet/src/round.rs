@@ -306,8 +306,9 @@ impl<'a> Fleeter<'a> {
         let mut found = BTreeMap::new();
         let mut currents = BTreeMap::new();
         for app in &fleet.apps {
-            let status = lkg_reconcile::app_status(&self.state_dir, &app.name)?;
-            currents.insert(app.name.to_string(), status.last_good.map(|l| l.version));
+            // Only last-good: app_status would also read every alert file, per app.
+            let last_good = lkg_reconcile::AppState::new(&self.state_dir, app.name.as_str()).last_good()?;
+            currents.insert(app.name.to_string(), last_good.map(|l| l.version));
         }
         let state_dir = &self.state_dir;
         let currents_ref = &currents;
