@@ -198,6 +198,11 @@ struct AppArgs {
     /// default 300, or the config file's.
     #[arg(long, value_name = "SECS")]
     deploy_timeout: Option<f64>,
+    /// Failed tasks of a deploy after which a crash-looping service is
+    /// task_failed (and the update rolls back) without waiting for
+    /// --deploy-timeout; default 3, or the config file's; 0 waits.
+    #[arg(long, value_name = "N")]
+    max_task_failures: Option<usize>,
     /// A command in place of `docker stack deploy` ({stack}, {compose}, {overlay}, {deploy_id}).
     #[arg(long, value_name = "CMD")]
     deploy_command: Option<String>,
@@ -389,6 +394,9 @@ impl AppArgs {
         let deploy = &mut config.deploy;
         if let Some(s) = self.deploy_timeout {
             deploy.timeout = secs(s, "--deploy-timeout")?;
+        }
+        if let Some(n) = self.max_task_failures {
+            deploy.max_task_failures = n;
         }
         if self.deploy_command.is_some() {
             deploy.command = self.deploy_command;

@@ -236,7 +236,9 @@ impl Platform for SwarmPlatform {
             .map_err(|source| crate::files::state_io("write", &overlay, source))?;
         let mut files: Vec<PathBuf> = spec.compose.clone();
         files.push(overlay);
-        let mut request = DeployRequest::new(&spec.stack, files).timeout(spec.deploy.timeout);
+        let mut request = DeployRequest::new(&spec.stack, files)
+            .timeout(spec.deploy.timeout)
+            .task_failure_limit(spec.deploy.max_task_failures);
         for (key, value) in self.variables(spec, version) {
             request = request.env(key, value);
         }

@@ -102,6 +102,15 @@ pub struct DeploySpec {
     /// How snapshots read and write volumes: `auto`, `archive` or `direct`.
     #[serde(default)]
     pub snapshot_access: SnapshotAccess,
+    /// Failed tasks of a deploy after which a service that is not all
+    /// running is `task_failed` (a crash loop), without waiting for
+    /// `timeout`; 0 waits for the timeout.
+    #[serde(default = "default_task_failures")]
+    pub max_task_failures: usize,
+}
+
+fn default_task_failures() -> usize {
+    lkg_swarm::DEFAULT_TASK_FAILURE_LIMIT
 }
 
 fn default_timeout() -> Duration {
@@ -117,6 +126,7 @@ impl Default for DeploySpec {
             resolve_image: ResolveImage::default(),
             registry_auth: false,
             snapshot_access: SnapshotAccess::default(),
+            max_task_failures: default_task_failures(),
         }
     }
 }
@@ -335,7 +345,7 @@ mod tests {
             &path,
             "app: shop\nstack: shop_example_org\ncompose: [compose.yml]\nstateful: false\n\
              health:\n  http: [{url: 'http://127.0.0.1:8080/health', body: ok}]\n  passes: 2\n  interval: 0.5\n\
-             deploy:\n  timeout: 60\n  resolve_image: never\n",
+             deploy:\n  timeout: 60\n  resolve_image: never\n  max_task_failures: 5\n",
         )
         .unwrap();
         let spec = AppConfig::load(&path).unwrap().into_spec().unwrap();
@@ -346,6 +356,8 @@ mod tests {
         assert_eq!((spec.health.passes, spec.health.interval), (2, Duration::from_millis(500)));
         assert_eq!((spec.deploy.timeout, spec.deploy.resolve_image), (Duration::from_secs(60), ResolveImage::Never));
         assert_eq!(spec.markers.len(), crate::gate::DEFAULT_MARKERS.len());
+        assert_eq!(spec.deploy.max_task_failures, 5);
+        assert_eq!(DeploySpec::default().max_task_failures, lkg_swarm::DEFAULT_TASK_FAILURE_LIMIT);
     }
 
     #[test]
