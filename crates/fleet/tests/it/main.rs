@@ -1,0 +1,5 @@
+//! lkg-fleet's round logic against a hand-written platform (no engine): how
+//! many apps a round updates at once. The rounds against a real swarm are
+//! in `bins/tests/it/fleet.rs`.
+
+mod parallel;
