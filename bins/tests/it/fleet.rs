@@ -448,3 +448,178 @@ fn bad_fleet_files_name_file_line_and_key_and_touch_nothing() {
     }
     assert!(!state.exists(), "a rejected fleet file touched the state directory");
 }
+
+/// An image holding lkg's own `lkg-fleet` binary (with the shared libraries
+/// it links, as `ldd` lists them) and the static `docker` CLI, imported into
+/// the test engine; returns its name.
+fn fleet_image(env: &Env, dir: &Path) -> String {
+    let root = dir.join("image-root");
+    let put = |from: &Path, to: &str| {
+        let dest = root.join(to.trim_start_matches('/'));
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(from, &dest).unwrap_or_else(|e| panic!("copy {} into the image: {e}", from.display()));
+    };
+    let binary = Path::new(env!("CARGO_BIN_EXE_lkg-fleet"));
+    put(binary, "/usr/local/bin/lkg-fleet");
+    let ldd = Command::new("ldd").arg(binary).output().expect("ldd is installed");
+    for line in text(&ldd.stdout).lines() {
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
+        let path = line.split("=>").last().unwrap_or_default().trim().split(" (").next().unwrap_or_default();
+        if path.starts_with('/') {
+            put(Path::new(path), path);
+        }
+    }
+    let docker = Command::new("sh").args(["-c", "command -v docker"]).output().unwrap();
+    put(Path::new(text(&docker.stdout).trim()), "/usr/bin/docker");
+    // Certificate authorities, as every image with a TLS client has them
+    // (docker:cli's ca-certificates): lkg's HTTP clients load them at start.
+    put(Path::new("/etc/ssl/certs/ca-certificates.crt"), "/etc/ssl/certs/ca-certificates.crt");
+    std::fs::create_dir_all(root.join("tmp")).unwrap();
+    let tar = dir.join("image.tar");
+    let out = Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").output().unwrap();
+    assert!(out.status.success(), "tar: {}", text(&out.stderr));
+    let name = format!("{}:test", unique_name("fleet-image"));
+    env.docker(&[
+        "import",
+        "--change",
+        "ENV PATH=/usr/local/bin:/usr/bin:/bin",
+        "--change",
+        "ENV HOME=/tmp",
+        &tar.display().to_string(),
+        &name,
+    ]);
+    name
+}
+
+#[test]
+#[allow(clippy::too_many_lines, reason = "one service's life, read top to bottom")]
+fn watch_runs_as_a_swarm_service_and_keeps_an_app_up_to_date() {
+    // docs/fleet.md, "As a swarm service on a manager": lkg-fleet watch in a
+    // container of lkg's own binary, the engine's socket and a state
+    // directory mounted, placed on a manager. It installs an app by itself,
+    // upgrades it when a new tag appears, and stops cleanly with the service.
+    let env = env();
+    let dir = tempfile::tempdir().unwrap();
+    let app = unique_name("fleet-svc-app");
+    let service_stack = unique_name("fleet-svc");
+    let fleet = Fleet {
+        env,
+        registry_repo: format!("{}/{app}", env.registry_a),
+        dir,
+        apps: [app.clone(), service_stack.clone(), unique_name("unused")],
+    };
+    let image = fleet_image(env, fleet.dir.path());
+    fleet.push("1.0.0", Behaviour::Healthy);
+    let (app_port, listen_port) = (free_port(), free_port());
+    let base = fleet.dir.path().display().to_string();
+    std::fs::write(
+        fleet.dir.path().join("app.yml"),
+        format!(
+            "version: \"3.8\"\nservices:\n  app:\n    image: {}:${{LKG_VERSION_TAG}}\n    stop_grace_period: 1s\n    \
+             ports: [{{target: 8080, published: {app_port}, protocol: tcp, mode: host}}]\n",
+            fleet.registry_repo
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        fleet.file(),
+        format!(
+            "version: 1\napps:\n  - app: {app}\n    compose: [app.yml]\n    source: {{registry: '{}'}}\n    stateful: false\n    \
+             health: {{http: [{{url: 'http://127.0.0.1:{app_port}/health'}}], passes: 2, interval: 0.5, deadline: 20}}\n    \
+             deploy: {{timeout: 60, resolve_image: never}}\n",
+            fleet.registry_repo
+        ),
+    )
+    .unwrap();
+    let state = fleet.state();
+    std::fs::create_dir_all(&state).unwrap();
+    let socket = env.socket_path().expect("the test engine listens on a unix socket");
+    // The documented service, with the test's image, paths and a short interval;
+    // on the host's network so that health checks reach the app's published port.
+    let service = format!(
+        "version: \"3.8\"\nservices:\n  fleet:\n    image: {image}\n    \
+         command: [\"lkg-fleet\", \"watch\", \"-f\", \"{base}/fleet.yml\", \"--interval\", \"2s\", \"--listen\", \"127.0.0.1:{listen_port}\"]\n    \
+         environment: {{LKG_STATE_DIR: /var/lib/lkg}}\n    \
+         volumes:\n      - {socket}:/var/run/docker.sock\n      - {state}:/var/lib/lkg\n      - {base}:{base}:ro\n    \
+         stop_grace_period: 1m\n    networks: [hostnet]\n    \
+         deploy:\n      placement: {{constraints: [node.role == manager]}}\n      restart_policy: {{condition: on-failure}}\n\
+         networks:\n  hostnet: {{external: true, name: host}}\n",
+        socket = socket.display(),
+        state = state.display(),
+    );
+    let service_file = fleet.dir.path().join("lkg-fleet.yml");
+    std::fs::write(&service_file, service).unwrap();
+    env.docker(&[
+        "stack",
+        "deploy",
+        "--resolve-image",
+        "never",
+        "--detach=true",
+        "-c",
+        &service_file.display().to_string(),
+        &service_stack,
+    ]);
+    let file = fleet.file().display().to_string();
+    let last_good = || {
+        let out = fleet.run(&["status", "-f", &file, "--json"]);
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        doc["apps"].as_array()?.iter().find(|a| a["app"] == app.as_str())?["last_good"].as_str().map(str::to_owned)
+    };
+    let logs = || {
+        let name = format!("{service_stack}_fleet");
+        let tasks = env.try_docker(&["service", "ps", "--no-trunc", "--format", "{{.CurrentState}} {{.Error}}", &name]);
+        let logs = env.try_docker(&["service", "logs", "--raw", &name]);
+        format!("tasks:\n{}\n{}{}", text(&tasks.stdout), text(&logs.stdout), text(&logs.stderr))
+    };
+
+    // The service installs the app by itself.
+    let installed = poll(Duration::from_secs(120), Duration::from_millis(500), || last_good().filter(|v| v == "1.0.0"));
+    assert!(installed.is_some(), "the fleet service did not install the app; its logs:\n{}", logs());
+    let served = lkg_testkit::http_get(&format!("http://127.0.0.1:{app_port}/health")).expect("the app answers");
+    assert_eq!(served.status, 200);
+
+    // A new patch appears in the registry: the next round upgrades the app.
+    fleet.push("1.0.1", Behaviour::Healthy);
+    let upgraded = poll(Duration::from_secs(120), Duration::from_millis(500), || last_good().filter(|v| v == "1.0.1"));
+    assert!(upgraded.is_some(), "the fleet service did not upgrade the app; its logs:\n{}", logs());
+    let label = env.docker(&[
+        "service",
+        "inspect",
+        "-f",
+        &format!("{{{{index .Spec.Labels \"coop-cloud.{app}.version\"}}}}"),
+        &format!("{app}_app"),
+    ]);
+    assert_eq!(label.trim(), "1.0.1", "the app's stack is not stamped with the new version");
+    let healthz = lkg_testkit::http_get(&format!("http://127.0.0.1:{listen_port}/healthz")).expect("GET /healthz");
+    assert_eq!((healthz.status, healthz.body.as_str()), (200, "ok\n"));
+
+    // Scaling the service to zero stops watch with SIGTERM: it exits 0 between rounds.
+    let name = format!("{service_stack}_fleet");
+    env.docker(&["service", "scale", "--detach=true", &format!("{name}=0")]);
+    let label = format!("label=com.docker.swarm.service.name={name}");
+    let status = poll(Duration::from_secs(60), Duration::from_millis(300), || {
+        let out = env.try_docker(&["ps", "-a", "--filter", &label, "--format", "{{.Status}}"]);
+        let status = text(&out.stdout).trim().to_owned();
+        status.starts_with("Exited").then_some(status)
+    });
+    let status = status.unwrap_or_else(|| panic!("the fleet container did not stop; its logs:\n{}", logs()));
+    assert!(status.starts_with("Exited (0)"), "watch did not exit cleanly: {status}\n{}", logs());
+    assert!(logs().contains("stopping"), "watch did not say it was stopping:\n{}", logs());
+    env.remove_stack(&service_stack);
+    let _ = env.try_docker(&["image", "rm", &image]);
+}
+
+/// Polls `probe` every `interval` for at most `timeout`: its first `Some`,
+/// or `None` when time runs out (so the caller can show logs).
+fn poll<T>(timeout: Duration, interval: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return Some(value);
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        std::thread::sleep(interval);
+    }
+}

@@ -17,7 +17,7 @@ pub(crate) fn http_client() -> Result<reqwest::Client, ReconcileError> {
         // task that served it and make a replaced app look alive.
         .pool_max_idle_per_host(0)
         .build()
-        .map_err(|e| ReconcileError::Http(e.to_string()))
+        .map_err(|e| ReconcileError::Http(lkg_core::render_chain(&e)))
 }
 
 /// `{version}` in a check's text stands for the version being checked.
