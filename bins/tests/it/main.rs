@@ -19,6 +19,9 @@ mod fleet;
 mod reconcile;
 #[cfg(feature = "registry")]
 mod registry;
+// Planted secrets go through lkg-registry and lkg-inputs.
+#[cfg(all(feature = "registry", feature = "inputs"))]
+mod secrets;
 #[cfg(feature = "swarm")]
 mod swarm;
 #[cfg(feature = "upgrade-base")]
