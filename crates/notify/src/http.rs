@@ -24,3 +24,17 @@ pub fn client_builder(user_agent: &str) -> reqwest::ClientBuilder {
         // its header and body writes (Nagle).
         .tcp_nodelay(true)
 }
+
+/// The first `max` bytes of `response`'s body, as text (lossy); the rest is
+/// not read. A server answering more, or without end, costs no more memory
+/// than `max`; the request's timeout bounds the time. A connection cut
+/// mid-body ends it.
+pub async fn body_prefix(mut response: reqwest::Response, max: usize) -> String {
+    let mut body = Vec::new();
+    while body.len() < max {
+        let Ok(Some(chunk)) = response.chunk().await else { break };
+        let room = max - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+    String::from_utf8_lossy(&body).into_owned()
+}

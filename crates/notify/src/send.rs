@@ -202,7 +202,8 @@ impl Notifier {
         if status.is_success() {
             return Ok(());
         }
-        let body = response.text().await.unwrap_or_default();
+        // Only an excerpt is shown: a few KiB are plenty.
+        let body = crate::http::body_prefix(response, 4096).await;
         let excerpt: String = body.trim().chars().take(200).collect();
         let code = status.as_u16();
         Err(Failure {

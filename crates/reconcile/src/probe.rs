@@ -38,7 +38,7 @@ pub(crate) async fn http(client: &reqwest::Client, check: &HttpCheck, version: &
         }
     };
     let status = response.status().as_u16();
-    let body = response.text().await.unwrap_or_default();
+    let body = lkg_notify::http::body_prefix(response, MAX_HEALTH_BODY).await;
     let excerpt: String = body.trim().chars().take(200).collect();
     if status != check.status {
         return CheckResult {
@@ -60,6 +60,47 @@ pub(crate) async fn http(client: &reqwest::Client, check: &HttpCheck, version: &
     CheckResult { check: name, pass: true, detail: format!("HTTP {status}") }
 }
 
+/// The most of a health check's body that is read: an `http.body` check
+/// looks for its text in the first MiB. A server answering more (or
+/// forever) costs no more memory than this; the request's timeout bounds
+/// the time.
+const MAX_HEALTH_BODY: usize = 1 << 20;
+
+/// How much of the end of a check command's stdout and stderr is kept (its
+/// last line is shown); the rest is read and dropped, so a command printing
+/// without end costs no more memory than this.
+const COMMAND_OUTPUT_TAIL: usize = 64 << 10;
+
+/// Runs `command` to its end, keeping the last [`COMMAND_OUTPUT_TAIL`]
+/// bytes of each of its stdout and stderr.
+async fn bounded_output(command: &mut tokio::process::Command) -> std::io::Result<std::process::Output> {
+    let mut child = command.spawn()?;
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let (stdout, stderr, status) = tokio::join!(tail(stdout), tail(stderr), child.wait());
+    Ok(std::process::Output { status: status?, stdout, stderr })
+}
+
+/// Reads `pipe` to its end, keeping its last [`COMMAND_OUTPUT_TAIL`] bytes.
+async fn tail(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> Vec<u8> {
+    use tokio::io::AsyncReadExt as _;
+    let Some(mut pipe) = pipe else { return Vec::new() };
+    let mut kept = Vec::new();
+    let mut buf = vec![0u8; 16 << 10];
+    while let Ok(n) = pipe.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        kept.extend_from_slice(&buf[..n]);
+        if kept.len() > 2 * COMMAND_OUTPUT_TAIL {
+            kept.drain(..kept.len() - COMMAND_OUTPUT_TAIL);
+        }
+    }
+    if kept.len() > COMMAND_OUTPUT_TAIL {
+        kept.drain(..kept.len() - COMMAND_OUTPUT_TAIL);
+    }
+    kept
+}
+
 /// One shell command: passes on exit 0 within `timeout`.
 pub(crate) async fn command(script: &str, vars: &[(String, String)], version: &str, timeout: Duration) -> CheckResult {
     let script = fill(script, version);
@@ -74,7 +115,7 @@ pub(crate) async fn command(script: &str, vars: &[(String, String)], version: &s
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let output = match tokio::time::timeout(timeout, command.output()).await {
+    let output = match tokio::time::timeout(timeout, bounded_output(&mut command)).await {
         Err(_) => {
             return CheckResult {
                 check: name,
@@ -210,6 +251,51 @@ mod tests {
         assert_eq!(bad.detail, "exit status: 3: nope");
         let slow = command("sleep 5", &vars, "1.2.0", Duration::from_millis(100)).await;
         assert!(!slow.pass && slow.detail.starts_with("no answer within"), "{slow:?}");
+    }
+
+    /// This process's peak resident memory (each test runs in its own
+    /// process under nextest).
+    fn peak_rss_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_command_printing_hundreds_of_megabytes_costs_only_its_tail() {
+        let before = peak_rss_kib();
+        let vars = Vec::new();
+        // About 260 MB of output, then exit 0.
+        let loud = command("seq 1 30000000", &vars, "1", Duration::from_secs(60)).await;
+        assert!(loud.pass, "{loud:?}");
+        assert_eq!(loud.detail, "exit status: 0: 30000000");
+        let grown = peak_rss_kib().saturating_sub(before);
+        assert!(grown < 32 * 1024, "the check kept {grown} KiB of output");
+    }
+
+    #[tokio::test]
+    async fn an_endless_health_body_is_read_only_up_to_its_bound() {
+        // A server answering 200 and a body that never ends.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = socket.read(&mut buf).await;
+            let _ = socket.write_all(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nstatus: ok\n").await;
+            let chunk = vec![b'x'; 64 << 10];
+            while socket.write_all(&chunk).await.is_ok() {}
+        });
+        let before = peak_rss_kib();
+        let client = http_client().unwrap();
+        let check = HttpCheck { url: format!("http://127.0.0.1:{port}/health"), status: 200, body: Some("ok".into()) };
+        let started = std::time::Instant::now();
+        let result = http(&client, &check, "1", Duration::from_secs(30)).await;
+        assert!(result.pass, "{result:?}");
+        assert!(started.elapsed() < Duration::from_secs(20), "the check read the endless body until its timeout");
+        let grown = peak_rss_kib().saturating_sub(before);
+        assert!(grown < 32 * 1024, "the check kept {grown} KiB of body");
     }
 
     #[tokio::test]
