@@ -4,6 +4,8 @@
 
 mod common;
 mod dispatcher;
+// Each fault case is compiled with the feature of the binary it runs.
+mod faults;
 // `lkg-inputs` exists only with the `inputs` feature.
 #[cfg(feature = "inputs")]
 mod inputs;

@@ -1,0 +1,213 @@
+//! Faults in the middle of real work (issue 16): the state directory's
+//! filesystem full — a small tmpfs mounted for the test — while a snapshot
+//! is written, while a canonical record is written and before a promotion
+//! journals its plan. Each case ends with a clear error, nothing reported
+//! as success, and what was good before still valid.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use lkg_testkit::{env, unique_name};
+
+use crate::common::{code, text};
+
+/// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn new(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("run mount");
+        assert!(out.status.success(), "mount a tmpfs (the tests run as root): {}", text(&out.stderr));
+        SmallDisk { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Fills what is left of the filesystem with one file (removed by `free`).
+    fn fill(&self) {
+        let out = Command::new("dd")
+            .arg("if=/dev/zero")
+            .arg(format!("of={}", self.filler().display()))
+            .args(["bs=64k"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "dd stops when the disk is full");
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.filler()).unwrap();
+    }
+
+    fn filler(&self) -> PathBuf {
+        self.path().join("filler")
+    }
+
+    /// Every file under the mount, with its content, except the filler.
+    fn files(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        fn walk(dir: &Path, found: &mut Vec<(PathBuf, Vec<u8>)>) {
+            let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).collect();
+            entries.sort();
+            for path in entries {
+                if path.is_dir() {
+                    walk(&path, found);
+                } else {
+                    let content = std::fs::read(&path).unwrap_or_default();
+                    found.push((path, content));
+                }
+            }
+        }
+        let mut found = Vec::new();
+        walk(self.path(), &mut found);
+        found.retain(|(p, _)| p != &self.filler());
+        found
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+fn run(binary: &str, state: &Path, args: &[&str]) -> Output {
+    Command::new(binary)
+        .arg("--state-dir")
+        .arg(state)
+        .args(args)
+        .envs(env().vars())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run an lkg binary")
+}
+
+/// What every full-disk error must say: where, and that the disk is full.
+fn says_full(out: &Output) -> bool {
+    let said = text(&out.stderr).to_lowercase();
+    said.contains("no space left") || said.contains("disk is full")
+}
+
+#[cfg(feature = "snap")]
+#[test]
+fn a_snapshot_that_does_not_fit_fails_and_the_previous_one_stays_valid() {
+    let env = env();
+    let snap = env!("CARGO_BIN_EXE_lkg-snap");
+    let disk = SmallDisk::new("6m");
+    let state = disk.path().join("state");
+    let stack = unique_name("full");
+    let volume = format!("{stack}_data");
+    env.docker(&["volume", "create", "--label", &format!("com.docker.stack.namespace={stack}"), &volume]);
+    let cleanup = scopeguard(|| {
+        env.remove_warmsnap_helpers(&stack);
+        let _ = env.try_docker(&["volume", "rm", "-f", &volume]);
+    });
+    env.on_volume(&volume, &["sh", "-euc", "head -c 1048576 /dev/urandom > /data/one"]);
+    let out = run(snap, &state, &["take", "--app", &stack, "--stack", &stack, "--version", "1.0.0", "--json"]);
+    assert_eq!(code(&out), (Some(0), String::new()));
+    let good = disk.files();
+
+    // Ten more MiB: the second snapshot cannot fit in what is left.
+    env.on_volume(&volume, &["sh", "-euc", "head -c 10485760 /dev/urandom > /data/two"]);
+    let out = run(snap, &state, &["take", "--app", &stack, "--stack", &stack, "--version", "1.1.0"]);
+    assert_eq!(out.status.code(), Some(5), "a full disk is an environment failure: {}", text(&out.stderr));
+    assert!(says_full(&out), "the error does not say the disk is full: {}", text(&out.stderr));
+    assert_eq!(disk.files(), good, "the failed take changed or left files in the state directory");
+    let out = run(snap, &state, &["verify", "--app", &stack]);
+    assert_eq!(code(&out), (Some(0), String::new()), "the previous snapshot no longer verifies");
+    let out = run(snap, &state, &["show", "--app", &stack, "--json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["snapshot"]["meta"]["version"], "1.0.0", "{shown:#}");
+    drop(cleanup);
+}
+
+#[cfg(feature = "canonical")]
+#[test]
+fn a_record_written_to_a_full_disk_fails_and_the_previous_record_stays() {
+    let canonical = env!("CARGO_BIN_EXE_lkg-canonical");
+    let disk = SmallDisk::new("1m");
+    let state = disk.path().join("state");
+    let promote = |version: &str| {
+        run(
+            canonical,
+            &state,
+            &[
+                "promote",
+                "--app",
+                "gitea",
+                "--version",
+                version,
+                "--commit",
+                "0a1b2c3",
+                "--run",
+                "cold",
+                "--stages",
+                "full",
+                "--latest",
+                "--result",
+                "green",
+                "--base-domain",
+                "example.org",
+                "--volume",
+                "gitea_data",
+            ],
+        )
+    };
+    let out = promote("1.0.0");
+    assert_eq!(code(&out), (Some(0), String::new()));
+    let good = disk.files();
+    disk.fill();
+    let out = promote("1.1.0");
+    assert_eq!(out.status.code(), Some(5), "a full disk is an environment failure: {}", text(&out.stderr));
+    assert!(says_full(&out), "the error does not say the disk is full: {}", text(&out.stderr));
+    disk.free();
+    assert_eq!(disk.files(), good, "the failed promote changed or left files in the state directory");
+    let out = run(canonical, &state, &["show", "gitea", "--json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(shown.to_string().contains("1.0.0") && !shown.to_string().contains("1.1.0"), "{shown:#}");
+}
+
+#[cfg(feature = "registry")]
+#[test]
+fn a_promotion_that_cannot_journal_moves_no_stable_tag() {
+    let env = env();
+    let registry = env!("CARGO_BIN_EXE_lkg-registry");
+    let disk = SmallDisk::new("1m");
+    let state = disk.path().join("state");
+    let repo = format!("{}/{}", env.registry_a, unique_name("full"));
+    let (candidate, stable) = (format!("{repo}:candidate"), format!("{repo}:stable"));
+    env.docker(&["tag", &env.busybox_image, &candidate]);
+    env.docker(&["push", "-q", &candidate]);
+    let _ = env.try_docker(&["rmi", &candidate]);
+    std::fs::create_dir_all(&state).unwrap();
+    disk.fill();
+    let artifact = format!("{candidate}={stable}");
+    let out = run(registry, &state, &["promote", "--artifact", &artifact]);
+    assert_eq!(out.status.code(), Some(5), "a full disk is an environment failure: {}", text(&out.stderr));
+    assert!(says_full(&out), "the error does not say the disk is full: {}", text(&out.stderr));
+    let inspect = run(registry, &state, &["inspect", &stable]);
+    assert_eq!(inspect.status.code(), Some(2), "stable moved without a journal: {}", text(&inspect.stdout));
+    disk.free();
+    let out = run(registry, &state, &["promote", "--artifact", &artifact]);
+    assert_eq!(code(&out), (Some(0), String::new()), "with room again the promotion completes");
+}
+
+/// Runs `f` when dropped (also when the test panics).
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}
