@@ -208,14 +208,24 @@ fn main() -> std::process::ExitCode {
             }
             Command::Promote(args) => promote(&canonicals, &args, out),
             Command::SetStatus { app, status, wait } => {
-                let lock = lock(&canonicals, &app_name(&app)?, "lkg-canonical set-status", &wait)?;
+                let name = app_name(&app)?;
+                // Refused before the lock: a refused command leaves nothing behind.
+                canonicals.existing(&name).map_err(|e| Failure::of(&e))?;
+                let lock = lock(&canonicals, &name, "lkg-canonical set-status", &wait)?;
                 let record = canonicals.set_status(&lock, status, Timestamp::now()).map_err(|e| Failure::of(&e))?;
                 release(lock)?;
                 out.emit(&record, |w| write!(w, "{record}"))?;
                 Ok(Exit::Ok)
             }
             Command::Forget { app, wait } => {
-                let lock = lock(&canonicals, &app_name(&app)?, "lkg-canonical forget", &wait)?;
+                let name = app_name(&app)?;
+                if !canonicals.app_dir(&name).exists() {
+                    // Nothing was ever recorded: nothing to lock, nothing to create.
+                    let value = json!({"app": app, "forgotten": null, "removed": false});
+                    out.emit(&value, |w| writeln!(w, "{app} had no canonical record; nothing to forget"))?;
+                    return Ok(Exit::Ok);
+                }
+                let lock = lock(&canonicals, &name, "lkg-canonical forget", &wait)?;
                 // `forget` drops a record too broken to read (what the
                 // "malformed" error tells the user to do) and returns None
                 // for it, as for no record at all: tell the two apart.

@@ -447,6 +447,22 @@ fn promote_refuses_versions_commits_and_volumes_that_name_nothing() {
     assert_eq!(code(&canonical(s, &ok)), (Some(0), String::new()));
 }
 
+/// Commands that change an existing record, given an app without one,
+/// refuse (or say there is nothing to do) and leave the state directory as
+/// it was: not even the app's lock file.
+#[test]
+fn refused_commands_on_an_unknown_app_leave_nothing_behind() {
+    let state = tempfile::tempdir().unwrap();
+    let s = state.path();
+    let out = canonical(s, &["set-status", "nobody", "warm"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("has no canonical"), "{}", text(&out.stderr));
+    let out = canonical(s, &["forget", "nobody"]);
+    assert_eq!(code(&out), (Some(0), String::new()));
+    assert!(text(&out.stdout).contains("nothing to forget"), "{}", text(&out.stdout));
+    assert!(!s.join("apps/nobody").exists(), "a refused command created the app's directory");
+}
+
 /// `show` of every app lists the records that read and names the one that
 /// does not, instead of failing on it.
 #[test]

@@ -426,12 +426,18 @@ impl Canonicals {
         Ok(record)
     }
 
+    /// The app's record; [`StoreError::NoRecord`] when it has none. Commands
+    /// that only change an existing record ask this before taking the lock,
+    /// so that refusing them leaves nothing behind (the lock would create
+    /// the app's directory).
+    pub fn existing(&self, app: &AppName) -> Result<Record, StoreError> {
+        self.get(app)?.ok_or_else(|| StoreError::NoRecord { app: app.clone(), path: self.record_path(app) })
+    }
+
     /// Sets the canonical's status (`warm` after a deploy, `idle` after an
     /// undeploy that kept the volumes); returns the new record.
     pub fn set_status(&self, lock: &AppLock, status: Status, now: Timestamp) -> Result<Record, StoreError> {
-        let app = lock.app();
-        let mut record =
-            self.get(app)?.ok_or_else(|| StoreError::NoRecord { app: app.clone(), path: self.record_path(app) })?;
+        let mut record = self.existing(lock.app())?;
         if record.status != status {
             record.status = status;
             record.status_since = Some(now);
