@@ -447,9 +447,9 @@ fn promote_refuses_versions_commits_and_volumes_that_name_nothing() {
     assert_eq!(code(&canonical(s, &ok)), (Some(0), String::new()));
 }
 
-/// Commands that change an existing record, given an app without one,
-/// refuse (or say there is nothing to do) and leave the state directory as
-/// it was: not even the app's lock file.
+/// Commands that change an existing record, given an app without one, and
+/// a promotion the rules refuse, leave the state directory as it was: not
+/// even the app's lock file.
 #[test]
 fn refused_commands_on_an_unknown_app_leave_nothing_behind() {
     let state = tempfile::tempdir().unwrap();
@@ -460,6 +460,10 @@ fn refused_commands_on_an_unknown_app_leave_nothing_behind() {
     let out = canonical(s, &["forget", "nobody"]);
     assert_eq!(code(&out), (Some(0), String::new()));
     assert!(text(&out.stdout).contains("nothing to forget"), "{}", text(&out.stdout));
+    let refused = promote_args("nobody", "1.0.0", "5e1f0c2", &["--result", "red", "--base-domain", "ci.example.net"]);
+    let out = canonical(s, &refused);
+    assert_eq!(out.status.code(), Some(1), "a refused promotion is a failed verdict: {}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("not-green"), "{}", text(&out.stdout));
     assert!(!s.join("apps/nobody").exists(), "a refused command created the app's directory");
 }
 

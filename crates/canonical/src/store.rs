@@ -446,21 +446,35 @@ impl Canonicals {
         Ok(record)
     }
 
+    /// The outcome of `request` when it is bad input (an error) or the
+    /// promotion rules refuse its run (`Some(Refused)`), decided without the
+    /// lock: a refused promotion changes nothing, so it need not take the
+    /// lock, which would create the app's directory. `None`: the rules
+    /// allow it, and [`promote`](Canonicals::promote) decides the rest.
+    pub fn refusal(
+        &self,
+        app: &AppName,
+        request: &PromotionRequest<'_>,
+    ) -> Result<Option<PromotionOutcome>, PromoteError> {
+        request.check()?;
+        let PromotionVerdict::Refuse(refusals) = decide_promotion(&request.run) else { return Ok(None) };
+        Ok(Some(PromotionOutcome::Refused {
+            version: request.version.clone(),
+            commit: request.commit.clone(),
+            refusals,
+            current: self.get(app)?,
+        }))
+    }
+
     /// Applies the promotion rules ([`decide_promotion`]) to a run and, when
     /// they allow it, seeds or advances the canonical. Fields of the current
     /// record that this crate does not know are kept.
     pub fn promote(&self, lock: &AppLock, request: &PromotionRequest<'_>) -> Result<PromotionOutcome, PromoteError> {
-        request.check()?;
+        if let Some(refused) = self.refusal(lock.app(), request)? {
+            return Ok(refused);
+        }
         let app = lock.app();
         let current = self.get(app)?;
-        if let PromotionVerdict::Refuse(refusals) = decide_promotion(&request.run) {
-            return Ok(PromotionOutcome::Refused {
-                version: request.version.clone(),
-                commit: request.commit.clone(),
-                refusals,
-                current,
-            });
-        }
         let Some(previous) = current else {
             let scheme = request.scheme.ok_or_else(|| PromoteError::NoScheme { app: app.clone() })?;
             if request.volumes.is_empty() {
