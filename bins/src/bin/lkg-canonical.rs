@@ -319,14 +319,13 @@ fn promote(canonicals: &Canonicals, args: &PromoteArgs, out: Output) -> Result<E
     };
     // Refused before the lock is taken: bad input and a run the rules
     // refuse change nothing, and leave nothing behind.
-    let outcome = match canonicals.refusal(&app, &request).map_err(|e| Failure::of(&e))? {
-        Some(refused) => refused,
-        None => {
-            let lock = lock(canonicals, &app, "lkg-canonical promote", &args.wait)?;
-            let outcome = canonicals.promote(&lock, &request).map_err(|e| Failure::of(&e))?;
-            release(lock)?;
-            outcome
-        }
+    let outcome = if let Some(refused) = canonicals.refusal(&app, &request).map_err(|e| Failure::of(&e))? {
+        refused
+    } else {
+        let lock = lock(canonicals, &app, "lkg-canonical promote", &args.wait)?;
+        let outcome = canonicals.promote(&lock, &request).map_err(|e| Failure::of(&e))?;
+        release(lock)?;
+        outcome
     };
     out.emit(&outcome, |w| write!(w, "{outcome}"))?;
     Ok(if matches!(outcome, PromotionOutcome::Refused { .. }) { Exit::Failed } else { Exit::Ok })
