@@ -141,7 +141,10 @@ async fn run(command: Command, state: &Path, out: Output) -> Result<Exit, Failur
         Command::Retry { file, app } => {
             let fleet = load(&file)?;
             if fleet.app(&app).is_none() {
-                return Err(Failure::new(Exit::Usage, format!("{app:?} is not an app of {}", file.display())));
+                return Err(Failure::new(
+                    Exit::Usage,
+                    format!("{:?} is not an app of {}", lkg_core::clip(&app), file.display()),
+                ));
             }
             let (rolled_back, held) = lkg_fleet::retry(state, &app).map_err(|e| Failure::of(&e))?;
             out.emit(&serde_json::json!({"app": app, "forgot_rolled_back": rolled_back, "forgot_held": held}), |w| {

@@ -373,7 +373,15 @@ fn kernels(out: Output, layers: &[PathBuf]) -> Result<Exit, Failure> {
     let releases = merge_layers(&scanned);
     let summary = serde_json::json!({ "kernel_releases": releases, "layers": layers.len() });
     out.emit(&summary, |w| releases.iter().try_for_each(|r| writeln!(w, "{r}")))?;
-    Ok(if releases.is_empty() { Exit::Failed } else { Exit::Ok })
+    if releases.is_empty() {
+        // On stderr: stdout stays one release per line for `$(lkg-inputs kernels ...)`.
+        eprintln!(
+            "lkg-inputs: no kernel release in {} layer(s): none has usr/lib/modules/<release>/ or lib/modules/<release>/",
+            layers.len()
+        );
+        return Ok(Exit::Failed);
+    }
+    Ok(Exit::Ok)
 }
 
 #[cfg(test)]

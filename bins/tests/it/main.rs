@@ -3,6 +3,7 @@
 #![allow(clippy::disallowed_methods, reason = "tests write and read their fixtures; a failure panics at the line")]
 
 mod common;
+mod bad_input;
 mod dispatcher;
 // Each fault case is compiled with the feature of the binary it runs.
 mod faults;

@@ -33,7 +33,7 @@ pub enum AppNameError {
     #[error("an app name cannot be empty; {RULES}")]
     Empty,
     /// The name is longer than a DNS label.
-    #[error("app name {name:?} is {len} characters long; {RULES}")]
+    #[error("app name {:?} is {len} characters long; {RULES}", crate::clip(name))]
     TooLong {
         /// The name given.
         name: String,
@@ -41,7 +41,7 @@ pub enum AppNameError {
         len: usize,
     },
     /// The name holds a character a DNS label cannot.
-    #[error("app name {name:?} has {ch:?} at position {position}; {RULES}")]
+    #[error("app name {:?} has {ch:?} at position {position}; {RULES}", crate::clip(name))]
     BadChar {
         /// The name given.
         name: String,
@@ -51,7 +51,7 @@ pub enum AppNameError {
         position: usize,
     },
     /// The name starts or ends with `-`.
-    #[error("app name {name:?} starts or ends with '-'; {RULES}")]
+    #[error("app name {:?} starts or ends with '-'; {RULES}", crate::clip(name))]
     EdgeHyphen {
         /// The name given.
         name: String,

@@ -225,6 +225,17 @@ pub fn check_file(path: &Path, expectations: &[Expectation]) -> Result<CheckRepo
             inputs: doc.inputs().len(),
             problems: check(&doc, expectations),
         }),
+        // Not UTF-8, or larger than lkg reads: the file's content is the
+        // problem, reported like unparsable JSON (exit 1, not "unreadable").
+        Err(DocumentError::Read { source, .. }) if source.kind() == std::io::ErrorKind::InvalidData => {
+            Ok(CheckReport {
+                file: file.clone(),
+                profile: None,
+                kind: None,
+                inputs: 0,
+                problems: vec![Problem::new("(file)", Issue::Unreadable { reason: source.to_string() })],
+            })
+        }
         Err(e @ DocumentError::Read { .. }) => Err(e),
         Err(e) => {
             let reason = match e {

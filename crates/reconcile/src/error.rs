@@ -18,7 +18,7 @@ pub enum ReconcileError {
         stack: String,
     },
     /// A version that cannot name a deployment.
-    #[error("invalid version {version:?}: {rule}")]
+    #[error("invalid version {:?}: {rule}", lkg_core::clip(version))]
     Version {
         /// The text given.
         version: String,
@@ -147,6 +147,10 @@ pub enum ReconcileError {
     /// The HTTP client could not be set up.
     #[error("cannot set up the HTTP client for health checks: {0}")]
     Http(String),
+    /// On a multi-node swarm, a stateful update could start the app on an
+    /// empty volume, or cannot reach its data: refused before anything changed.
+    #[error(transparent)]
+    Placement(#[from] lkg_swarm::PlacementRefusal),
     /// A notification channel URL is invalid (its message shows it redacted).
     #[error(transparent)]
     Notify(#[from] lkg_notify::NotifyError),
@@ -176,6 +180,7 @@ impl lkg_core::Classify for ReconcileError {
             | ReconcileError::UnknownLastGood { .. }
             | ReconcileError::NoCanonical { .. }
             | ReconcileError::NoSnapshot { .. }
+            | ReconcileError::Placement(_)
             | ReconcileError::Deploy(
                 lkg_swarm::DeployError::InvalidStack { .. } | lkg_swarm::DeployError::Compose(_),
             ) => lkg_core::FailureKind::Input,

@@ -7,7 +7,7 @@ pub use lkg_core::{AppName, AppNameError};
 /// Why a string is not a valid name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-#[error("{kind} name {name:?} is invalid: {rule}")]
+#[error("{kind} name {:?} is invalid: {rule}", lkg_core::clip(name))]
 pub struct NameError {
     /// What the name was for: `app`, `stack` or `volume`.
     pub kind: &'static str,
