@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use lkg_testkit::{env, unique_name};
 
@@ -210,4 +211,99 @@ fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
         }
     }
     Guard(Some(f))
+}
+
+/// Two `lkg-snap take` of one app from two shells: the second finds the
+/// first's lock and refuses (exit 5, saying so); the first's snapshot is
+/// whole and verifies. Nothing interleaves.
+#[cfg(feature = "snap")]
+#[test]
+fn two_takes_of_one_app_do_not_interleave() {
+    let env = env();
+    let snap = env!("CARGO_BIN_EXE_lkg-snap");
+    let state = tempfile::tempdir().unwrap();
+    let stack = unique_name("race");
+    let volume = format!("{stack}_data");
+    env.docker(&["volume", "create", "--label", &format!("com.docker.stack.namespace={stack}"), &volume]);
+    let cleanup = scopeguard(|| {
+        env.remove_warmsnap_helpers(&stack);
+        let _ = env.try_docker(&["volume", "rm", "-f", &volume]);
+    });
+    // Enough data that a take lasts a while (about 1 s here).
+    env.on_volume(&volume, &["sh", "-euc", "head -c 100000000 /dev/urandom > /data/big"]);
+    let take = |version: &str| {
+        Command::new(snap)
+            .arg("--state-dir")
+            .arg(state.path())
+            .args(["take", "--app", &stack, "--stack", &stack, "--version", version])
+            .envs(env.vars())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let first = take("1.0.0");
+    // Wait until the first holds the snapshot lock (flock -n fails on it).
+    let lock = state.path().join("apps").join(&stack).join("snapshots/.lock");
+    lkg_testkit::wait_until(
+        "the first take to hold its lock",
+        Duration::from_secs(30),
+        Duration::from_millis(5),
+        || {
+            let free = lock.exists()
+                && Command::new("flock").arg("-n").arg(&lock).arg("true").status().is_ok_and(|s| s.success());
+            (lock.exists() && !free).then_some(())
+        },
+    );
+    let second = take("2.0.0").wait_with_output().unwrap();
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(code(&first), (Some(0), String::new()), "the first take");
+    assert_eq!(second.status.code(), Some(5), "the second take: {}", text(&second.stderr));
+    assert!(text(&second.stderr).contains("in use by another lkg process"), "{}", text(&second.stderr));
+    let out = run(snap, state.path(), &["verify", "--app", &stack]);
+    assert_eq!(code(&out), (Some(0), String::new()), "the snapshot no longer verifies");
+    let out = run(snap, state.path(), &["show", "--app", &stack, "--json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["snapshot"]["meta"]["version"], "1.0.0", "{shown:#}");
+    drop(cleanup);
+}
+
+/// `lkg-reconcile update` of an app whose lock another run holds (here a
+/// person's `lkg-canonical lock APP -- ...`) refuses at once: exit 5 naming
+/// the holder, no stack deployed, no state written.
+#[cfg(all(feature = "reconcile", feature = "canonical"))]
+#[test]
+fn an_update_of_an_app_another_run_holds_refuses_and_touches_nothing() {
+    let env = env();
+    let state = tempfile::tempdir().unwrap();
+    let app = unique_name("held");
+    let compose = state.path().join("compose.yml");
+    std::fs::write(&compose, "services:\n  app:\n    image: lkg-fixture/app:${LKG_VERSION_TAG}\n").unwrap();
+    let mut holder = Command::new(env!("CARGO_BIN_EXE_lkg-canonical"))
+        .arg("--state-dir")
+        .arg(state.path().join("state"))
+        .args(["lock", &app, "--", "sleep", "30"])
+        .envs(env.vars())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = state.path().join("state/apps").join(&app).join("lock");
+    lkg_testkit::wait_until("the lock to be held", Duration::from_secs(10), Duration::from_millis(10), || {
+        std::fs::metadata(&lock).ok().filter(|m| m.len() > 0).map(|_| ())
+    });
+    let before = std::fs::read_dir(state.path().join("state/apps").join(&app)).unwrap().count();
+    let out = run(
+        env!("CARGO_BIN_EXE_lkg-reconcile"),
+        &state.path().join("state"),
+        &["update", "--app", &app, "-c", &compose.display().to_string(), "--target", "1.0.0", "--stateless"],
+    );
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("lkg-canonical lock"), "the holder is not named: {}", text(&out.stderr));
+    assert_eq!(std::fs::read_dir(state.path().join("state/apps").join(&app)).unwrap().count(), before, "state written");
+    assert!(env.try_docker(&["stack", "ps", &app]).stdout.is_empty(), "the refused update deployed something");
 }
