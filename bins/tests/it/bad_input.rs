@@ -21,7 +21,7 @@ fn shapes(dir: &Path) -> Vec<(&'static str, PathBuf)> {
         std::fs::write(&path, bytes).unwrap();
         path
     };
-    let garbage: Vec<u8> = (0..100u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let garbage: Vec<u8> = (0..100u32 << 20).map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes()[2]).collect();
     let directory = dir.join("a-directory");
     std::fs::create_dir_all(&directory).unwrap();
     vec![
