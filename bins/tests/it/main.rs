@@ -2,8 +2,8 @@
 //! next to itself, passing arguments, output and the exit code through.
 #![allow(clippy::disallowed_methods, reason = "tests write and read their fixtures; a failure panics at the line")]
 
-mod common;
 mod bad_input;
+mod common;
 mod dispatcher;
 // Each fault case is compiled with the feature of the binary it runs.
 mod faults;
