@@ -2,6 +2,7 @@
 //! default), and never runs two updates of one app.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
@@ -102,7 +103,7 @@ fn git(dir: &Path, args: &[&str]) {
 fn fleet(dir: &Path, apps: usize, max_parallel: Option<usize>) -> Fleet {
     let mut text = String::from("version: 1\n");
     if let Some(n) = max_parallel {
-        text.push_str(&format!("max_parallel: {n}\n"));
+        writeln!(text, "max_parallel: {n}").unwrap();
     }
     text.push_str("apps:\n");
     for i in 0..apps {
@@ -114,10 +115,12 @@ fn fleet(dir: &Path, apps: usize, max_parallel: Option<usize>) -> Fleet {
         git(&recipe, &["add", "."]);
         git(&recipe, &["commit", "-qm", "1.0.0"]);
         git(&recipe, &["tag", "1.0.0"]);
-        text.push_str(&format!(
+        write!(
+            text,
             "  - app: app{i}\n    recipe: recipe{i}\n    source: recipe\n    stateful: false\n    \
              health: {{passes: 1, interval: 0.1, deadline: 5}}\n"
-        ));
+        )
+        .unwrap();
     }
     let path = dir.join("fleet.yml");
     std::fs::write(&path, &text).unwrap();
@@ -135,8 +138,7 @@ fn most_at_once(apps: usize, max_parallel: Option<usize>) -> usize {
     let states: Vec<AppState> = report.apps.iter().map(|a| a.state).collect();
     assert_eq!(states, vec![AppState::Installed; apps], "{report:#?}");
     assert!(!*platform.same_stack_twice.lock().unwrap(), "two deploys of one app ran at once");
-    let most = *platform.most_at_once.lock().unwrap();
-    most
+    *platform.most_at_once.lock().unwrap()
 }
 
 #[test]
