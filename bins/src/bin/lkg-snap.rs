@@ -19,9 +19,12 @@ use lkg_warmsnap::{
 /// (--access auto, the default) or else streamed through the engine's archive
 /// endpoint of a helper container that never runs, and replaces the previous
 /// snapshot atomically,
-/// only after it has been read back and checked. Restore checks every
-/// checksum and every archive entry before it touches a live volume, then
-/// recreates each volume and fills it with exactly the archived content.
+/// only after it has been read back and checked. Restore never touches a
+/// live volume before every checksum and every archive entry has passed:
+/// with direct access it extracts each archive beside the volume's data
+/// while checking it, then swaps the new content in with one atomic rename;
+/// through the engine it checks first, then recreates each volume and fills
+/// it. Either way the volume ends with exactly the archived content.
 ///
 /// Exit codes: 0 ok; 1 a snapshot does not verify (damaged, tampered, unsafe
 /// entries) or `show` found none; 2 bad input; 4 a restore stopped half-way

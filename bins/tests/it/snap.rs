@@ -44,6 +44,18 @@ impl<'e> Volume<'e> {
         self.env.warmsnap_helpers(&self.app)
     }
 
+    /// What is beside the volume's data directory `_data` in the local
+    /// driver's directory of the volume, where direct restores stage (the
+    /// tests run beside the engine, as root).
+    fn beside_data(&self) -> Vec<String> {
+        let mountpoint = self.env.docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", &self.name]);
+        let dir = Path::new(mountpoint.trim()).parent().expect("the mount point has a parent").to_owned();
+        let mut names: Vec<String> =
+            fs_err::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        names
+    }
+
     /// Helpers left that no process of `killed` asked for. A killed run's
     /// create request that was already sent is still carried out by the
     /// engine, possibly after the re-run ended, so such a helper may be left;
@@ -260,8 +272,11 @@ fn fingerprint(volume: &Volume<'_>) -> String {
 /// Kills `lkg-snap restore --access ACCESS` with SIGKILL at points spread
 /// over a whole restore. After each kill the snapshot still verifies, and a
 /// re-run of the restore brings back exactly the snapshot's content, however
-/// far the killed run got (volume removed, half filled, or done), and leaves
-/// no helper container.
+/// far the killed run got, and leaves no helper container. A direct restore
+/// swaps the volume's content in one rename, so after a kill the volume holds
+/// exactly the old data or exactly the snapshot, and the re-run leaves
+/// nothing beside the volume's data; an archive restore recreates the
+/// volume, so the volume may be missing, half filled or done.
 #[allow(clippy::print_stderr)] // where the kills landed, for `--no-capture` readers
 fn restore_sigkill_sweep(access: &str) {
     const KILLS: u32 = 6;
@@ -279,6 +294,7 @@ fn restore_sigkill_sweep(access: &str) {
 
     let mutate = || volume.sh("echo changed > /data/many/7; rm /data/big; touch /data/extra");
     mutate();
+    let old = fingerprint(&volume);
     let started = Instant::now();
     let out = snap(state.path(), &restore);
     let full = started.elapsed();
@@ -294,7 +310,16 @@ fn restore_sigkill_sweep(access: &str) {
         killed.push(child.id());
         child.kill().unwrap(); // SIGKILL
         let status = child.wait().unwrap();
-        outcomes.push(if status.success() { "finished" } else { "killed" });
+        let found = fingerprint(&volume);
+        outcomes.push(match (status.success(), found == snapshot) {
+            (true, _) => "finished",
+            (false, true) => "killed, the snapshot in place",
+            (false, false) if found == old => "killed, the old data in place",
+            (false, false) => "killed half-way",
+        });
+        if access == "direct" {
+            assert!(found == old || found == snapshot, "kill {i}: a direct restore leaves the old data or the new");
+        }
 
         let out = snap(state.path(), &["verify", "--app", &stack]);
         assert_eq!(out.status.code(), Some(0), "kill {i}: the snapshot must still verify: {}", text(&out.stderr));
@@ -303,6 +328,7 @@ fn restore_sigkill_sweep(access: &str) {
         assert_eq!(fingerprint(&volume), snapshot, "after kill {i} and a re-run the volume is the snapshot");
         let left = volume.helpers_not_of(&killed);
         assert!(left.is_empty(), "after re-run {i}: helper containers left: {left:?}");
+        assert_eq!(volume.beside_data(), ["_data"], "after re-run {i}: nothing left beside the data");
     }
     // Whatever late requests of the killed runs created, the next run removes.
     mutate();
@@ -311,7 +337,12 @@ fn restore_sigkill_sweep(access: &str) {
     assert_eq!(fingerprint(&volume), snapshot);
     assert!(volume.helpers().is_empty(), "after the last restore: helper containers left: {:?}", volume.helpers());
     eprintln!("{access}: a full restore took {full:?}; kills: {outcomes:?}");
-    assert!(outcomes.contains(&"killed"), "{outcomes:?} (a full restore took {full:?})");
+    assert!(outcomes.iter().any(|o| o.starts_with("killed")), "{outcomes:?} (a full restore took {full:?})");
+    if access == "direct" {
+        // The sweep must have hit the restore before its swap, where the
+        // volume is left as it was.
+        assert!(outcomes.contains(&"killed, the old data in place"), "{outcomes:?} (a full restore took {full:?})");
+    }
 }
 
 #[test]

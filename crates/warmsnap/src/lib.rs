@@ -12,11 +12,14 @@
 //!   snapshot; makes it durable, reads it back and checks it, and only then
 //!   swaps it in atomically. The previous snapshot is intact until that instant.
 //! - [`verify`] re-reads every archive and checks size, SHA-256 and entries.
-//! - [`restore`] verifies every archive and refuses unsafe entries *before*
-//!   touching any live volume ([`archive`] lists the rules), then recreates
-//!   each volume (same name, driver, options, labels) and uploads the archive
-//!   into it (or extracts it into the mount point, see [`Access`]): the
-//!   content, owners and modes come back exactly.
+//! - [`restore`] checks every archive and refuses unsafe entries *before*
+//!   touching any live volume ([`archive`] lists the rules). With direct
+//!   access ([`Access`]) it does so in one pass, extracting each archive
+//!   beside the volume's data while checking it, and then swaps the extracted
+//!   tree in with one atomic rename; through the engine's archive endpoint it
+//!   checks first, then recreates each volume (same name, driver, options,
+//!   labels) and uploads the archive into it. The content, owners and modes
+//!   come back exactly.
 //! - [`show`] and [`list`] read what is stored.
 //!
 //! Everything is async, reports progress through a [`Progress`] and never
@@ -54,8 +57,14 @@
 //! - lkg cannot stop someone from deploying the stack while a snapshot is
 //!   taken; it checks before and after. Callers serialise runs per app (the
 //!   canonical lock).
-//! - A restore interrupted half-way leaves volumes partly restored (the
-//!   snapshot is intact; running restore again completes it).
+//! - A restore interrupted half-way leaves a volume restored through the
+//!   archive endpoint missing or partly restored, and a volume restored
+//!   directly with its old or its new content; with several volumes, some
+//!   may be restored and others not. The snapshot is intact; running restore
+//!   again completes it.
+//! - A direct restore needs free space for the new content of every volume
+//!   it swaps while the old content still exists; a full disk stops it
+//!   before anything live is touched.
 //! - Checking hard-link targets costs 8 bytes of memory per file in a volume,
 //!   and sorting a directory holds its names: a directory of millions of
 //!   files needs memory in proportion.
@@ -73,6 +82,7 @@ mod name;
 mod progress;
 mod restore;
 mod store;
+mod swap;
 mod take;
 mod transfer;
 mod verify;

@@ -13,7 +13,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::access::{Access, Locality, Purpose, VolumeSpec, choose_access};
-use crate::archive::{WalkError, read_archive};
+use crate::archive::{ArchiveError, WalkError, read_archive};
 use crate::direct::Extractor;
 use crate::engine::{Engine, locality};
 use crate::error::SnapError;
@@ -21,7 +21,8 @@ use crate::meta::{Meta, VolumeRecord};
 use crate::name::{AppName, NameError, check_object_name};
 use crate::progress::{Event, Phase};
 use crate::store::{LockMode, SnapshotReader, Store};
-use crate::transfer::{Reporter, blocking_with_progress};
+use crate::swap::{Place, Staged};
+use crate::transfer::{Reporter, blocking, blocking_with_progress};
 use crate::verify::{check_volume, open_snapshot};
 use lkg_core::hex;
 
@@ -157,17 +158,23 @@ pub(crate) fn plan(meta: &Meta, target: &str, live: &BTreeMap<String, VolumeSpec
 
 /// Restores `request.app`'s last-known-good into its stack's volumes.
 ///
-/// Nothing live is touched until every archive has verified (size, SHA-256,
-/// every entry against the archive rules) and the stack is quiet (no
-/// services, no container using a target volume). Then each volume is
-/// removed and recreated empty with the same name, driver, options and
-/// labels (the archive endpoint can add files but not delete them, so this
-/// is how files absent from the snapshot disappear), and the archive is
-/// uploaded into it (or extracted into its mount point: [`Access`]); owners,
-/// modes, links and mtimes come back as archived.
-/// A volume that was removed is created. If a failure stops the restore
-/// after it started replacing volumes, the error is [`SnapError::Incomplete`]:
-/// the snapshot is intact and running the restore again completes it.
+/// Nothing live is touched until every archive has passed its checks (size,
+/// SHA-256, every entry against the archive rules) and the stack is quiet
+/// (no services, no container using a target volume). A volume this machine
+/// can write directly ([`Access`]) is restored in one pass: the archive is
+/// extracted beside the live data while it is checked, and once every archive
+/// has passed, the extracted tree is swapped in with one atomic rename, and
+/// the replaced one removed. Any other volume's archive is checked first, and
+/// once every archive has passed, the volume is removed and recreated empty
+/// with the same name, driver, options and labels (the archive endpoint can
+/// add files but not delete them, so this is how files absent from the
+/// snapshot disappear), and the archive is uploaded into it (or extracted
+/// into its mount point). Owners, modes, links and mtimes come back as
+/// archived. A volume that was removed is created.
+///
+/// If a failure stops the restore after it started replacing volumes, the
+/// error is [`SnapError::Incomplete`]: the snapshot is intact and running the
+/// restore again completes it.
 pub async fn restore<S: Store>(
     docker: &Docker,
     store: &S,
@@ -175,7 +182,7 @@ pub async fn restore<S: Store>(
     progress: &dyn for<'e> Progress<Event<'e>>,
 ) -> Result<RestoreReport, SnapError> {
     let engine = Engine::new(docker);
-    let mut reader = open_snapshot(store, &request.app, LockMode::Exclusive).await?;
+    let reader = open_snapshot(store, &request.app, LockMode::Exclusive).await?;
     let meta = reader.meta().clone();
     let location = reader.location();
     let stack = request.stack.clone().unwrap_or_else(|| meta.stack.clone());
@@ -183,17 +190,12 @@ pub async fn restore<S: Store>(
     // Cheap refusals first, before reading every archive.
     engine.check_quiet(&request.app, &stack, &targets, Purpose::Take).await?;
 
-    let count = meta.volumes.len();
-    for (index, record) in meta.volumes.iter().enumerate() {
-        let (back, checked) = check_volume(reader, record, (index, count), progress).await?;
-        reader = back;
-        checked?;
-    }
-
     engine.remove_leftover_helpers(&request.app).await?;
     let mut live = BTreeMap::new();
+    let mut mountpoints = BTreeMap::new();
     for target in &targets {
         if let Some(volume) = engine.volume(target).await? {
+            mountpoints.insert(target.clone(), volume.mountpoint.clone());
             live.insert(target.clone(), VolumeSpec::from(&volume));
         }
     }
@@ -211,35 +213,242 @@ pub async fn restore<S: Store>(
     let mut untouched: Vec<String> =
         stack_volumes(docker, &stack).await?.into_iter().map(|v| v.name).filter(|n| !targets.contains(n)).collect();
     untouched.sort();
+    let mut methods = Vec::with_capacity(planned.len());
+    for (planned, access) in planned.iter().zip(accesses) {
+        let mountpoint = mountpoints.get(&planned.spec.name).map(String::as_str);
+        methods.push(choose_method(&engine, request, planned, access, mountpoint).await?);
+    }
 
-    let mut volumes: Vec<RestoredVolume> = Vec::with_capacity(count);
-    for (index, ((planned, record), access)) in planned.iter().zip(&meta.volumes).zip(accesses).enumerate() {
+    let mut staged = Vec::with_capacity(planned.len());
+    let prepared = prepare(reader, &meta, &planned, &mut methods, &mut staged, progress).await;
+    let reader = match prepared {
+        Ok(reader) => reader,
+        Err(e) => {
+            discard(staged.into_iter().flatten().collect()).await;
+            return Err(e);
+        }
+    };
+    let volumes = replace(&engine, request, &reader, &meta, &planned, &methods, staged, progress).await?;
+    drop(reader);
+    engine.sweep_late_helpers(&request.app).await;
+    Ok(RestoreReport { app: request.app.clone(), stack, location, snapshot: meta, volumes, untouched })
+}
+
+/// How one volume is restored, decided before anything live is touched.
+#[derive(Debug)]
+enum Method {
+    /// Extracted beside the live data while it is checked, then swapped in.
+    Swap(Place),
+    /// Checked first; then removed, created again empty and filled.
+    Recreate(Access),
+}
+
+/// A volume that exists and is written directly is swapped when its mount
+/// point is the engine's and the file system can swap two directories.
+async fn choose_method(
+    engine: &Engine<'_>,
+    request: &RestoreRequest,
+    planned: &Planned,
+    access: Access,
+    mountpoint: Option<&str>,
+) -> Result<Method, SnapError> {
+    let Some(mountpoint) = mountpoint.filter(|_| access == Access::Direct && planned.existed) else {
+        return Ok(Method::Recreate(access));
+    };
+    let name = &planned.spec.name;
+    let helper = engine.create_helper(&request.app, name, false).await?;
+    let local = engine.is_local_mount(&helper, mountpoint).await;
+    let removed = engine.remove_container(&helper).await;
+    match local? {
+        Ok(()) => removed?,
+        Err(_) if request.access == Access::Auto => return Ok(Method::Recreate(Access::Archive)),
+        Err(reason) => return Err(SnapError::DirectUnavailable { volume: name.clone(), reason }),
+    }
+    let path = PathBuf::from(mountpoint);
+    let place = blocking(move || Place::of(&path)).await?.map_err(|source| SnapError::Io {
+        action: "inspect the mount point of",
+        volume: name.clone(),
+        source,
+    })?;
+    Ok(place.map_or(Method::Recreate(Access::Direct), Method::Swap))
+}
+
+/// Checks every archive, staging those of swapped volumes on the way (into
+/// `staged`, one entry per volume). Touches no live data. On an error the
+/// caller discards what was staged.
+async fn prepare<R: SnapshotReader>(
+    mut reader: R,
+    meta: &Meta,
+    planned: &[Planned],
+    methods: &mut [Method],
+    staged: &mut Vec<Option<Staged>>,
+    progress: &dyn for<'e> Progress<Event<'e>>,
+) -> Result<R, SnapError> {
+    let count = meta.volumes.len();
+    for (index, record) in meta.volumes.iter().enumerate() {
+        if let Method::Swap(place) = &methods[index] {
+            let target = &planned[index].spec.name;
+            if let Some(one) = stage(&reader, place.clone(), record, target, (index, count), progress).await? {
+                staged.push(Some(one));
+                continue;
+            }
+            // This file system cannot swap directories atomically.
+            methods[index] = Method::Recreate(Access::Direct);
+        }
+        let (back, checked) = check_volume(reader, record, (index, count), progress).await?;
+        reader = back;
+        checked?;
+        staged.push(None);
+    }
+    Ok(reader)
+}
+
+/// Extracts one archive into a staging directory beside the live data of
+/// `target`, checking every entry on the way and the size and SHA-256 at the
+/// end. `None` if the file system cannot swap directories atomically.
+async fn stage<R: SnapshotReader>(
+    reader: &R,
+    place: Place,
+    record: &VolumeRecord,
+    target: &str,
+    position: (usize, usize),
+    progress: &dyn for<'e> Progress<Event<'e>>,
+) -> Result<Option<Staged>, SnapError> {
+    let archive = reader.open_volume(&record.name)?;
+    let location = reader.location();
+    let mut reporter = Reporter::new(progress, Phase::Restore, target, position, Some(record.bytes));
+    let (record, target) = (record.clone(), target.to_owned());
+    let staged = blocking_with_progress(
+        move |counter| -> Result<Option<(Staged, u64)>, SnapError> {
+            let io = |action: &'static str| {
+                let volume = target.clone();
+                move |source| SnapError::Io { action, volume, source }
+            };
+            place.remove_leftovers().map_err(io("remove what an interrupted restore left beside"))?;
+            let Some(staged) = place.stage().map_err(io("stage the restore of"))? else { return Ok(None) };
+            let mut extractor = Extractor::new(staged.root());
+            let extracted = read_archive(archive, counter, &mut extractor)
+                .map_err(|e| match e {
+                    WalkError::Archive(ArchiveError::Read(source)) => {
+                        SnapError::Io { action: "read the archive of", volume: record.name.clone(), source }
+                    }
+                    WalkError::Archive(source) => {
+                        SnapError::Refused { volume: record.name.clone(), location: location.clone(), source }
+                    }
+                    WalkError::Visit(source) => io("stage the restore of")(source),
+                })
+                .and_then(|summary| {
+                    extractor.finish().map_err(io("stage the restore of"))?;
+                    if summary.bytes != record.bytes || summary.sha256 != record.sha256 {
+                        return Err(SnapError::Mismatch {
+                            volume: record.name.clone(),
+                            location,
+                            expected_bytes: record.bytes,
+                            expected_sha256: record.sha256.clone(),
+                            actual_bytes: summary.bytes,
+                            actual_sha256: summary.sha256,
+                        });
+                    }
+                    Ok(summary.bytes)
+                });
+            match extracted {
+                Ok(bytes) => Ok(Some((staged, bytes))),
+                Err(e) => {
+                    // Best effort: what is left is removed by the next run.
+                    let _ = staged.discard();
+                    Err(e)
+                }
+            }
+        },
+        &mut reporter,
+    )
+    .await??;
+    Ok(staged.map(|(staged, bytes)| {
+        reporter.done(bytes);
+        staged
+    }))
+}
+
+/// Removes stagings that will not be swapped in. Best effort: the next
+/// restore or take removes what is left.
+async fn discard(staged: Vec<Staged>) {
+    if !staged.is_empty() {
+        let _ = blocking(move || staged.into_iter().for_each(|s| drop(s.discard()))).await;
+    }
+}
+
+/// Replaces the live data once every archive has passed: the staged volumes
+/// first (one rename each), then the others (removed, recreated, filled).
+#[allow(clippy::too_many_arguments, reason = "the state of one restore, passed once")]
+async fn replace<R: SnapshotReader>(
+    engine: &Engine<'_>,
+    request: &RestoreRequest,
+    reader: &R,
+    meta: &Meta,
+    planned: &[Planned],
+    methods: &[Method],
+    staged: Vec<Option<Staged>>,
+    progress: &dyn for<'e> Progress<Event<'e>>,
+) -> Result<Vec<RestoredVolume>, SnapError> {
+    let count = meta.volumes.len();
+    let restored_volume = |index: usize, access: Access| RestoredVolume {
+        name: planned[index].spec.name.clone(),
+        from: planned[index].from.clone(),
+        bytes: meta.volumes[index].bytes,
+        existed: planned[index].existed,
+        access,
+    };
+    let mut restored: Vec<Option<RestoredVolume>> = vec![None; count];
+    let names = |restored: &[Option<RestoredVolume>]| restored.iter().flatten().map(|v| v.name.clone()).collect();
+
+    let mut staged: Vec<(usize, Staged)> =
+        staged.into_iter().enumerate().filter_map(|(index, s)| Some((index, s?))).collect();
+    staged.reverse();
+    let mut replaced = Vec::with_capacity(staged.len());
+    while let Some((index, one)) = staged.pop() {
+        match blocking(move || one.commit()).await? {
+            Ok(old) => {
+                replaced.push(old);
+                restored[index] = Some(restored_volume(index, Access::Direct));
+            }
+            Err(source) => {
+                discard(staged.into_iter().map(|(_, s)| s).collect()).await;
+                let name = planned[index].spec.name.clone();
+                return Err(SnapError::Incomplete {
+                    app: request.app.to_string(),
+                    restored: names(&restored),
+                    failed: name.clone(),
+                    source: Box::new(SnapError::Io { action: "swap in the restored data of", volume: name, source }),
+                });
+            }
+        }
+    }
+    // Best effort, and before the volumes below are filled, which may need
+    // the space: what is left is removed by the next restore or take.
+    if !replaced.is_empty() {
+        let _ = blocking(move || replaced.into_iter().for_each(|old| drop(old.remove()))).await;
+    }
+
+    for (index, ((planned, record), method)) in planned.iter().zip(&meta.volumes).zip(methods).enumerate() {
+        let Method::Recreate(access) = *method else { continue };
         let mut reporter =
             Reporter::new(progress, Phase::Restore, &planned.spec.name, (index, count), Some(record.bytes));
-        let access = match replace_volume(&engine, &request.app, &reader, planned, record, access, &mut reporter).await
-        {
-            Ok(access) => access,
+        match replace_volume(engine, &request.app, reader, planned, record, access, &mut reporter).await {
+            Ok(access) => {
+                reporter.done(record.bytes);
+                restored[index] = Some(restored_volume(index, access));
+            }
             Err(e) => {
                 return Err(SnapError::Incomplete {
                     app: request.app.to_string(),
-                    restored: volumes.into_iter().map(|v| v.name).collect(),
+                    restored: names(&restored),
                     failed: planned.spec.name.clone(),
                     source: Box::new(e),
                 });
             }
-        };
-        reporter.done(record.bytes);
-        volumes.push(RestoredVolume {
-            name: planned.spec.name.clone(),
-            from: planned.from.clone(),
-            bytes: record.bytes,
-            existed: planned.existed,
-            access,
-        });
+        }
     }
-    drop(reader);
-    engine.sweep_late_helpers(&request.app).await;
-    Ok(RestoreReport { app: request.app.clone(), stack, location, snapshot: meta, volumes, untouched })
+    Ok(restored.into_iter().flatten().collect())
 }
 
 /// Recreates one volume empty and fills it; returns the access used.

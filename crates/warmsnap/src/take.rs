@@ -20,6 +20,7 @@ use crate::meta::{Meta, VolumeRecord};
 use crate::name::{AppName, NameError, check_object_name};
 use crate::progress::{Event, Phase};
 use crate::store::{Staging, Store, VolumeSink};
+use crate::swap::Place;
 use crate::transfer::{ChunkWriter, HashingWriter, Reporter, blocking, blocking_with_progress};
 
 /// What to snapshot and what to record about it.
@@ -239,7 +240,10 @@ async fn copy_volume(
             Access::Auto | Access::Archive => Access::Archive,
         };
         let (bytes, sha256) = match access {
-            Access::Direct => copy_direct(&volume.name, PathBuf::from(&volume.mountpoint), sink, reporter).await?,
+            Access::Direct => {
+                remove_restore_leftovers(&volume.name, PathBuf::from(&volume.mountpoint)).await?;
+                copy_direct(&volume.name, PathBuf::from(&volume.mountpoint), sink, reporter).await?
+            }
             _ => copy_archive(engine, &helper, &volume.name, sink, reporter).await?,
         };
         Ok((access, bytes, sha256))
@@ -249,6 +253,19 @@ async fn copy_volume(
     let copied = copied?;
     removed?;
     Ok(copied)
+}
+
+/// Removes what interrupted restores left beside the volume's data (never
+/// inside it, so never in a snapshot): the space is the take's to use.
+async fn remove_restore_leftovers(volume: &str, mountpoint: PathBuf) -> Result<(), SnapError> {
+    blocking(move || Place::of(&mountpoint)?.map(|place| place.remove_leftovers()).transpose()).await?.map_err(
+        |source| SnapError::Io {
+            action: "remove what an interrupted restore left beside",
+            volume: volume.to_owned(),
+            source,
+        },
+    )?;
+    Ok(())
 }
 
 async fn copy_direct(

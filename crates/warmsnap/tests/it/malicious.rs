@@ -6,12 +6,12 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use lkg_warmsnap::{
-    ArchiveError, NoProgress, RestoreRequest, SnapError, StoreError, TakeRequest, restore, take, verify,
+    Access, ArchiveError, NoProgress, RestoreRequest, SnapError, StoreError, TakeRequest, restore, take, verify,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::support::{Volumes, docker, helpers, plant_snapshot, sh, store, strict_listing};
+use crate::support::{Volumes, beside_data, docker, helpers, plant_snapshot, sh, store, strict_listing};
 
 fn corpus() -> Vec<(String, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/warmsnap/malicious");
@@ -51,22 +51,31 @@ async fn every_malicious_archive_is_refused_and_the_volume_is_untouched() {
     sh(&data, "echo live > /data/marker; mkdir /data/dir; ln -s /etc /data/link; chown 1000:1000 /data/marker");
     let before = strict_listing(&data);
 
-    let mut refusals = String::new();
-    for (name, archive) in corpus() {
-        let state = tempfile::tempdir().unwrap();
-        plant_snapshot(state.path(), &volumes.app, &meta(&volumes, &data, &archive), &[(&data, &archive)]);
-        let store = store(&state);
-        let err = restore(&docker, &store, &RestoreRequest::new(volumes.app.clone()), &NoProgress)
-            .await
-            .expect_err(&format!("{name} must be refused"));
-        let SnapError::Refused { source: ArchiveError::Refused { refusal, .. }, .. } = &err else {
-            panic!("{name}: refused for another reason: {err}")
-        };
-        writeln!(refusals, "{name}: {refusal}").unwrap();
-        // verify says the same, as a verdict.
-        let report = verify(&store, &volumes.app, &NoProgress).await.unwrap();
-        assert!(!report.ok, "{name}");
+    // Direct: refused while it is extracted beside the live data; archive:
+    // refused before the volume is recreated.
+    let mut by_access = Vec::new();
+    for access in [Access::Direct, Access::Archive] {
+        let mut refusals = String::new();
+        for (name, archive) in corpus() {
+            let state = tempfile::tempdir().unwrap();
+            plant_snapshot(state.path(), &volumes.app, &meta(&volumes, &data, &archive), &[(&data, &archive)]);
+            let store = store(&state);
+            let request = RestoreRequest::new(volumes.app.clone()).access(access);
+            let err = restore(&docker, &store, &request, &NoProgress)
+                .await
+                .expect_err(&format!("{name} must be refused ({access:?})"));
+            let SnapError::Refused { source: ArchiveError::Refused { refusal, .. }, .. } = &err else {
+                panic!("{name} ({access:?}): refused for another reason: {err}")
+            };
+            writeln!(refusals, "{name}: {refusal}").unwrap();
+            // verify says the same, as a verdict.
+            let report = verify(&store, &volumes.app, &NoProgress).await.unwrap();
+            assert!(!report.ok, "{name}");
+        }
+        by_access.push(refusals);
     }
+    assert_eq!(by_access[0], by_access[1], "both accesses refuse each archive for the same reason");
+    let refusals = &by_access[0];
     insta::assert_snapshot!(refusals, @r#"
     absolute: its path is absolute, which could write outside the volume
     blockdev: it is a block device; lkg snapshots hold only files, directories and links
@@ -92,6 +101,7 @@ async fn every_malicious_archive_is_refused_and_the_volume_is_untouched() {
     truncated-no-end: the archive ends without its end-of-archive marker: it is truncated
     "#);
     assert_eq!(strict_listing(&data), before, "the live volume was touched");
+    assert_eq!(beside_data(&data), ["_data"], "a refused restore leaves no staging behind");
     assert!(helpers(&volumes.app).is_empty());
 }
 
@@ -116,10 +126,16 @@ async fn damaged_and_tampered_snapshots_are_refused_and_the_volume_is_untouched(
     sh(&other, "echo live-now > /data/marker");
     let before = (strict_listing(&data), strict_listing(&other));
 
+    // Each restore is tried through both accesses, and both are refused.
     let restore_planted = async |meta: &serde_json::Value, archives: &[(&str, &[u8])]| {
         let state = tempfile::tempdir().unwrap();
         plant_snapshot(state.path(), &volumes.app, meta, archives);
-        restore(&docker, &store(&state), &RestoreRequest::new(volumes.app.clone()), &NoProgress).await.unwrap_err()
+        let request = RestoreRequest::new(volumes.app.clone());
+        let archive =
+            restore(&docker, &store(&state), &request.clone().access(Access::Archive), &NoProgress).await.unwrap_err();
+        let direct = restore(&docker, &store(&state), &request.access(Access::Direct), &NoProgress).await.unwrap_err();
+        assert_eq!(lkg_core::render_chain(&archive), lkg_core::render_chain(&direct));
+        direct
     };
 
     // A flipped byte in the second volume's archive: nothing is restored,
@@ -160,5 +176,6 @@ async fn damaged_and_tampered_snapshots_are_refused_and_the_volume_is_untouched(
     assert!(matches!(err, SnapError::Store(StoreError::MissingVolume { .. })), "{err}");
 
     assert_eq!((strict_listing(&data), strict_listing(&other)), before, "a live volume was touched");
+    assert_eq!((beside_data(&data), beside_data(&other)), (vec!["_data".to_owned()], vec!["_data".to_owned()]));
     assert!(helpers(&volumes.app).is_empty());
 }

@@ -168,3 +168,18 @@ pub(crate) fn store(dir: &tempfile::TempDir) -> LocalStore {
 pub(crate) fn helpers(app: &AppName) -> Vec<String> {
     env().warmsnap_helpers(app.as_str())
 }
+
+/// The local mount point of `volume` (the tests run beside the engine, as root).
+pub(crate) fn mountpoint(volume: &str) -> PathBuf {
+    PathBuf::from(env().docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", volume]).trim())
+}
+
+/// The names in the local driver's directory of `volume`, beside its data
+/// directory `_data`: where direct restores stage, and what they may leave.
+pub(crate) fn beside_data(volume: &str) -> Vec<String> {
+    let dir = mountpoint(volume).parent().expect("the mount point has a parent").to_owned();
+    let mut names: Vec<String> =
+        fs_err::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    names
+}
