@@ -218,6 +218,11 @@ struct AppArgs {
     /// How snapshots reach volume data.
     #[arg(long, value_enum)]
     snapshot_access: Option<SnapshotAccess>,
+    /// On a multi-node swarm, hold every service that mounts a volume on the
+    /// node that holds the data (adds `node.id == <node>` through lkg's
+    /// overlay) instead of refusing a service that could start elsewhere.
+    #[arg(long)]
+    pin_to_data_node: bool,
     /// A compose interpolation variable KEY=VALUE (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
@@ -412,6 +417,9 @@ impl AppArgs {
         }
         if let Some(access) = self.snapshot_access {
             deploy.snapshot_access = access;
+        }
+        if self.pin_to_data_node {
+            deploy.pin_to_data_node = true;
         }
         for pair in self.env {
             let (key, value) = pair

@@ -5,6 +5,7 @@
 mod bad_input;
 mod common;
 mod dispatcher;
+mod hostile_yaml;
 // Each fault case is compiled with the feature of the binary it runs.
 mod faults;
 // `lkg-inputs` exists only with the `inputs` feature.
@@ -18,6 +19,9 @@ mod snap;
 mod canonical;
 #[cfg(feature = "fleet")]
 mod fleet;
+// Stateful reconciles on the three-node swarm (scripts/testenv up --nodes 3).
+#[cfg(feature = "reconcile")]
+mod multi_node;
 #[cfg(feature = "reconcile")]
 mod reconcile;
 #[cfg(feature = "registry")]

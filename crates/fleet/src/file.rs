@@ -276,10 +276,13 @@ impl Fleet {
     /// Checks fleet file `text` as if read from `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Fleet, FleetError> {
         let error = |line: Option<usize>, reason: String| FleetError::File { path: path.to_owned(), line, reason };
-        let raw: RawFleet = serde_yaml_ng::from_str(text).map_err(|e| {
-            let line = e.location().map(|l| l.line());
+        let raw: RawFleet = lkg_swarm::yaml::from_str(text).map_err(|e| {
+            let line = e.line();
+            let reason = match e {
+                lkg_swarm::yaml::YamlError::Syntax(e) => e.to_string(),
+                refused => refused.to_string(),
+            };
             // serde_yaml_ng appends " at line L column C": the line is a field of its own.
-            let reason = e.to_string();
             let reason = match reason.rfind(" at line ") {
                 Some(at) if line.is_some() => reason[..at].to_owned(),
                 _ => reason,

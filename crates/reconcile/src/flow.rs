@@ -132,6 +132,9 @@ pub enum Reason {
     TaskFailed,
     /// Someone else changed the service during the deploy.
     Superseded,
+    /// On a multi-node swarm, a stateful service's task runs on another node
+    /// than its data's (on an empty volume), whatever swarm's verdict says.
+    WrongNode,
     /// The health gate was not passed before its deadline.
     Unhealthy,
     /// The user's check command failed (quick mode).
@@ -153,6 +156,7 @@ impl Reason {
             Reason::DeadlineExceeded => "deadline_exceeded",
             Reason::TaskFailed => "task_failed",
             Reason::Superseded => "superseded",
+            Reason::WrongNode => "wrong_node",
             Reason::Unhealthy => "unhealthy",
             Reason::CheckFailed => "check_failed",
             Reason::Interrupted => "interrupted",

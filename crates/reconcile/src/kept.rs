@@ -73,12 +73,12 @@ pub(crate) fn keep(
     let mut kept_compose = Vec::new();
     let root = state_dir.join("apps").join(app.as_str()).join("deployed");
     for (n, source) in compose.iter().enumerate() {
-        let text = fs_err::read_to_string(source).map_err(|e| state_io("read", source, e))?;
+        let text = lkg_core::input::read_to_string(source, lkg_core::input::MAX_DOCUMENT)
+            .map_err(|e| state_io("read", source, e))?;
         let base = source.parent().map(Path::to_path_buf).unwrap_or_default();
         let base = std::path::absolute(&base).map_err(|e| state_io("resolve", &base, e))?;
-        let mut yaml: Value = serde_yaml_ng::from_str(&text).map_err(|e| {
-            ReconcileError::Invalid(format!("compose file {} is not valid YAML: {e}", source.display()))
-        })?;
+        let mut yaml: Value = lkg_swarm::yaml::from_str(&text)
+            .map_err(|e| ReconcileError::Invalid(format!("compose file {}: {e}", source.display())))?;
         let mut refs = Vec::new();
         absolutize(&mut yaml, &base, &mut refs);
         let mut placed = Vec::new();

@@ -89,6 +89,7 @@ pub mod flow;
 mod gate;
 mod health;
 mod kept;
+pub mod placement;
 mod platform;
 mod probe;
 mod recipe;

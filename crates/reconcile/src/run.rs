@@ -225,6 +225,15 @@ impl<'a, P: Platform> Reconciler<'a, P> {
             return finish(&run, report, Vec::new());
         }
         let install = last_good.is_none();
+        // Multi-node: where the data is, and whether touching it is safe,
+        // decided before the journal exists (a refusal changes nothing).
+        let located;
+        let spec = if spec.stateful && !install {
+            located = self.locate_data(spec, target, &mut run, &mut report).await?;
+            &located
+        } else {
+            spec
+        };
         if spec.stateful && !install && !run.docker(self.platform.has_volumes(spec)).await? {
             return Err(ReconcileError::NoVolumes { stack: spec.stack.clone() });
         }
@@ -297,6 +306,31 @@ impl<'a, P: Platform> Reconciler<'a, P> {
                 (None, "none")
             }
         })
+    }
+
+    /// `spec` with the node that holds its data on a multi-node swarm
+    /// ([`crate::placement`]), or a refusal. The node goes into the
+    /// journalled spec, so every deploy of this run, a resumed one's too, is
+    /// checked against it (and pinned to it).
+    async fn locate_data(
+        &self,
+        spec: &AppSpec,
+        target: &str,
+        run: &mut Run<'_>,
+        report: &mut Report,
+    ) -> Result<AppSpec, ReconcileError> {
+        let data_node = run.docker(self.platform.locate_data(spec, target)).await?;
+        if let Some(node) = &data_node {
+            let pinning = if node.pin.is_empty() {
+                String::new()
+            } else {
+                format!("; pinning {} there", node.pin.iter().cloned().collect::<Vec<_>>().join(", "))
+            };
+            report
+                .notes
+                .push(format!("the data of stack {} is on node {} ({}){pinning}", spec.stack, node.id, node.hostname));
+        }
+        Ok(AppSpec { data_node, ..spec.clone() })
     }
 
     /// Finishes or undoes the killed run of `app`, if there is one. With

@@ -66,6 +66,12 @@ pub struct AppSpec {
     /// that version's files once a run resolved them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recipe: Option<RecipeSource>,
+    /// On a multi-node swarm, the node that holds a stateful app's volumes,
+    /// found by `update` before it touched anything ([`crate::placement`]);
+    /// every deploy of the run is checked against it (and pinned to it with
+    /// `deploy.pin_to_data_node`). Never read from a config file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_node: Option<crate::placement::DataNode>,
 }
 
 /// A recipe repository whose tags are versions (`1.2.3+4.5.6`, annotated or
@@ -107,6 +113,12 @@ pub struct DeploySpec {
     /// `timeout`; 0 waits for the timeout.
     #[serde(default = "default_task_failures")]
     pub max_task_failures: usize,
+    /// On a multi-node swarm, add `node.id == <the data's node>` to every
+    /// service that mounts a volume, through lkg's overlay compose file,
+    /// instead of refusing a stateful update whose services are not held
+    /// there (`--pin-to-data-node`).
+    #[serde(default)]
+    pub pin_to_data_node: bool,
 }
 
 fn default_task_failures() -> usize {
@@ -127,6 +139,7 @@ impl Default for DeploySpec {
             registry_auth: false,
             snapshot_access: SnapshotAccess::default(),
             max_task_failures: default_task_failures(),
+            pin_to_data_node: false,
         }
     }
 }
@@ -184,7 +197,11 @@ impl AppConfig {
         let config_error = |reason: String| ReconcileError::Config { path: path.to_owned(), reason };
         let text = lkg_core::input::read_to_string(path, lkg_core::input::MAX_TEXT)
             .map_err(|e| config_error(format!("cannot read it: {e}")))?;
-        let mut config: AppConfig = serde_yaml_ng::from_str(&text).map_err(|e| config_error(e.to_string()))?;
+        let mut config: AppConfig = lkg_swarm::yaml::from_str(&text).map_err(|e| match e {
+            // The parser's message alone, as before: "unknown field `x`, expected ...".
+            lkg_swarm::yaml::YamlError::Syntax(e) => config_error(e.to_string()),
+            refused => config_error(refused.to_string()),
+        })?;
         let base = path.parent().unwrap_or_else(|| Path::new("."));
         for file in &mut config.compose {
             *file = base.join(&*file);
@@ -298,6 +315,7 @@ impl AppConfig {
             markers,
             notify,
             recipe,
+            data_node: None,
         })
     }
 }

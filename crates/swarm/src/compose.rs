@@ -6,7 +6,7 @@
 //! use), so `rollback_config`, `x-*` extension fields and anything newer are
 //! carried through untouched: `docker stack deploy` is the one that reads them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde_yaml_ng::{Mapping, Value};
@@ -30,14 +30,14 @@ pub enum ComposeError {
         #[source]
         source: std::io::Error,
     },
-    /// A file is not valid YAML.
-    #[error("compose file {path} is not valid YAML: {source}")]
+    /// A file is not valid YAML, or YAML lkg refuses (an alias bomb, nesting too deep).
+    #[error("compose file {path}: {source}")]
     Yaml {
         /// The file.
         path: PathBuf,
-        /// The parser's error, with line and column.
+        /// What is wrong: the parser's error with line and column, or the limit it breaks.
         #[source]
-        source: serde_yaml_ng::Error,
+        source: crate::yaml::YamlError,
     },
     /// A file parses but is not shaped like a compose file.
     #[error("compose file {path} is not a compose file: {reason}")]
@@ -75,6 +75,9 @@ pub struct ComposeFiles {
     paths: Vec<PathBuf>,
     version: Option<String>,
     services: BTreeSet<String>,
+    /// `deploy.placement.constraints` per service, appended across files as
+    /// docker/cli's loader merges lists, not yet interpolated.
+    constraints: BTreeMap<String, Vec<String>>,
 }
 
 impl ComposeFiles {
@@ -95,6 +98,7 @@ impl ComposeFiles {
             return Err(ComposeError::NoFiles);
         }
         let mut services = BTreeSet::new();
+        let mut constraints: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut version: Option<(PathBuf, String)> = None;
         for (path, text) in sources {
             let file = parse_file(path, text)?;
@@ -113,6 +117,9 @@ impl ComposeFiles {
                 }
             }
             services.extend(file.services);
+            for (service, list) in file.constraints {
+                constraints.entry(service).or_default().extend(list);
+            }
         }
         if services.is_empty() {
             return Err(ComposeError::NoServices);
@@ -121,6 +128,7 @@ impl ComposeFiles {
             paths: sources.iter().map(|(p, _)| p.clone()).collect(),
             version: version.map(|(_, v)| v),
             services,
+            constraints,
         })
     }
 
@@ -137,6 +145,21 @@ impl ComposeFiles {
     /// The declared service names (without the `<stack>_` prefix).
     pub fn services(&self) -> &BTreeSet<String> {
         &self.services
+    }
+
+    /// Each declared service's placement constraints
+    /// (`deploy.placement.constraints`, every file's appended in `-c` order,
+    /// as `docker stack deploy` merges them), with `${NAME}`, `${NAME:-default}`,
+    /// `${NAME-default}` and `$NAME` replaced from `vars`. A variable that is
+    /// not in `vars` stays as written, which no constraint reader accepts.
+    pub fn placement_constraints(&self, vars: &[(String, String)]) -> BTreeMap<String, Vec<String>> {
+        self.services
+            .iter()
+            .map(|service| {
+                let list = self.constraints.get(service).map(Vec::as_slice).unwrap_or_default();
+                (service.clone(), list.iter().map(|c| interpolate(c, vars)).collect())
+            })
+            .collect()
     }
 
     /// The overlay that stamps `id` on every declared service, as one more
@@ -163,12 +186,35 @@ impl ComposeFiles {
     ///
     /// Never: a mapping of strings always serialises.
     pub fn label_overlay(&self, label: &str, value: &str, header: &str) -> String {
+        self.label_and_constraint_overlay(label, value, header, &BTreeMap::new())
+    }
+
+    /// [`label_overlay`](ComposeFiles::label_overlay), plus one placement
+    /// constraint for some services (short name -> constraint, such as
+    /// `node.id == <id>`). Constraint lists are appended across files, so
+    /// the overlay's constraint is one more that must hold.
+    ///
+    /// # Panics
+    ///
+    /// Never: a mapping of strings always serialises.
+    pub fn label_and_constraint_overlay(
+        &self,
+        label: &str,
+        value: &str,
+        header: &str,
+        constraints: &BTreeMap<String, String>,
+    ) -> String {
         let mut services = Mapping::new();
         for name in &self.services {
             let mut labels = Mapping::new();
             labels.insert(label.into(), value.into());
             let mut deploy = Mapping::new();
             deploy.insert("labels".into(), Value::Mapping(labels));
+            if let Some(constraint) = constraints.get(name) {
+                let mut placement = Mapping::new();
+                placement.insert("constraints".into(), Value::Sequence(vec![constraint.as_str().into()]));
+                deploy.insert("placement".into(), Value::Mapping(placement));
+            }
             let mut service = Mapping::new();
             service.insert("deploy".into(), Value::Mapping(deploy));
             services.insert(name.as_str().into(), Value::Mapping(service));
@@ -186,14 +232,64 @@ impl ComposeFiles {
 struct ParsedFile {
     version: Option<String>,
     services: Vec<String>,
+    constraints: Vec<(String, Vec<String>)>,
+}
+
+/// Compose's variable syntax, enough for constraints: `$$`, `$NAME`,
+/// `${NAME}`, `${NAME:-default}`, `${NAME-default}`.
+fn interpolate(text: &str, vars: &[(String, String)]) -> String {
+    let lookup = |name: &str| vars.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(braced) = after.strip_prefix('{')
+            && let Some(end) = braced.find('}')
+        {
+            let inner = &braced[..end];
+            let (name, default) = match inner.find(":-").or_else(|| inner.find('-')) {
+                Some(i) if inner[i..].starts_with(":-") => (&inner[..i], Some(&inner[i + 2..])),
+                Some(i) => (&inner[..i], Some(&inner[i + 1..])),
+                None => (inner, None),
+            };
+            match (lookup(name), default) {
+                (Some(v), _) => out.push_str(v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => out.push_str(&rest[at..=at + 2 + end]),
+            }
+            rest = &braced[end + 1..];
+        } else {
+            let len = after.bytes().take_while(|b| b.is_ascii_alphanumeric() || *b == b'_').count();
+            match lookup(&after[..len]).filter(|_| len > 0) {
+                Some(v) => out.push_str(v),
+                None => out.push_str(&rest[at..at + 1 + len]),
+            }
+            rest = &after[len..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `deploy.placement.constraints` of one service of a file, if it is a list of strings.
+fn service_constraints(service: &Value) -> Vec<String> {
+    let list = service.get("deploy").and_then(|d| d.get("placement")).and_then(|p| p.get("constraints"));
+    match list {
+        Some(Value::Sequence(items)) => items.iter().filter_map(|i| i.as_str().map(str::to_owned)).collect(),
+        _ => Vec::new(),
+    }
 }
 
 fn parse_file(path: &Path, text: &str) -> Result<ParsedFile, ComposeError> {
     let shape = |reason: String| ComposeError::Shape { path: path.to_owned(), reason };
-    let mut root: Value =
-        serde_yaml_ng::from_str(text).map_err(|source| ComposeError::Yaml { path: path.to_owned(), source })?;
+    let yaml = |source| ComposeError::Yaml { path: path.to_owned(), source };
+    let mut root: Value = crate::yaml::from_str(text).map_err(yaml)?;
     // `<<: *anchor` merge keys are common in recipes; resolve them as docker/cli does.
-    root.apply_merge().map_err(|source| ComposeError::Yaml { path: path.to_owned(), source })?;
+    root.apply_merge().map_err(|e| yaml(e.into()))?;
     let Value::Mapping(root) = root else {
         return Err(shape("the top level is not a mapping".to_owned()));
     };
@@ -203,10 +299,11 @@ fn parse_file(path: &Path, text: &str) -> Result<ParsedFile, ComposeError> {
         Some(Value::Number(n)) => Some(n.to_string()),
         Some(other) => return Err(shape(format!("`version` is {}, not a string", kind(other)))),
     };
-    let services = match root.get("services") {
-        None | Some(Value::Null) => Vec::new(),
+    let (services, constraints) = match root.get("services") {
+        None | Some(Value::Null) => (Vec::new(), Vec::new()),
         Some(Value::Mapping(map)) => {
             let mut names = Vec::with_capacity(map.len());
+            let mut constraints = Vec::new();
             for (key, value) in map {
                 let Value::String(name) = key else {
                     return Err(shape(format!("a service name is {}, not a string", kind(key))));
@@ -224,12 +321,13 @@ fn parse_file(path: &Path, text: &str) -> Result<ParsedFile, ComposeError> {
                     )));
                 }
                 names.push(name.clone());
+                constraints.push((name.clone(), service_constraints(value)));
             }
-            names
+            (names, constraints)
         }
         Some(other) => return Err(shape(format!("`services` is {}, not a mapping", kind(other)))),
     };
-    Ok(ParsedFile { version, services })
+    Ok(ParsedFile { version, services, constraints })
 }
 
 /// docker/cli treats a missing version, `""` and `"3"` as its default 3.x.
@@ -271,6 +369,27 @@ mod tests {
         let sources: Vec<(PathBuf, String)> =
             texts.iter().enumerate().map(|(i, t)| (PathBuf::from(format!("c{i}.yml")), (*t).to_owned())).collect();
         ComposeFiles::parse(&sources)
+    }
+
+    #[test]
+    fn alias_bombs_and_deep_nesting_are_refused_naming_the_file() {
+        let bomb = format!(
+            "services: {{a: {{image: a}}}}\nx: &x \"{}\"\ny: [{}]\n",
+            "x".repeat(200_000),
+            ["*x"; 50].join(", ")
+        );
+        let err = files(&["services: {a: {image: a}}\n", &bomb]).unwrap_err();
+        assert!(
+            matches!(&err, ComposeError::Yaml { path, source: crate::yaml::YamlError::Expansion { .. } } if path.as_os_str() == "c1.yml"),
+            "{err}"
+        );
+        assert!(err.to_string().starts_with("compose file c1.yml: its aliases"), "{err}");
+        let deep = format!("services: {}", "[".repeat(100_000));
+        let err = files(&[&deep]).unwrap_err();
+        assert!(
+            matches!(err, ComposeError::Yaml { source: crate::yaml::YamlError::FlowIndicators { .. }, .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -320,6 +439,40 @@ volumes:
         let err = files(&["version: '3.8'\nservices: {a: {}}\n", "version: '3.7'\nservices: {b: {}}\n"]).unwrap_err();
         assert!(matches!(err, ComposeError::VersionMismatch { .. }), "{err}");
         assert!(files(&["version: '3'\nservices: {a: {}}\n", "services: {b: {}}\n"]).is_ok());
+    }
+
+    #[test]
+    fn constraints_append_across_files_and_interpolate() {
+        let compose = files(&[
+            "services:\n  app:\n    deploy:\n      placement:\n        constraints: [node.role == manager]\n  web: {}\n",
+            "services:\n  app:\n    deploy:\n      placement:\n        constraints: ['node.id == ${NODE}', 'node.labels.x == ${X:-d}', '$$A $UNSET ${U}']\n",
+        ])
+        .unwrap();
+        let vars = [("NODE".to_owned(), "n2".to_owned())];
+        let got = compose.placement_constraints(&vars);
+        assert_eq!(got["app"], ["node.role == manager", "node.id == n2", "node.labels.x == d", "$A $UNSET ${U}"]);
+        assert!(got["web"].is_empty());
+        let overlay = compose.label_and_constraint_overlay(
+            "l",
+            "v",
+            "h",
+            &BTreeMap::from([("app".to_owned(), "node.id == n2".to_owned())]),
+        );
+        insta::assert_snapshot!(overlay, @r"
+        # h
+        services:
+          app:
+            deploy:
+              labels:
+                l: v
+              placement:
+                constraints:
+                - node.id == n2
+          web:
+            deploy:
+              labels:
+                l: v
+        ");
     }
 
     #[test]

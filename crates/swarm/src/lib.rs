@@ -12,8 +12,10 @@
 //! update are each recognised and named.
 //!
 //! It also reads the deployed identity labels ([`Identity`]), prunes services
-//! the compose files dropped ([`PrunePlan`]), lists a stack's volumes and
-//! undeploys a stack while keeping them.
+//! the compose files dropped ([`PrunePlan`]), lists a stack's volumes,
+//! undeploys a stack while keeping them, and finds on which node of a
+//! multi-node swarm a stack's volumes live and whether its services are held
+//! there ([`StackPlacement`], [`placement`]).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -47,6 +49,10 @@
 //!   takes.
 //! - Container events come only from the node lkg talks to; on other nodes
 //!   the watch relies on service events and polling (every 500 ms by default).
+//! - Volumes are node-local and the manager's API does not list other
+//!   nodes' volumes: [`Swarm::placement`] sees a volume on a node through the
+//!   tasks that created containers there (the task history swarm keeps) and
+//!   through the engine lkg talks to; see [`placement`].
 //! - Prune reads service names from the compose files; compose-spec `!reset`
 //!   tags are refused (docker/cli does not support them either).
 #![cfg_attr(test, allow(clippy::disallowed_methods, reason = "unit tests write and read their fixtures"))]
@@ -59,10 +65,12 @@ pub mod deployer;
 pub mod docker;
 pub mod identity;
 pub mod observe;
+pub mod placement;
 pub mod prune;
 mod stack;
 pub mod verdict;
 pub mod watch;
+pub mod yaml;
 
 #[cfg(test)]
 mod replay_tests;
@@ -73,6 +81,7 @@ pub use deployer::{CommandDeployer, DeployInvocation, Deployer, DeployerError, R
 pub use identity::{CommitCheck, Identity, InvalidCommit};
 pub use lkg_core::{NoProgress, Progress};
 pub use observe::{ServiceObservation, UpdateState};
+pub use placement::{DataLocation, PlacementProblem, PlacementRefusal, StackPlacement, SwarmNode};
 pub use prune::{PruneOutcome, PrunePlan};
 pub use stack::{
     ContainerHealth, DeployError, DeployReport, DeployRequest, IdentityError, ServiceState, StackStatus, Swarm,

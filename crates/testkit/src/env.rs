@@ -90,7 +90,7 @@ pub fn env() -> &'static Env {
     })
 }
 
-fn env_dir() -> PathBuf {
+pub(crate) fn env_dir() -> PathBuf {
     std::env::var_os("LKG_TESTENV_DIR").map_or_else(|| PathBuf::from("/var/tmp/lkg-testenv"), PathBuf::from)
 }
 
@@ -107,25 +107,7 @@ impl Env {
             Ok(env) => Ok(env),
             Err(e) if !autostart => Err(e),
             Err(_) => {
-                let script = testenv_script();
-                let out = Command::new(&script)
-                    .arg("up")
-                    .env("LKG_TESTENV_DIR", dir)
-                    .env("LKG_TESTENV_QUIET", "1")
-                    .stdin(Stdio::null())
-                    .output()
-                    .map_err(|e| EnvError::StartFailed {
-                        script: script.clone(),
-                        status: "not run".to_owned(),
-                        stderr: e.to_string(),
-                    })?;
-                if !out.status.success() {
-                    return Err(EnvError::StartFailed {
-                        script,
-                        status: out.status.to_string(),
-                        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-                    });
-                }
+                run_testenv(dir, &["up"])?;
                 let env = Env::load(dir)?;
                 env.check()?;
                 Ok(env)
@@ -147,21 +129,7 @@ impl Env {
     /// Liveness: the engine answers `/_ping` and every registry accepts TCP.
     pub fn check(&self) -> Result<(), EnvError> {
         let unhealthy = |reason: String| EnvError::Unhealthy { dir: self.dir.clone(), reason };
-        let socket =
-            self.socket_path().ok_or_else(|| unhealthy(format!("DOCKER_HOST {} is not unix://", self.docker_host)))?;
-        let ping = (|| -> std::io::Result<String> {
-            let mut stream = UnixStream::connect(&socket)?;
-            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-            stream.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")?;
-            let mut response = String::new();
-            stream.read_to_string(&mut response)?;
-            Ok(response)
-        })();
-        match ping {
-            Ok(r) if r.ends_with("OK") => {}
-            Ok(r) => return Err(unhealthy(format!("engine at {} answered /_ping with {r:?}", socket.display()))),
-            Err(e) => return Err(unhealthy(format!("engine at {}: {e}", socket.display()))),
-        }
+        ping(&self.dir, &self.docker_host)?;
         for (name, addr) in [("a", &self.registry_a), ("b", &self.registry_b), ("auth", &self.registry_auth)] {
             let parsed =
                 addr.parse().map_err(|_| unhealthy(format!("registry {name} address {addr:?} is not host:port")))?;
@@ -273,6 +241,52 @@ impl Env {
         for volume in String::from_utf8_lossy(&out.stdout).lines() {
             let _ = self.try_docker(&["volume", "rm", "-f", volume]);
         }
+    }
+}
+
+/// Runs `scripts/testenv ARGS` for the environment in `dir`.
+pub(crate) fn run_testenv(dir: &Path, args: &[&str]) -> Result<(), EnvError> {
+    let script = testenv_script();
+    let out = Command::new(&script)
+        .args(args)
+        .env("LKG_TESTENV_DIR", dir)
+        .env("LKG_TESTENV_QUIET", "1")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| EnvError::StartFailed {
+            script: script.clone(),
+            status: "not run".to_owned(),
+            stderr: e.to_string(),
+        })?;
+    if !out.status.success() {
+        return Err(EnvError::StartFailed {
+            script,
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Liveness of the engine at `docker_host` (`unix://` only): `/_ping` answers `OK`.
+pub(crate) fn ping(dir: &Path, docker_host: &str) -> Result<(), EnvError> {
+    let unhealthy = |reason: String| EnvError::Unhealthy { dir: dir.to_owned(), reason };
+    let socket = docker_host
+        .strip_prefix("unix://")
+        .map(PathBuf::from)
+        .ok_or_else(|| unhealthy(format!("DOCKER_HOST {docker_host} is not unix://")))?;
+    let ping = (|| -> std::io::Result<String> {
+        let mut stream = UnixStream::connect(&socket)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response)
+    })();
+    match ping {
+        Ok(r) if r.ends_with("OK") => Ok(()),
+        Ok(r) => Err(unhealthy(format!("engine at {} answered /_ping with {r:?}", socket.display()))),
+        Err(e) => Err(unhealthy(format!("engine at {}: {e}", socket.display()))),
     }
 }
 

@@ -1,4 +1,5 @@
 use std::fs::File;
+use std::path::Path;
 
 use crate::Env;
 
@@ -83,16 +84,29 @@ impl App {
     /// Imports the image into the private engine unless an up-to-date one
     /// exists (same fixture build, same behaviour), and returns its reference.
     pub fn import(&self, env: &Env) -> String {
+        self.import_into(&env.app_rootfs, &env.dir.join("images"), |args| env.docker(args), |args| env.try_docker(args))
+    }
+
+    /// Imports the image from `rootfs` into the engine that `docker` and
+    /// `try_docker` run against (see [`App::import`]), locking `lock_dir`'s
+    /// `import.lock` against parallel imports of the same tag.
+    pub fn import_into(
+        &self,
+        rootfs: &Path,
+        lock_dir: &Path,
+        docker: impl Fn(&[&str]) -> String,
+        try_docker: impl Fn(&[&str]) -> std::process::Output,
+    ) -> String {
         let reference = self.reference();
-        let fixture_sum = env.docker(&[
+        let fixture_sum = docker(&[
             "image",
             "inspect",
-            &env.app_image,
+            "lkg-fixture/app:latest",
             "--format",
             "{{index .Config.Labels \"org.lkg.fixture.sha256\"}}",
         ]);
-        let current = |env: &Env| {
-            let out = env.try_docker(&[
+        let current = || {
+            let out = try_docker(&[
                 "image",
                 "inspect",
                 &reference,
@@ -101,17 +115,18 @@ impl App {
             ]);
             String::from_utf8_lossy(&out.stdout).trim() == fixture_sum
         };
-        if current(env) {
+        if current() {
             return reference;
         }
         // Parallel tests import the same tags; one import per tag is enough.
-        let lock = File::create(env.dir.join("images/import.lock")).expect("create the image import lock");
+        std::fs::create_dir_all(lock_dir).expect("create the image lock directory");
+        let lock = File::create(lock_dir.join("import.lock")).expect("create the image import lock");
         lock.lock().expect("lock the image import lock");
-        if !current(env) {
+        if !current() {
             let sum_label = format!("LABEL org.lkg.fixture.sha256={fixture_sum}");
             let version_env = format!("ENV LKG_APP_VERSION={}", self.version);
             let behaviour_env = self.behaviour.env().map(|e| format!("ENV {e}"));
-            let rootfs = env.app_rootfs.to_string_lossy().into_owned();
+            let rootfs = rootfs.to_string_lossy().into_owned();
             let mut args = vec![
                 "import",
                 "--change",
@@ -131,7 +146,7 @@ impl App {
                 args.extend(["--change", e]);
             }
             args.extend([rootfs.as_str(), reference.as_str()]);
-            env.docker(&args);
+            docker(&args);
         }
         reference
     }

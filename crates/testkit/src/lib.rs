@@ -19,6 +19,9 @@
 //! What lives here:
 //! - [`Env`]: where the engine and the registries are, a `docker` runner
 //!   bound to the private engine, and clean-up of what a test leaves there;
+//! - [`multi_node()`] / [`MultiNode`]: the three-node swarm of
+//!   `scripts/testenv up --nodes 3` (each [`Node`]'s engine, swarm id and
+//!   address), for tests of where data lives;
 //! - [`App`] / [`Behaviour`]: fixture app images per version, healthy or broken;
 //! - [`Stack`]: a compose stack that is removed when the test ends, and
 //!   [`APP_HEALTHCHECK`], the fixture app's health check for compose files;
@@ -30,9 +33,11 @@
 //!
 //! # Limitations
 //!
-//! Linux only, and root only (dockerd needs it). The swarm has one node, and
-//! its ingress routing mesh is not usable on machines without `ip_vs`: publish
-//! ports with `mode: host` in test compose files.
+//! Linux only, and root only (dockerd needs it). The default swarm has one
+//! node; [`multi_node()`] has three, in network namespaces on one machine.
+//! The ingress routing mesh and service VIPs are not usable on machines
+//! without `ip_vs`: publish ports with `mode: host`, and on the multi-node
+//! swarm use `endpoint_mode: dnsrr`.
 #![allow(
     clippy::disallowed_methods,
     reason = "test set-up panics with the path in its message; no user sees these errors"
@@ -44,6 +49,7 @@
 mod env;
 mod http;
 mod images;
+mod nodes;
 mod redact;
 mod stack;
 mod util;
@@ -51,6 +57,7 @@ mod util;
 pub use env::{Env, EnvError, env};
 pub use http::{HttpReceiver, HttpResponse, ReceivedRequest, http_get, http_request};
 pub use images::{App, Behaviour};
+pub use nodes::{MultiNode, NODES, Node, multi_node};
 pub use redact::{redact, settings};
 pub use stack::{APP_HEALTHCHECK, Stack};
 pub use util::{free_port, unique_name, wait_until};
