@@ -8,11 +8,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use lkg_cli::{Common, Exit, Failure, Output, Progress};
+use lkg_registry::cosign::{self, Accept, SignFormat, Signed, Verification};
 use lkg_registry::promote::{
     Artifact, Outcome, PromoteError, PromoteOptions, PromotionPlan, PromotionReport, PromotionState,
 };
-use lkg_registry::sign::{PublicKey, SigningKey, VerifyError};
-use lkg_registry::{Client, ClientOptions, Platform, Reference, RegistryError, copy, inspect, sign};
+use lkg_registry::sign::{PublicKey, SigningKey};
+use lkg_registry::{Client, ClientOptions, Platform, Reference, Referrers, RegistryError, copy, inspect};
 
 /// Inspect, copy, promote and sign images in any OCI registry.
 ///
@@ -61,6 +62,41 @@ enum Command {
         /// Only this platform (os/arch[/variant]); repeatable.
         #[arg(long, value_name = "PLATFORM")]
         platform: Vec<String>,
+        /// Also copy the image's referrers (signatures, SBOMs, attestations; 4 levels deep).
+        #[arg(long)]
+        referrers: bool,
+    },
+    /// List the referrers of an image (OCI 1.1: signatures, SBOMs, attestations).
+    ///
+    /// Uses the registry's referrers API, or the referrers tag schema (the index
+    /// tagged sha256-<hex>) where the registry has none.
+    Referrers {
+        /// The image (a tag is resolved to its digest first).
+        reference: String,
+        /// Only referrers of this artifact type (e.g. application/spdx+json).
+        #[arg(long, value_name = "TYPE")]
+        artifact_type: Option<String>,
+    },
+    /// Attach a file (an SBOM, an attestation, any artifact) to an image as an OCI 1.1 referrer.
+    ///
+    /// Through the registry's referrers API, or the referrers tag schema where it has
+    /// none; `referrers` lists it, `promote` and `copy --referrers` carry it. The file
+    /// is the referrer's one layer, at most 64 MiB.
+    Attach {
+        /// The image (a tag is resolved to its digest first).
+        reference: String,
+        /// The referrer's artifact type, e.g. application/spdx+json.
+        #[arg(long, value_name = "TYPE")]
+        artifact_type: String,
+        /// The artifact's content.
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+        /// The layer's media type (default: the artifact type).
+        #[arg(long, value_name = "TYPE")]
+        media_type: Option<String>,
+        /// An annotation of the referrer, KEY=VALUE; repeatable.
+        #[arg(long, value_name = "KEY=VALUE")]
+        annotation: Vec<String>,
     },
     /// Promote candidates to stable tags together, journalled: all tags move, or the result says which did.
     ///
@@ -75,25 +111,47 @@ enum Command {
         /// Sign every stable digest with this cosign key (password in COSIGN_PASSWORD).
         #[arg(long, value_name = "KEY")]
         sign_key: Option<PathBuf>,
+        /// With --sign-key: the signature formats to write (bundle: a Sigstore bundle referrer,
+        /// as cosign 3 writes; legacy: the sha256-<hex>.sig tag of cosign 1 and 2).
+        #[arg(long, value_enum, default_value_t = SignFormat::Both, requires = "sign_key", value_name = "FORMAT")]
+        sign_format: SignFormat,
         /// Put back the stable digests recorded before this plan's promotion.
         #[arg(long, conflicts_with = "sign_key")]
         revert: bool,
+        /// Do not carry the candidates' referrers (signatures, SBOMs, attestations) to stable.
+        #[arg(long)]
+        no_referrers: bool,
     },
-    /// Sign an image (cosign format) with a private key; existing signatures are kept.
+    /// Sign an image as cosign does, with a private key; existing signatures are kept.
+    ///
+    /// By default in both formats: a Sigstore bundle attached as a referrer (what
+    /// cosign 3 writes and verifies) and the sha256-<hex>.sig tag (cosign 1 and 2).
+    /// Signing again with the same key adds nothing.
     Sign {
         /// The image (a tag is resolved to its digest first).
         reference: String,
         /// PKCS#8 PEM or cosign encrypted key (password in COSIGN_PASSWORD).
         #[arg(long, value_name = "KEY")]
         key: PathBuf,
+        /// The signature formats to write.
+        #[arg(long, value_enum, default_value_t = SignFormat::Both)]
+        format: SignFormat,
     },
     /// Verify an image's cosign signature with a public key (exit 1 if it does not verify).
+    ///
+    /// Looks for Sigstore bundles among the image's referrers (cosign 3) and for the
+    /// sha256-<hex>.sig tag (cosign 1 and 2); one signature by the key, in a format
+    /// --accept allows, verifies the image. Each bundle found is reported with its
+    /// own verdict. Keyless (certificate) bundles are reported, never accepted.
     Verify {
         /// The image.
         reference: String,
         /// The SPKI PEM public key (cosign.pub).
         #[arg(long, value_name = "KEY")]
         key: PathBuf,
+        /// The signature formats that count.
+        #[arg(long, value_enum, default_value_t = Accept::Any)]
+        accept: Accept,
     },
 }
 
@@ -125,7 +183,7 @@ async fn run(cli: &Cli, client: &Client, out: Output) -> Result<Exit, Failure> {
             out.emit(&info, |w| print_inspection(w, &info))?;
             Ok(Exit::Ok)
         }
-        Command::Copy { source, destination, platform } => {
+        Command::Copy { source, destination, platform, referrers } => {
             let src = parse_ref(source)?;
             let dst = parse_ref(destination)?;
             let platforms = platform
@@ -135,8 +193,8 @@ async fn run(cli: &Cli, client: &Client, out: Output) -> Result<Exit, Failure> {
                 .map_err(|e| Failure::of(&e))?;
             let mut progress = Progress::stderr();
             progress.update(&format!("copying {src} to {dst}"));
-            let report =
-                copy::copy(client, &src, &dst, &copy::CopyOptions { platforms }).await.map_err(|e| Failure::of(&e))?;
+            let options = copy::CopyOptions { platforms, referrers: *referrers };
+            let report = copy::copy(client, &src, &dst, &options).await.map_err(|e| Failure::of(&e))?;
             progress.clear();
             out.emit(&report, |w| {
                 writeln!(w, "copied {src} to {dst}")?;
@@ -155,11 +213,63 @@ async fn run(cli: &Cli, client: &Client, out: Output) -> Result<Exit, Failure> {
                     report.blobs_existing,
                     report.blobs_uploaded,
                     Progress::bytes(report.bytes_uploaded)
+                )?;
+                if *referrers {
+                    writeln!(w, "  referrers  {} carried", report.referrers.len())?;
+                    for r in &report.referrers {
+                        writeln!(w, "    {}  {}", r.digest, r.artifact_type.as_deref().unwrap_or("-"))?;
+                    }
+                }
+                Ok(())
+            })?;
+            Ok(Exit::Ok)
+        }
+        Command::Referrers { reference, artifact_type } => {
+            let r = parse_ref(reference)?;
+            let digest = match r.digest() {
+                Some(d) => d.clone(),
+                None => client.resolve(&r).await.map_err(|e| Failure::of(&e))?,
+            };
+            let list = client.referrers(&r, &digest, artifact_type.as_deref()).await.map_err(|e| Failure::of(&e))?;
+            out.emit(&list, |w| print_referrers(w, &r, &list))?;
+            Ok(Exit::Ok)
+        }
+        Command::Attach { reference, artifact_type, file, media_type, annotation } => {
+            let r = parse_ref(reference)?;
+            let annotations = annotation
+                .iter()
+                .map(|a| match a.split_once('=') {
+                    Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+                    _ => Err(Failure::new(Exit::Usage, format!("--annotation {a:?}: expected KEY=VALUE"))),
+                })
+                .collect::<Result<std::collections::BTreeMap<_, _>, _>>()?;
+            let content = read_artifact(file)?;
+            let digest = match r.digest() {
+                Some(d) => d.clone(),
+                None => client.resolve(&r).await.map_err(|e| Failure::of(&e))?,
+            };
+            let layer = (media_type.clone().unwrap_or_else(|| artifact_type.clone()), content);
+            let pushed =
+                lkg_registry::referrers::attach(client, &r, &digest, artifact_type, &[layer], Some(annotations))
+                    .await
+                    .map_err(|e| Failure::of(&e))?;
+            out.emit(&pushed, |w| {
+                let via = match pushed.via {
+                    lkg_registry::ReferrersVia::Api => "the registry's referrers API".to_owned(),
+                    lkg_registry::ReferrersVia::TagSchema => {
+                        format!("the referrers tag {}", lkg_registry::referrers::referrers_tag(&digest))
+                    }
+                };
+                writeln!(
+                    w,
+                    "attached {} to {}@{digest} ({artifact_type}, listed by {via})",
+                    pushed.digest,
+                    r.repository()
                 )
             })?;
             Ok(Exit::Ok)
         }
-        Command::Promote { artifacts, sign_key, revert } => {
+        Command::Promote { artifacts, sign_key, sign_format, revert, no_referrers } => {
             let plan = PromotionPlan {
                 artifacts: artifacts
                     .iter()
@@ -171,7 +281,12 @@ async fn run(cli: &Cli, client: &Client, out: Output) -> Result<Exit, Failure> {
                 Some(path) => Some(SigningKey::from_file(path, password().as_deref()).map_err(|e| Failure::of(&e))?),
                 None => None,
             };
-            let options = PromoteOptions { state_dir: cli.common.state_dir()?, sign_key };
+            let options = PromoteOptions {
+                state_dir: cli.common.state_dir()?,
+                sign_key,
+                sign_format: *sign_format,
+                referrers: !*no_referrers,
+            };
             let result = if *revert {
                 lkg_registry::promote::revert(client, &plan, &options).await
             } else {
@@ -186,53 +301,96 @@ async fn run(cli: &Cli, client: &Client, out: Output) -> Result<Exit, Failure> {
                 Outcome::Unreachable => Exit::Environment,
             })
         }
-        Command::Sign { reference, key } => {
+        Command::Sign { reference, key, format } => {
             let r = parse_ref(reference)?;
             let key = SigningKey::from_file(key, password().as_deref()).map_err(|e| Failure::of(&e))?;
-            let report = sign::sign(client, &r, &key).await.map_err(|e| Failure::of(&e))?;
-            out.emit(&report, |w| {
-                let what = if report.added { "signed" } else { "already signed by this key:" };
-                writeln!(
-                    w,
-                    "{what} {} ({} signature(s) in {})",
-                    report.reference, report.signatures, report.signature_tag
-                )
-            })?;
+            let report = cosign::sign(client, &r, &key, *format).await.map_err(|e| Failure::of(&e))?;
+            out.emit(&report, |w| print_signed(w, &report))?;
             Ok(Exit::Ok)
         }
-        Command::Verify { reference, key } => {
+        Command::Verify { reference, key, accept } => {
             let r = parse_ref(reference)?;
             let key = PublicKey::from_file(key).map_err(|e| Failure::of(&e))?;
-            match sign::verify(client, &r, &key).await {
-                Ok(report) => {
-                    out.emit(&serde_json::json!({"verified": true, "report": report}), |w| {
-                        writeln!(
-                            w,
-                            "verified: {} has {} valid signature(s) by this key",
-                            report.reference,
-                            report.verified.len()
-                        )
-                    })?;
-                    Ok(Exit::Ok)
-                }
-                Err(VerifyError::Registry(e)) => Err(Failure::of(&e)),
-                Err(e) => {
-                    let kind = match &e {
-                        VerifyError::NoSignature { .. } => "no_signature",
-                        VerifyError::WrongKey { .. } => "wrong_key",
-                        VerifyError::TamperedPayload { .. } => "tampered_payload",
-                        VerifyError::DigestMismatch { .. } => "digest_mismatch",
-                        VerifyError::LayerDigestMismatch { .. } => "layer_digest_mismatch",
-                        _ => "invalid",
-                    };
-                    out.emit(&serde_json::json!({"verified": false, "reason": kind, "error": e.to_string()}), |w| {
-                        writeln!(w, "NOT verified: {e}")
-                    })?;
-                    Ok(Exit::Failed)
-                }
-            }
+            let verdict = cosign::verify(client, &r, &key, *accept).await.map_err(|e| Failure::of(&e))?;
+            out.emit(&verdict, |w| print_verification(w, &verdict))?;
+            Ok(if verdict.verified { Exit::Ok } else { Exit::Failed })
         }
     }
+}
+
+fn print_signed(w: &mut dyn Write, s: &Signed) -> std::io::Result<()> {
+    let what = if s.added { "signed" } else { "already signed by this key:" };
+    writeln!(w, "{what} {}", s.reference)?;
+    if let Some(b) = &s.bundle {
+        let state = if b.added { "added" } else { "already there" };
+        writeln!(w, "  bundle  {state}: referrer {}", b.referrer)?;
+    }
+    if let Some(l) = &s.legacy {
+        let state = if l.added { "added" } else { "already there" };
+        writeln!(w, "  legacy  {state}: {} signature(s) in {}", l.signatures, l.signature_tag)?;
+    }
+    Ok(())
+}
+
+fn print_verification(w: &mut dyn Write, v: &Verification) -> std::io::Result<()> {
+    if v.verified {
+        writeln!(w, "verified: {} is signed by this key", v.reference)?;
+    } else {
+        writeln!(w, "NOT verified: {}", v.error.as_deref().unwrap_or("no signature by this key"))?;
+    }
+    if let Some(b) = &v.bundle {
+        let via = match b.via {
+            lkg_registry::ReferrersVia::Api => "referrers API",
+            lkg_registry::ReferrersVia::TagSchema => "referrers tag",
+        };
+        let good = b.candidates.iter().filter(|c| c.verified.is_some()).count();
+        writeln!(w, "  bundle  {good} of {} Sigstore bundle referrer(s) verify (from the {via})", b.candidates.len())?;
+        for c in &b.candidates {
+            match (&c.verified, &c.error) {
+                (Some(ok), _) => {
+                    writeln!(w, "    {}  verified (bundle v{}, {})", c.referrer, ok.version, ok.content.annotation())?;
+                }
+                (None, Some(e)) => writeln!(w, "    {}  {}", c.referrer, e)?,
+                (None, None) => {}
+            }
+        }
+        if b.skipped > 0 {
+            writeln!(w, "    {} more not looked at (at most {} are)", b.skipped, cosign::MAX_CANDIDATES)?;
+        }
+    }
+    if let Some(l) = &v.legacy {
+        match (&l.report, &l.error) {
+            (Some(r), _) => writeln!(
+                w,
+                "  legacy  {} of {} signature(s) in {} verify",
+                r.verified.len(),
+                r.signatures,
+                r.signature_tag
+            )?,
+            (None, Some(e)) => writeln!(w, "  legacy  {e}")?,
+            (None, None) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The most an attached file may hold: an artifact, not an image layer.
+const MAX_ARTIFACT: u64 = 64 << 20;
+
+fn read_artifact(path: &std::path::Path) -> Result<lkg_registry::Bytes, Failure> {
+    let unreadable = |e: std::io::Error| Failure::new(Exit::Usage, format!("--file: {e}"));
+    let size = fs_err::metadata(path).map_err(unreadable)?.len();
+    if size > MAX_ARTIFACT {
+        return Err(Failure::new(
+            Exit::Usage,
+            format!(
+                "--file {}: {size} bytes, more than the {} MiB an attached artifact may hold (push large content as an image)",
+                path.display(),
+                MAX_ARTIFACT >> 20
+            ),
+        ));
+    }
+    fs_err::read(path).map(lkg_registry::Bytes::from).map_err(unreadable)
 }
 
 fn promote_failure(e: &PromoteError) -> Failure {
@@ -283,6 +441,23 @@ fn print_inspection(w: &mut dyn Write, info: &inspect::Inspection) -> std::io::R
     Ok(())
 }
 
+fn print_referrers(w: &mut dyn Write, r: &Reference, list: &Referrers) -> std::io::Result<()> {
+    let via = match list.via {
+        lkg_registry::ReferrersVia::Api => "the registry's referrers API".to_owned(),
+        lkg_registry::ReferrersVia::TagSchema => {
+            format!("the referrers tag {}", lkg_registry::referrers::referrers_tag(&list.subject))
+        }
+    };
+    writeln!(w, "{} referrer(s) of {}@{} (from {via})", list.manifests.len(), r.repository(), list.subject)?;
+    for d in &list.manifests {
+        writeln!(w, "  {}  {}", d.digest, d.artifact_type.as_deref().unwrap_or("-"))?;
+        for (k, v) in d.annotations.iter().flatten() {
+            writeln!(w, "    {k}={v}")?;
+        }
+    }
+    Ok(())
+}
+
 fn print_promotion(w: &mut dyn Write, r: &PromotionReport) -> std::io::Result<()> {
     let state = match r.state {
         PromotionState::Complete => "complete",
@@ -298,6 +473,10 @@ fn print_promotion(w: &mut dyn Write, r: &PromotionReport) -> std::io::Result<()
         writeln!(w, "    previous  {previous}")?;
         let moved = if a.tags_moved.is_empty() { "none".to_owned() } else { a.tags_moved.join(", ") };
         writeln!(w, "    moved     {moved}{}", if a.signed { "  (signed)" } else { "" })?;
+        if !a.referrers.is_empty() {
+            let types: Vec<&str> = a.referrers.iter().map(|r| r.artifact_type.as_deref().unwrap_or("-")).collect();
+            writeln!(w, "    referrers {} carried ({})", a.referrers.len(), types.join(", "))?;
+        }
     }
     if r.action == "promote" {
         writeln!(w, "  blob bytes uploaded: {}", r.bytes_uploaded)?;

@@ -135,6 +135,7 @@ fn promotion_moves_every_tag_signs_then_reruns_unchanged_and_reverts() {
               "moved": true
             }
           ],
+          "referrers": [],
           "signed": true
         },
         {
@@ -152,6 +153,7 @@ fn promotion_moves_every_tag_signs_then_reruns_unchanged_and_reverts() {
               "moved": true
             }
           ],
+          "referrers": [],
           "signed": true
         }
       ],
@@ -169,7 +171,12 @@ fn promotion_moves_every_tag_signs_then_reruns_unchanged_and_reverts() {
     // Signed in the stable repository, verifiable by tag.
     let out = registry(state.path(), &["verify", &image_stable, "--key", &key("signing-key.pub")]);
     assert_eq!(code(&out), (Some(0), String::new()));
-    assert_eq!(text(&out.stdout), format!("verified: {ns}/kinoite@{c1} has 1 valid signature(s) by this key\n"));
+    let shown = text(&out.stdout);
+    assert!(shown.starts_with(&format!("verified: {ns}/kinoite@{c1} is signed by this key\n")), "{shown}");
+    // In both formats (--sign-format both, the default): cosign 3 and cosign 2 each find theirs.
+    assert!(shown.contains("  bundle  1 of 1 Sigstore bundle referrer(s) verify"), "{shown}");
+    assert!(shown.contains("verified (bundle v0.3, dsse-envelope)"), "{shown}");
+    assert!(shown.contains("  legacy  1 of 1 signature(s) in sha256-"), "{shown}");
 
     // The same command again: nothing to move, exit 0, and it says so.
     let out = promote(&["--sign-key", &signing_key]);
@@ -223,7 +230,9 @@ fn verify_exits_1_on_no_signature_and_on_a_wrong_key() {
     let out = registry(state.path(), &["sign", &image, "--key", &key("signing-key.pem"), "--json"]);
     assert_eq!(code(&out), (Some(0), String::new()));
     let signed = json(&out);
-    assert_eq!((signed["added"].as_bool(), signed["signatures"].as_u64()), (Some(true), Some(1)), "{signed}");
+    assert_eq!(signed["added"], true, "{signed}");
+    assert_eq!((signed["legacy"]["added"].as_bool(), signed["legacy"]["signatures"].as_u64()), (Some(true), Some(1)));
+    assert_eq!(signed["bundle"]["added"], true, "{signed}");
     assert_eq!(signed["digest"], digest.as_str());
     let out = registry(state.path(), &["sign", &image, "--key", &key("signing-key.pem")]);
     assert_eq!(code(&out), (Some(0), String::new()));
@@ -233,12 +242,123 @@ fn verify_exits_1_on_no_signature_and_on_a_wrong_key() {
     assert_eq!(code(&out), (Some(0), String::new()));
     let verdict = json(&out);
     assert_eq!(verdict["verified"], true);
-    assert_eq!(verdict["report"]["verified"].as_array().unwrap().len(), 1, "{verdict}");
+    assert_eq!(verdict["legacy"]["report"]["verified"].as_array().unwrap().len(), 1, "{verdict}");
+    assert_eq!(verdict["bundle"]["candidates"].as_array().unwrap().len(), 1, "{verdict}");
+    assert!(verdict["bundle"]["candidates"][0]["verified"].is_object(), "{verdict}");
     let out = registry(state.path(), &["verify", &image, "--key", &key("other-key.pub"), "--json"]);
     assert_eq!(code(&out), (Some(1), String::new()));
     let verdict = json(&out);
     assert_eq!(verdict["reason"], "wrong_key");
     assert!(verdict["error"].as_str().unwrap().contains("is not signed by this key"), "{verdict}");
+}
+
+#[test]
+fn a_bundle_only_signature_verifies_unless_only_legacy_is_accepted() {
+    let env = env();
+    let state = tempfile::tempdir().unwrap();
+    let image = format!("{}/app:1", namespace(&env.registry_a, "regbundle"));
+    push("1.0.0", &image);
+    let public = key("signing-key.pub");
+
+    // As cosign 3 signs: a bundle referrer, no .sig tag.
+    let out = registry(state.path(), &["sign", &image, "--key", &key("signing-key.pem"), "--format", "bundle"]);
+    assert_eq!(code(&out), (Some(0), String::new()));
+    let shown = text(&out.stdout);
+    assert!(shown.starts_with("signed ") && shown.contains("  bundle  added: referrer sha256:"), "{shown}");
+    assert!(!shown.contains("legacy"), "{shown}");
+
+    let out = registry(state.path(), &["verify", &image, "--key", &public, "--accept", "bundle", "--json"]);
+    assert_eq!(code(&out), (Some(0), String::new()));
+    let verdict = json(&out);
+    assert_eq!((verdict["accept"].as_str(), verdict["legacy"].is_null()), (Some("bundle"), true), "{verdict}");
+
+    let out = registry(state.path(), &["verify", &image, "--key", &public, "--accept", "legacy"]);
+    assert_eq!(code(&out), (Some(1), String::new()), "no .sig tag: legacy alone does not verify");
+    assert!(text(&out.stdout).starts_with("NOT verified: no signature for "), "{}", text(&out.stdout));
+
+    let out = registry(state.path(), &["verify", &image, "--key", &key("other-key.pub")]);
+    assert_eq!(out.status.code(), Some(1));
+    let shown = text(&out.stdout);
+    assert!(shown.starts_with("NOT verified: bundle sha256:"), "the bundle's verdict, naming it: {shown}");
+    assert!(shown.contains("  bundle  0 of 1 Sigstore bundle referrer(s) verify"), "{shown}");
+
+    let out = registry(state.path(), &["sign", &image, "--key", &key("signing-key.pem"), "--format", "nope"]);
+    assert_eq!(out.status.code(), Some(2), "an unknown format is a usage error");
+}
+
+#[test]
+fn attach_adds_a_referrer_that_referrers_lists() {
+    let env = env();
+    let state = tempfile::tempdir().unwrap();
+    let image = format!("{}/app:1", namespace(&env.registry_a, "regattach"));
+    let digest = push("1.0.0", &image);
+    let sbom = state.path().join("sbom.json");
+    std::fs::write(&sbom, r#"{"spdxVersion":"SPDX-2.3"}"#).unwrap();
+    let sbom = sbom.display().to_string();
+    let args = ["attach", &image, "--artifact-type", "application/spdx+json", "--file", &sbom];
+
+    let mut with_note = args.to_vec();
+    with_note.extend(["--annotation", "org.example.build=43", "--json"]);
+    let out = registry(state.path(), &with_note);
+    assert_eq!(code(&out), (Some(0), String::new()));
+    let pushed = json(&out);
+    assert_eq!((pushed["subject"].as_str(), pushed["via"].as_str()), (Some(digest.as_str()), Some("tag_schema")));
+
+    let out = registry(state.path(), &["referrers", &image, "--json"]);
+    assert_eq!(code(&out), (Some(0), String::new()));
+    let listed = json(&out);
+    let manifests = listed["manifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 1, "{listed}");
+    assert_eq!(manifests[0]["digest"], pushed["digest"]);
+    assert_eq!(manifests[0]["artifactType"], "application/spdx+json");
+    assert_eq!(manifests[0]["annotations"]["org.example.build"], "43");
+
+    let mut bad = args.to_vec();
+    bad.extend(["--annotation", "no-equals-sign"]);
+    let out = registry(state.path(), &bad);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("expected KEY=VALUE"), "{}", text(&out.stderr));
+    let missing = state.path().join("missing.json").display().to_string();
+    let out = registry(state.path(), &["attach", &image, "--artifact-type", "t/x", "--file", &missing]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("missing.json"), "the file is named: {}", text(&out.stderr));
+    let out = registry(state.path(), &["referrers", &image, "--json"]);
+    assert_eq!(json(&out)["manifests"].as_array().unwrap().len(), 1, "refused attaches added nothing");
+}
+
+/// `scripts/demo images` (pin inputs, build, promote through a fault, re-run,
+/// sign in both formats, verify) with this build's binaries: every step ends
+/// as the story says and stable is safe.
+#[cfg(feature = "inputs")]
+#[test]
+fn the_images_demo_tells_its_story() {
+    env();
+    let state = tempfile::tempdir().unwrap();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_lkg-registry")).parent().unwrap();
+    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/demo"))
+        .args(["images", "--json"])
+        .env("LKG_BIN_DIR", bin_dir)
+        .env("LKG_STATE_DIR", state.path())
+        .env("DOCKER_CONFIG", state.path().join("no-docker-config"))
+        .env_remove("REGISTRY_AUTH_FILE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", text(&out.stdout), text(&out.stderr)));
+    assert_eq!(out.status.code(), Some(0), "{report:#}\n{}", text(&out.stderr));
+    assert_eq!(report["stable_safe"], true, "{report:#}");
+    let steps = report["steps"].as_array().unwrap();
+    for step in steps {
+        assert_eq!(step["outcome"], step["expected"], "{step:#}");
+    }
+    let step = |name: &str| steps.iter().find(|s| s["name"] == name).unwrap_or_else(|| panic!("no step {name}"));
+    assert_eq!(
+        (step("promote through a fault")["outcome"].as_str(), step("promote through a fault")["exit"].as_i64()),
+        (Some("partial"), Some(4))
+    );
+    let verified = step("verify stable")["detail"].as_str().unwrap();
+    assert!(verified.contains("(cosign 3 bundle + legacy .sig)"), "both formats on stable: {verified}");
 }
 
 #[test]
@@ -399,6 +519,82 @@ fn bad_input_exits_2_and_an_unreachable_registry_exits_5() {
     assert!(stderr.contains("hint: stable tags were not touched"), "{stderr}");
 }
 
+/// Attaches an artifact of `artifact_type` to `image` (by tag) with the library.
+fn attach(image: &str, artifact_type: &str, content: &str) -> String {
+    let rt = lkg_registry::runtime().unwrap();
+    let client = lkg_registry::Client::new(lkg_registry::ClientOptions {
+        credentials: Arc::new(lkg_registry::Anonymous),
+        ..lkg_registry::ClientOptions::default()
+    })
+    .unwrap();
+    let r: lkg_registry::Reference = image.parse().unwrap();
+    rt.block_on(async {
+        let digest = client.resolve(&r).await.unwrap();
+        let layers = [(artifact_type.to_owned(), content.as_bytes().to_vec().into())];
+        let pushed = lkg_registry::referrers::attach(&client, &r, &digest, artifact_type, &layers, None).await.unwrap();
+        pushed.digest.to_string()
+    })
+}
+
+#[test]
+fn referrers_are_listed_filtered_and_carried_by_promote_and_copy() {
+    let env = env();
+    let state = tempfile::tempdir().unwrap();
+    let ns = namespace(&env.registry_a, "regrefs");
+    let (candidate, stable) = (format!("{ns}/app-candidate:1"), format!("{ns}/app:stable"));
+    let digest = push("1.0.0", &candidate);
+    let sbom = attach(&candidate, "application/spdx+json", r#"{"spdxVersion":"SPDX-2.3"}"#);
+    let signature = attach(&candidate, "application/vnd.dev.sigstore.bundle.v0.3+json", r#"{"mediaType":"x"}"#);
+
+    let out = registry(state.path(), &["referrers", &candidate, "--json"]);
+    assert_eq!(code(&out), (Some(0), String::new()));
+    let listed = json(&out);
+    assert_eq!((listed["subject"].as_str(), listed["via"].as_str()), (Some(digest.as_str()), Some("tag_schema")));
+    assert_eq!(listed["manifests"].as_array().unwrap().len(), 2, "{listed}");
+    let out = registry(state.path(), &["referrers", &candidate, "--artifact-type", "application/spdx+json"]);
+    assert_eq!(code(&out), (Some(0), String::new()));
+    let human = text(&out.stdout);
+    let hex = digest.trim_start_matches("sha256:");
+    assert!(human.starts_with("1 referrer(s) of "), "{human}");
+    assert!(human.contains(&format!("(from the referrers tag sha256-{hex})")), "{human}");
+    assert!(human.contains(&format!("  {sbom}  application/spdx+json")), "{human}");
+
+    // --no-referrers: stable gets the image and nothing attached to it.
+    let artifact = format!("{candidate}={stable}");
+    let out = registry(state.path(), &["promote", "--artifact", &artifact, "--no-referrers", "--json"]);
+    assert_eq!(code(&out), (Some(0), String::new()));
+    let report = json(&out);
+    assert_eq!(report["artifacts"][0]["referrers"].as_array().unwrap().len(), 0, "{report}");
+    let out = registry(state.path(), &["referrers", &stable, "--json"]);
+    assert_eq!(json(&out)["manifests"].as_array().unwrap().len(), 0);
+
+    // The same plan with referrers (the default): nothing to move, the referrers follow.
+    let out = registry(state.path(), &["promote", "--artifact", &artifact]);
+    assert_eq!(code(&out), (Some(0), String::new()));
+    let human = text(&out.stdout);
+    assert!(human.starts_with("promote unchanged"), "{human}");
+    assert!(human.contains("referrers 2 carried"), "{human}");
+    assert_eq!(report["bytes_uploaded"], 0);
+    let out = registry(state.path(), &["referrers", &stable, "--json"]);
+    let on_stable: Vec<String> =
+        json(&out)["manifests"].as_array().unwrap().iter().map(|d| d["digest"].as_str().unwrap().to_owned()).collect();
+    assert!(on_stable.contains(&sbom) && on_stable.contains(&signature) && on_stable.len() == 2, "{on_stable:?}");
+
+    // Across registries, with copy --referrers.
+    let mirror = format!("{}/app:1", namespace(&env.registry_b, "regrefs"));
+    let out = registry(state.path(), &["copy", &candidate, &mirror, "--referrers", "--json"]);
+    assert_eq!(code(&out), (Some(0), String::new()));
+    assert_eq!(json(&out)["referrers"].as_array().unwrap().len(), 2);
+    let out = registry(state.path(), &["referrers", &mirror, "--json"]);
+    assert_eq!(json(&out)["manifests"].as_array().unwrap().len(), 2);
+    // Without --referrers, copy carries none.
+    let bare = format!("{}/app:1", namespace(&env.registry_b, "regrefs"));
+    let out = registry(state.path(), &["copy", &candidate, &bare, "--json"]);
+    assert_eq!(json(&out)["referrers"].as_array().unwrap().len(), 0);
+    let out = registry(state.path(), &["referrers", &bare, "--json"]);
+    assert_eq!(json(&out)["manifests"].as_array().unwrap().len(), 0);
+}
+
 #[test]
 fn help_names_the_commands_options_and_exit_codes() {
     let state = tempfile::tempdir().unwrap();
@@ -408,6 +604,7 @@ fn help_names_the_commands_options_and_exit_codes() {
     for word in [
         "inspect",
         "copy",
+        "referrers",
         "promote",
         "sign",
         "verify",
@@ -421,11 +618,28 @@ fn help_names_the_commands_options_and_exit_codes() {
     }
     let out = registry(state.path(), &["promote", "--help"]);
     let help = text(&out.stdout);
-    for word in ["--artifact", "--sign-key", "--revert", "COSIGN_PASSWORD", "4 partial", "5 registry unreachable"] {
+    for word in [
+        "--artifact",
+        "--sign-key",
+        "--revert",
+        "--no-referrers",
+        "--sign-format",
+        "COSIGN_PASSWORD",
+        "4 partial",
+        "5 registry unreachable",
+    ] {
         assert!(help.contains(word), "promote --help lacks {word}:\n{help}");
     }
     let out = registry(state.path(), &["verify", "--help"]);
-    assert!(text(&out.stdout).contains("exit 1 if it does not verify"), "{}", text(&out.stdout));
+    let help = text(&out.stdout);
+    for word in ["exit 1 if it does not verify", "--accept", "Sigstore bundles", "sha256-<hex>.sig", "Keyless"] {
+        assert!(help.contains(word), "verify --help lacks {word}:\n{help}");
+    }
+    let out = registry(state.path(), &["sign", "--help"]);
+    let help = text(&out.stdout);
+    for word in ["--format", "bundle", "legacy", "both", "cosign 3"] {
+        assert!(help.contains(word), "sign --help lacks {word}:\n{help}");
+    }
 }
 
 /// A loopback proxy in front of a registry that answers 503 to every `PUT`

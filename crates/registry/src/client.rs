@@ -136,6 +136,11 @@ pub struct ClientOptions {
     pub document_timeout: Duration,
     /// How many blobs a copy moves at once.
     pub concurrency: usize,
+    /// On a registry without the referrers API, how long after adding to a
+    /// referrers index (tag `sha256-<hex>`) lkg reads it once more to catch
+    /// a concurrent writer that overwrote the entry (see
+    /// [`Client::push_referrer`]).
+    pub referrers_settle: Duration,
 }
 
 impl Default for ClientOptions {
@@ -148,6 +153,7 @@ impl Default for ClientOptions {
             read_timeout: Duration::from_secs(30),
             document_timeout: Duration::from_secs(60),
             concurrency: 4,
+            referrers_settle: Duration::from_millis(200),
         }
     }
 }
@@ -739,6 +745,15 @@ impl Client {
 
     /// Like [`Client::get_manifest`], but `None` when it does not exist.
     pub async fn get_manifest_opt(&self, r: &Reference) -> Result<Option<Manifest>, RegistryError> {
+        Ok(self.get_manifest_with_etag(r).await?.map(|(m, _)| m))
+    }
+
+    /// Like [`Client::get_manifest_opt`], with the answer's `ETag` (for a
+    /// conditional write of the same tag).
+    pub(crate) async fn get_manifest_with_etag(
+        &self,
+        r: &Reference,
+    ) -> Result<Option<(Manifest, Option<String>)>, RegistryError> {
         let url = self.repo_url(r, &format!("manifests/{}", r.target()));
         let timeout = self.inner.options.document_timeout;
         let make =
@@ -754,6 +769,7 @@ impl Client {
             response.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let content_type =
             response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let etag = response.headers().get(header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let bytes = read_document(response, MAX_MANIFEST).await.map_err(|e| match e {
             DocumentRead::Transport(e) => RegistryError::Unreachable {
                 registry: r.api_host().to_owned(),
@@ -772,19 +788,48 @@ impl Client {
         } else if let Some(Ok(expected)) = header_digest.as_deref().map(str::parse::<Digest>) {
             expected.verify(&bytes, &what)?;
         }
-        Ok(Some(Manifest::from_bytes(bytes.to_vec(), content_type.as_deref())?))
+        Ok(Some((Manifest::from_bytes(bytes.to_vec(), content_type.as_deref())?, etag)))
     }
 
     /// Stores `manifest` in `repo` under `target` (a tag, or its digest).
     pub async fn put_manifest(&self, repo: &Reference, target: &str, manifest: &Manifest) -> Result<(), RegistryError> {
+        match self.put_manifest_if(repo, target, manifest, None).await? {
+            PutAnswer::Stored { .. } => Ok(()),
+            PutAnswer::PreconditionFailed => Err(RegistryError::Status {
+                method: "PUT".into(),
+                url: display_url(&self.repo_url(repo, &format!("manifests/{target}"))),
+                status: 412,
+                body: "precondition failed without a condition".into(),
+            }),
+        }
+    }
+
+    /// Stores `manifest` under `target`, with an optional HTTP condition
+    /// (`If-Match: <etag>`, or `If-None-Match: *`). Registries that do not
+    /// support conditions ignore them: the caller must check afterwards.
+    pub(crate) async fn put_manifest_if(
+        &self,
+        repo: &Reference,
+        target: &str,
+        manifest: &Manifest,
+        condition: Option<&Condition>,
+    ) -> Result<PutAnswer, RegistryError> {
         let url = self.repo_url(repo, &format!("manifests/{target}"));
         let body = Bytes::from(manifest.bytes.clone());
         let make = || {
             let mut r = Request::new(Method::PUT, url.clone()).header(header::CONTENT_TYPE, &manifest.media_type);
+            r = match condition {
+                Some(Condition::Matches(etag)) => r.header(header::IF_MATCH, etag),
+                Some(Condition::Absent) => r.header(header::IF_NONE_MATCH, "*"),
+                None => r,
+            };
             r.body = Some(body.clone());
             r
         };
         let response = self.execute(repo, &[Scope::push(repo.repository())], &make).await?;
+        if condition.is_some() && response.status() == StatusCode::PRECONDITION_FAILED {
+            return Ok(PutAnswer::PreconditionFailed);
+        }
         if !response.status().is_success() {
             return Err(Client::unexpected(response, &Method::PUT, &url).await);
         }
@@ -798,7 +843,56 @@ impl Client {
                 actual: stored,
             });
         }
-        Ok(())
+        let oci_subject =
+            response.headers().get("oci-subject").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<Digest>().ok());
+        Ok(PutAnswer::Stored { oci_subject })
+    }
+
+    /// One page of `GET /v2/<name>/referrers/<digest>` at `url`. A `404`
+    /// (the registry has no referrers API) is [`ReferrersPage::Unsupported`].
+    pub(crate) async fn referrers_page(&self, repo: &Reference, url: &str) -> Result<ReferrersPage, RegistryError> {
+        let timeout = self.inner.options.document_timeout;
+        let make =
+            || Request::new(Method::GET, url.to_owned()).header(header::ACCEPT, media::OCI_INDEX).document(timeout);
+        let response = self.execute(repo, &[Scope::pull(repo.repository())], &make).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(ReferrersPage::Unsupported);
+        }
+        if !response.status().is_success() {
+            return Err(Client::unexpected(response, &Method::GET, url).await);
+        }
+        let headers = response.headers();
+        let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let filters_applied = headers
+            .get_all("oci-filters-applied")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|f| f.trim() == "artifactType");
+        let next = next_link(headers, url)?;
+        let body = read_document(response, MAX_MANIFEST).await.map_err(|e| match e {
+            DocumentRead::Transport(e) => RegistryError::Unreachable {
+                registry: repo.api_host().to_owned(),
+                reason: format!("reading the referrers list: {}", without_url(&e)),
+            },
+            DocumentRead::TooLarge => RegistryError::Malformed {
+                what: format!("referrers list of {}", repo.repository()),
+                reason: format!("a page is larger than {} MiB", MAX_MANIFEST >> 20),
+            },
+        })?;
+        Ok(ReferrersPage::Page { body, content_type, filters_applied, next })
+    }
+
+    /// `https://host/v2/<repo>/referrers/<digest>[?artifactType=...]`.
+    pub(crate) fn referrers_url(&self, repo: &Reference, subject: &Digest, artifact_type: Option<&str>) -> String {
+        let mut url = self.repo_url(repo, &format!("referrers/{subject}"));
+        if let Some(t) = artifact_type {
+            let mut q = Url::parse("http://x/").expect("static URL");
+            q.query_pairs_mut().append_pair("artifactType", t);
+            url.push('?');
+            url.push_str(q.query().unwrap_or_default());
+        }
+        url
     }
 
     /// Deletes a manifest reference (a digest, or a tag where the registry
@@ -970,12 +1064,7 @@ impl Client {
             if !response.status().is_success() {
                 return Err(Client::unexpected(response, &Method::GET, &current).await);
             }
-            let next = response
-                .headers()
-                .get(header::LINK)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|link| link.split(';').next())
-                .map(|target| target.trim().trim_start_matches('<').trim_end_matches('>').to_owned());
+            let next = next_link(response.headers(), &current)?;
             let body = read_document(response, MAX_TAG_PAGE).await.map_err(|e| match e {
                 DocumentRead::Transport(e) => RegistryError::Unreachable {
                     registry: repo.api_host().to_owned(),
@@ -992,12 +1081,7 @@ impl Client {
             })?;
             tags.extend(page.tags.unwrap_or_default());
             match next {
-                Some(n) => {
-                    url = Url::parse(&current)
-                        .and_then(|base| base.join(&n))
-                        .map_err(|e| RegistryError::Malformed { what: "Link header".into(), reason: e.to_string() })?
-                        .to_string();
-                }
+                Some(n) => url = n,
                 None => return Ok(tags),
             }
         }
@@ -1113,6 +1197,50 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// The absolute URL of the `Link: <...>; rel="next"` of a paged answer
+/// (tag lists, referrers lists), resolved against the URL asked.
+fn next_link(headers: &HeaderMap, current: &str) -> Result<Option<String>, RegistryError> {
+    let Some(target) = headers
+        .get(header::LINK)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|link| link.split(';').next())
+        .map(|target| target.trim().trim_start_matches('<').trim_end_matches('>').to_owned())
+    else {
+        return Ok(None);
+    };
+    Url::parse(current)
+        .and_then(|base| base.join(&target))
+        .map(|u| Some(u.to_string()))
+        .map_err(|e| RegistryError::Malformed { what: "Link header".into(), reason: e.to_string() })
+}
+
+/// A condition on a manifest write, for read-modify-write of a tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Condition {
+    /// `If-Match`: only if the tag still has this `ETag`.
+    Matches(String),
+    /// `If-None-Match: *`: only if the tag does not exist.
+    Absent,
+}
+
+/// What a manifest write answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PutAnswer {
+    /// Stored; `oci_subject` is the registry's `OCI-Subject` header (it has
+    /// the referrers API and indexed the manifest's subject).
+    Stored { oci_subject: Option<Digest> },
+    /// `412`: the condition did not hold (another writer changed the tag).
+    PreconditionFailed,
+}
+
+/// One answer of the referrers API.
+pub(crate) enum ReferrersPage {
+    /// `404`: the registry has no referrers API.
+    Unsupported,
+    /// A page (not yet parsed: it may not even be an index).
+    Page { body: Bytes, content_type: String, filters_applied: bool, next: Option<String> },
 }
 
 /// A reqwest error without its URL (upload URLs are long), with its causes.

@@ -1,17 +1,23 @@
 //! `copy`: an image (every platform by default) from one repository to
 //! another, by digest, mounting instead of uploading where the registry
-//! allows it.
+//! allows it; with [`CopyOptions::referrers`], its referrers (signatures,
+//! SBOMs, attestations) and theirs, [`REFERRER_DEPTH`] levels deep.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_util::{StreamExt as _, TryStreamExt as _};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::client::Mount;
 use crate::manifest::{Descriptor, ManifestKind, Platform};
+use crate::referrers::ReferrersVia;
 use crate::{Client, Digest, Manifest, Reference, RegistryError};
+
+/// How many levels of referrers a copy carries: the image's referrers are
+/// level 1, a signature of an SBOM level 2, and so on.
+pub const REFERRER_DEPTH: usize = 4;
 
 /// What to copy.
 #[derive(Debug, Clone, Default)]
@@ -20,6 +26,22 @@ pub struct CopyOptions {
     /// manifest alone (its digest is the platform's); several build a new,
     /// smaller index (with a new digest). Empty: every platform, digest kept.
     pub platforms: Vec<Platform>,
+    /// Copy the referrers of what is copied too (and theirs, up to
+    /// [`REFERRER_DEPTH`] levels).
+    pub referrers: bool,
+}
+
+/// A referrer a copy carried to the destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopiedReferrer {
+    /// The referrer manifest.
+    pub digest: Digest,
+    /// What it refers to (the image, or another referrer).
+    pub subject: Digest,
+    /// Its artifact type (or its config's media type).
+    pub artifact_type: Option<String>,
+    /// How the destination lists it.
+    pub via: ReferrersVia,
 }
 
 /// What a copy did.
@@ -41,6 +63,8 @@ pub struct CopyReport {
     pub blobs_uploaded: u64,
     /// Bytes of blob content uploaded.
     pub bytes_uploaded: u64,
+    /// Referrers carried along (with [`CopyOptions::referrers`]).
+    pub referrers: Vec<CopiedReferrer>,
 }
 
 #[derive(Default)]
@@ -55,9 +79,16 @@ struct Counters {
 
 impl Counters {
     fn report(&self, manifest: &Manifest) -> CopyReport {
+        let mut report = self.report_without(manifest.digest.clone());
+        report.media_type.clone_from(&manifest.media_type);
+        report
+    }
+
+    fn report_without(&self, digest: Digest) -> CopyReport {
         CopyReport {
-            digest: Some(manifest.digest.clone()),
-            media_type: manifest.media_type.clone(),
+            digest: Some(digest),
+            media_type: String::new(),
+            referrers: Vec::new(),
             manifests_pushed: self.manifests_pushed.load(Ordering::Relaxed),
             manifests_existing: self.manifests_existing.load(Ordering::Relaxed),
             blobs_mounted: self.blobs_mounted.load(Ordering::Relaxed),
@@ -90,10 +121,103 @@ pub async fn copy(
     }
     let counters = Counters::default();
     copy_manifest(client, src, dst, &manifest, &counters).await?;
+    // Referrers before the tag: whoever reads the tag finds its signatures.
+    let referrers = if options.referrers {
+        carry_referrers(client, src, dst, &manifest.digest, REFERRER_DEPTH, &counters).await?
+    } else {
+        Vec::new()
+    };
     if let Some(tag) = dst.tag() {
         client.put_manifest(dst, tag, &manifest).await?;
     }
-    Ok(counters.report(&manifest))
+    let mut report = counters.report(&manifest);
+    report.referrers = referrers;
+    Ok(report)
+}
+
+/// Copies the referrers of `subject` (a manifest already in `dst`) from `src`
+/// to `dst`, and theirs, `depth` levels deep, by digest, and makes the
+/// destination list them (its referrers API, or its tag-schema index, to
+/// which they are added without dropping what is there). Within one
+/// repository there is nothing to do. The report's counters are the
+/// referrers' manifests and blobs; its `digest` is `subject`.
+pub async fn copy_referrers(
+    client: &Client,
+    src: &Reference,
+    dst: &Reference,
+    subject: &Digest,
+    depth: usize,
+) -> Result<CopyReport, RegistryError> {
+    let counters = Counters::default();
+    let referrers = carry_referrers(client, src, dst, subject, depth, &counters).await?;
+    let mut report = counters.report_without(subject.clone());
+    report.referrers = referrers;
+    Ok(report)
+}
+
+async fn carry_referrers(
+    client: &Client,
+    src: &Reference,
+    dst: &Reference,
+    subject: &Digest,
+    depth: usize,
+    counters: &Counters,
+) -> Result<Vec<CopiedReferrer>, RegistryError> {
+    if src.same_repository(dst) {
+        return Ok(Vec::new());
+    }
+    let mut carried = Vec::new();
+    let mut seen: HashSet<Digest> = HashSet::from([subject.clone()]);
+    let mut level = vec![subject.clone()];
+    // Whether the destination has the referrers API, asked once.
+    let mut dst_api: Option<bool> = None;
+    for _ in 0..depth {
+        let mut next = Vec::new();
+        for s in &level {
+            let listed = client.referrers(src, s, None).await?;
+            let mut entries = Vec::new();
+            for d in listed.manifests {
+                if !seen.insert(d.digest.clone()) {
+                    continue;
+                }
+                let manifest = client.get_manifest(&src.at_digest(&d.digest)).await?;
+                // A tag-schema index is written by clients: carry only what
+                // really names this subject.
+                let names_subject = match manifest.parse()? {
+                    ManifestKind::Image(m) => m.subject.is_some_and(|x| x.digest == *s),
+                    ManifestKind::Index(i) => i.subject.is_some_and(|x| x.digest == *s),
+                };
+                if !names_subject {
+                    continue;
+                }
+                copy_manifest(client, src, dst, &manifest, counters).await?;
+                entries.push(Descriptor::referrer_of(&manifest)?);
+                next.push(d.digest);
+            }
+            if entries.is_empty() {
+                continue;
+            }
+            let api = match dst_api {
+                Some(known) => known,
+                None => *dst_api.insert(client.referrers(dst, s, None).await?.via == ReferrersVia::Api),
+            };
+            if !api {
+                client.add_to_referrers_index(dst, s, &entries).await?;
+            }
+            let via = if api { ReferrersVia::Api } else { ReferrersVia::TagSchema };
+            carried.extend(entries.into_iter().map(|e| CopiedReferrer {
+                digest: e.digest,
+                subject: s.clone(),
+                artifact_type: e.artifact_type,
+                via,
+            }));
+        }
+        if next.is_empty() {
+            break;
+        }
+        level = next;
+    }
+    Ok(carried)
 }
 
 /// Copies a manifest (and everything under it) to `dst` by digest, without

@@ -100,6 +100,34 @@ pub enum RegistryError {
         /// What failed (never the secret).
         reason: String,
     },
+    /// A manifest pushed as a referrer has no `subject`.
+    #[error("manifest {digest} has no `subject`: only a manifest that names its subject is a referrer")]
+    NotAReferrer {
+        /// The manifest's digest.
+        digest: Digest,
+    },
+    /// The referrers tag schema's tag holds something other than an image
+    /// index, so lkg cannot add to it without destroying it.
+    #[error(
+        "{tag} holds a {media_type}, not the image index of the referrers tag schema: lkg will not overwrite it; move or delete that tag, then retry"
+    )]
+    NotAReferrersIndex {
+        /// `registry/repo:sha256-<hex>`.
+        tag: String,
+        /// What it holds.
+        media_type: String,
+    },
+    /// Other writers kept changing a referrers index while lkg was adding
+    /// to it.
+    #[error(
+        "the referrers index {tag} changed under lkg in each of {rounds} rounds (another writer is updating it): retry when that writer is done"
+    )]
+    ReferrersContended {
+        /// `registry/repo:sha256-<hex>`.
+        tag: String,
+        /// Read-modify-write rounds tried.
+        rounds: u32,
+    },
     /// The HTTP client could not be built.
     #[error("cannot set up the HTTP client: {0}")]
     Setup(String),
@@ -152,6 +180,7 @@ impl RegistryError {
                 | RegistryError::Credentials { .. }
                 | RegistryError::Setup(_)
                 | RegistryError::Io { .. }
+                | RegistryError::ReferrersContended { .. }
         )
     }
 
@@ -165,6 +194,7 @@ impl RegistryError {
                 | RegistryError::InvalidPlatform { .. }
                 | RegistryError::NotFound { .. }
                 | RegistryError::InsecureRefused { .. }
+                | RegistryError::NotAReferrer { .. }
         )
     }
 }

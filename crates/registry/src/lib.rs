@@ -21,7 +21,11 @@
 //! - [`Client`]: resolve (`HEAD`), manifests, configs, blobs (streamed and
 //!   verified), tags (paged), mounts and uploads, with Basic and Bearer auth,
 //!   retries and redirects handled;
-//! - [`inspect`], [`copy`]: the read and copy jobs;
+//! - [`inspect`], [`copy`]: the read and copy jobs (a copy can carry the
+//!   image's referrers);
+//! - [`referrers`]: OCI 1.1 referrers ([`Client::referrers`],
+//!   [`Client::push_referrer`], [`referrers::attach`]), through the
+//!   registry's API or the referrers tag schema;
 //! - [`promote`]: journalled multi-artifact promotion, resumable and revertible;
 //! - [`sign`]: cosign-compatible key-based signatures;
 //! - [`Digest`]: `lkg-inputs-lock`'s digest, re-exported, checked against
@@ -37,6 +41,10 @@
 //!   [`ClientOptions::insecure_registries`], never as a fallback from HTTPS.
 //! - Signatures: ECDSA P-256 keys only (cosign's default); no keyless
 //!   (Fulcio/Rekor) signing or verification.
+//! - Referrers on registries without the referrers API live in a tag-schema
+//!   index that clients update by read-modify-write; a registry that ignores
+//!   `If-Match` (Distribution 2.x) leaves a small window in which two
+//!   concurrent writers can lose an entry (see [`referrers`]).
 //! - Reverting a promotion cannot delete a tag on registries that do not
 //!   support tag deletion (Distribution 2.x): a stable tag that did not exist
 //!   before is reported, not removed.
@@ -45,19 +53,24 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod bundle;
 mod client;
 pub mod copy;
+pub mod cosign;
 mod digest;
 mod error;
 pub mod inspect;
 mod manifest;
 pub mod promote;
 mod reference;
+pub mod referrers;
 mod resolver;
 mod retry;
 pub mod sign;
 
 pub use auth::{Anonymous, Credential, CredentialSource, DockerConfig, StaticCredentials};
+/// The byte buffer of blobs and artifacts in this crate's API.
+pub use bytes::Bytes;
 pub use client::{BlobReader, BlobStream, Client, ClientOptions, ManifestHead, Mount, RetryPolicy, Scope};
 pub use digest::VerifyDigest;
 pub use error::RegistryError;
@@ -66,6 +79,7 @@ pub use manifest::{
     Descriptor, ImageConfig, ImageIndex, ImageManifest, Manifest, ManifestKind, Platform, RuntimeConfig, media,
 };
 pub use reference::{Reference, is_loopback};
+pub use referrers::{ReferrerPush, Referrers, ReferrersVia};
 pub use resolver::{RegistryResolver, ResolverError};
 
 /// A tokio runtime for callers that are not async themselves (the

@@ -19,6 +19,11 @@ pub mod media {
     pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
     /// cosign's simple-signing payload layer.
     pub const COSIGN_SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+    /// The empty descriptor's media type: the config of an artifact that has
+    /// none (its blob is [`EMPTY_JSON`]).
+    pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+    /// The content of the empty descriptor: `{}`.
+    pub const EMPTY_JSON: &[u8] = b"{}";
     /// Every manifest type, for `Accept`: a registry answers with the stored
     /// bytes only when their type is accepted (otherwise it may convert them,
     /// and the digest changes).
@@ -101,6 +106,10 @@ struct Probe {
 
 /// A parsed manifest.
 #[derive(Debug, Clone)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once per fetch and short-lived; a Box would change every match on it"
+)]
 pub enum ManifestKind {
     /// One image: a config and layers.
     Image(ImageManifest),
@@ -108,7 +117,9 @@ pub enum ManifestKind {
     Index(ImageIndex),
 }
 
-/// An image manifest (OCI or Docker schema 2).
+/// An image manifest (OCI or Docker schema 2), every field of OCI image-spec
+/// 1.1 included: an artifact's `artifactType` and `subject` are read, not
+/// dropped.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageManifest {
@@ -117,17 +128,24 @@ pub struct ImageManifest {
     /// The declared media type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
+    /// What kind of artifact this is (OCI 1.1), e.g. a Sigstore bundle or an SBOM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
     /// The config blob.
     pub config: Descriptor,
     /// The layer blobs, in order.
     #[serde(default)]
     pub layers: Vec<Descriptor>,
+    /// The manifest this one refers to (OCI 1.1): it is then one of that
+    /// manifest's referrers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Descriptor>,
     /// Manifest annotations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
 }
 
-/// An image index or Docker manifest list.
+/// An image index or Docker manifest list (every field of OCI image-spec 1.1).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageIndex {
@@ -136,8 +154,14 @@ pub struct ImageIndex {
     /// The declared media type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
-    /// The per-platform manifests.
+    /// What kind of artifact this index is (OCI 1.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// The per-platform manifests (or, in a referrers list, the referrers).
     pub manifests: Vec<Descriptor>,
+    /// The manifest this index refers to (OCI 1.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Descriptor>,
     /// Index annotations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
@@ -153,12 +177,68 @@ pub struct Descriptor {
     pub digest: Digest,
     /// Its size in bytes.
     pub size: u64,
-    /// Annotations (cosign puts its signature here).
+    /// Where else the content may be fetched from (non-distributable layers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urls: Option<Vec<String>>,
+    /// Annotations (cosign puts its signature here; a referrers list copies
+    /// each referrer's manifest annotations here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
+    /// The content itself, base64, for small blobs embedded in the descriptor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
     /// The platform, for an index entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
+    /// The artifact type of the content (OCI 1.1): set on the entries of a
+    /// referrers list, and on an index entry that is an artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+}
+
+impl Descriptor {
+    /// A descriptor with only the three required fields.
+    pub fn new(media_type: impl Into<String>, digest: Digest, size: u64) -> Descriptor {
+        Descriptor {
+            media_type: media_type.into(),
+            digest,
+            size,
+            urls: None,
+            annotations: None,
+            data: None,
+            platform: None,
+            artifact_type: None,
+        }
+    }
+
+    /// The descriptor of `bytes` (digest and size computed).
+    pub fn of(media_type: impl Into<String>, bytes: &[u8]) -> Descriptor {
+        Descriptor::new(media_type, Digest::sha256(bytes), bytes.len() as u64)
+    }
+
+    /// The descriptor of [`media::EMPTY_JSON`], an artifact's config when it has none.
+    pub fn empty() -> Descriptor {
+        Descriptor::of(media::OCI_EMPTY, media::EMPTY_JSON)
+    }
+
+    /// The descriptor that names `manifest` in a referrers list, by the
+    /// distribution spec's rules: its `artifactType` is the manifest's, else
+    /// (for an image manifest) its config's media type; its annotations are
+    /// the manifest's.
+    pub fn referrer_of(manifest: &Manifest) -> Result<Descriptor, RegistryError> {
+        let mut d = Descriptor::new(manifest.media_type.clone(), manifest.digest.clone(), manifest.bytes.len() as u64);
+        match manifest.parse()? {
+            ManifestKind::Image(image) => {
+                d.artifact_type = image.artifact_type.filter(|t| !t.is_empty()).or(Some(image.config.media_type));
+                d.annotations = image.annotations;
+            }
+            ManifestKind::Index(index) => {
+                d.artifact_type = index.artifact_type.filter(|t| !t.is_empty());
+                d.annotations = index.annotations;
+            }
+        }
+        Ok(d)
+    }
 }
 
 /// An OS/architecture pair (and variant), as in an index.
@@ -171,6 +251,12 @@ pub struct Platform {
     /// `v8`, ...
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
+    /// The OS version (`10.0.17763.1040` for Windows images).
+    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
+    pub os_version: Option<String>,
+    /// Required OS features (`win32k`).
+    #[serde(rename = "os.features", default, skip_serializing_if = "Option::is_none")]
+    pub os_features: Option<Vec<String>>,
 }
 
 impl fmt::Display for Platform {
@@ -194,6 +280,8 @@ impl std::str::FromStr for Platform {
                 os: (*os).to_owned(),
                 architecture: (*arch).to_owned(),
                 variant: parts.get(2).map(|v| (*v).to_owned()),
+                os_version: None,
+                os_features: None,
             }),
             _ => Err(RegistryError::InvalidPlatform { input: s.to_owned() }),
         }
@@ -217,7 +305,13 @@ impl Platform {
             "x86" => "386",
             other => other,
         };
-        Platform { architecture: architecture.to_owned(), os: std::env::consts::OS.to_owned(), variant: None }
+        Platform {
+            architecture: architecture.to_owned(),
+            os: std::env::consts::OS.to_owned(),
+            variant: None,
+            os_version: None,
+            os_features: None,
+        }
     }
 }
 
@@ -257,7 +351,13 @@ impl ImageConfig {
 
     /// The platform this config declares.
     pub fn platform(&self) -> Platform {
-        Platform { architecture: self.architecture.clone(), os: self.os.clone(), variant: self.variant.clone() }
+        Platform {
+            architecture: self.architecture.clone(),
+            os: self.os.clone(),
+            variant: self.variant.clone(),
+            os_version: None,
+            os_features: None,
+        }
     }
 }
 

@@ -10,10 +10,13 @@
 //!    candidate stops everything here, before anything is touched ("fail
 //!    closed").
 //! 2. **copy**: each candidate is copied into its stable repository by digest
-//!    (mounts within a registry). Stable tags do not move yet.
+//!    (mounts within a registry), with its referrers (signatures, SBOMs,
+//!    attestations, and theirs, [`REFERRER_DEPTH`] levels) unless
+//!    [`PromoteOptions::referrers`] is off. Stable tags do not move yet.
 //! 3. **move tags**: the stable tag, then the extra tags, of each artifact.
 //! 4. **verify**: every tag is read back and must name its candidate digest.
-//! 5. **sign** (optional): each stable digest is signed in its stable repository.
+//! 5. **sign** (optional): each stable digest is signed in its stable repository,
+//!    in the formats of [`PromoteOptions::sign_format`] ([`crate::cosign`]).
 //!
 //! A run that stops anywhere leaves the journal open: running the same plan
 //! again finishes it with the digests the journal pinned (even if a candidate
@@ -27,8 +30,9 @@ use std::str::FromStr;
 use lkg_core::state_file;
 use serde::{Deserialize, Serialize};
 
-use crate::copy::copy_by_digest;
-use crate::sign::{SigningKey, sign};
+use crate::copy::{CopiedReferrer, REFERRER_DEPTH, copy_by_digest, copy_referrers};
+use crate::cosign::{self, SignFormat};
+use crate::sign::SigningKey;
 use crate::{Client, Digest, Reference, RegistryError};
 
 /// One artifact of a plan: `CANDIDATE=STABLE[,EXTRA_TAG...]`.
@@ -115,6 +119,18 @@ pub struct PromoteOptions {
     pub state_dir: PathBuf,
     /// Sign each stable digest with this key.
     pub sign_key: Option<SigningKey>,
+    /// In which formats to sign (both by default: cosign 2 and 3 verifiers
+    /// each find theirs).
+    pub sign_format: SignFormat,
+    /// Carry each candidate's referrers to its stable repository.
+    pub referrers: bool,
+}
+
+impl PromoteOptions {
+    /// Journal under `state_dir`, no signing, referrers carried.
+    pub fn new(state_dir: impl Into<PathBuf>) -> PromoteOptions {
+        PromoteOptions { state_dir: state_dir.into(), sign_key: None, sign_format: SignFormat::Both, referrers: true }
+    }
 }
 
 /// The step a journal has reached.
@@ -159,8 +175,11 @@ pub struct ArtifactRecord {
     pub digest: Digest,
     /// The tags, stable first.
     pub tags: Vec<TagRecord>,
-    /// Copied into the stable repository.
+    /// Copied into the stable repository (with its referrers, when asked).
     pub copied: bool,
+    /// The referrers copied with it.
+    #[serde(default)]
+    pub referrers: Vec<CopiedReferrer>,
     /// Signed in the stable repository.
     pub signed: bool,
 }
@@ -268,6 +287,8 @@ pub struct ArtifactReport {
     pub tags_moved: Vec<String>,
     /// Every tag with its previous digest.
     pub tags: Vec<TagRecord>,
+    /// The candidate's referrers now in the stable repository.
+    pub referrers: Vec<CopiedReferrer>,
     /// Signed in the stable repository.
     pub signed: bool,
 }
@@ -419,6 +440,7 @@ async fn plan_fresh(client: &Client, plan: &PromotionPlan) -> Result<Journal, Pr
             digest,
             tags,
             copied: false,
+            referrers: Vec::new(),
             signed: false,
         });
     }
@@ -477,36 +499,55 @@ impl fmt::Display for StepError {
     }
 }
 
+/// Copies one candidate (and its referrers, if asked) into its stable
+/// repository by digest: the manifest, the blob bytes uploaded, the
+/// referrers carried.
+async fn copy_artifact(
+    client: &Client,
+    a: &Artifact,
+    digest: &Digest,
+    referrers: bool,
+) -> Result<(crate::Manifest, u64, Vec<CopiedReferrer>), RegistryError> {
+    let src = a.candidate.at_digest(digest);
+    let dst = a.stable.at_digest(digest);
+    let manifest = client.get_manifest(&src).await?;
+    let mut bytes = copy_by_digest(client, &src, &dst, &manifest).await?.bytes_uploaded;
+    let mut carried = Vec::new();
+    if referrers {
+        let report = copy_referrers(client, &src, &dst, digest, REFERRER_DEPTH).await?;
+        bytes += report.bytes_uploaded;
+        carried = report.referrers;
+    }
+    Ok((manifest, bytes, carried))
+}
+
 async fn run_steps(
     client: &Client,
     plan: &PromotionPlan,
     journal: &mut Journal,
     path: &Path,
-    key: Option<&SigningKey>,
+    options: &PromoteOptions,
 ) -> Result<(), StepError> {
+    let key = options.sign_key.as_ref();
     // Manifests fetched while copying, reused to move the tags.
     let mut manifests: Vec<Option<crate::Manifest>> = vec![None; plan.artifacts.len()];
     if journal.phase == Phase::Planned {
         // The artifacts copy concurrently; each success is journalled even
         // when another fails.
         let pending: Vec<usize> = (0..plan.artifacts.len()).filter(|&i| !journal.artifacts[i].copied).collect();
-        let copies = futures_util::future::join_all(pending.iter().map(|&i| {
-            let a = &plan.artifacts[i];
-            let digest = journal.artifacts[i].digest.clone();
-            async move {
-                let src = a.candidate.at_digest(&digest);
-                let manifest = client.get_manifest(&src).await?;
-                let report = copy_by_digest(client, &src, &a.stable.at_digest(&digest), &manifest).await?;
-                Ok::<_, RegistryError>((manifest, report.bytes_uploaded))
-            }
-        }))
+        let copies = futures_util::future::join_all(
+            pending
+                .iter()
+                .map(|&i| copy_artifact(client, &plan.artifacts[i], &journal.artifacts[i].digest, options.referrers)),
+        )
         .await;
         let mut first_error = None;
         for (i, result) in pending.into_iter().zip(copies) {
             match result {
-                Ok((manifest, bytes)) => {
+                Ok((manifest, bytes, referrers)) => {
                     journal.bytes_uploaded += bytes;
                     journal.artifacts[i].copied = true;
+                    journal.artifacts[i].referrers = referrers;
                     manifests[i] = Some(manifest);
                 }
                 Err(e) => {
@@ -569,7 +610,8 @@ async fn run_steps(
                 if journal.artifacts[i].signed {
                     continue;
                 }
-                sign(client, &a.stable.at_digest(&journal.artifacts[i].digest), key).await?;
+                cosign::sign(client, &a.stable.at_digest(&journal.artifacts[i].digest), key, options.sign_format)
+                    .await?;
                 journal.artifacts[i].signed = true;
                 journal.save(path)?;
             }
@@ -618,6 +660,7 @@ fn report(
                 previous_digest: a.tags.first().and_then(|t| t.previous.clone()),
                 tags_moved: a.tags.iter().filter(|t| t.moved).map(|t| t.tag.clone()).collect(),
                 tags: a.tags.clone(),
+                referrers: a.referrers.clone(),
                 signed: a.signed,
             })
             .collect(),
@@ -668,7 +711,7 @@ pub async fn promote(
             if same_digests && nothing_to_move {
                 // Already promoted: keep the journal of the run that moved the
                 // tags, so --revert still knows the stable digests before it.
-                return noop_run(client, plan, fresh, &path, options.sign_key.as_ref()).await;
+                return noop_run(client, plan, fresh, &path, options).await;
             }
             (fresh, false)
         }
@@ -676,7 +719,7 @@ pub async fn promote(
     };
     journal.runs += 1;
     journal.save(&path)?;
-    let failure = run_steps(client, plan, &mut journal, &path, options.sign_key.as_ref()).await.err();
+    let failure = run_steps(client, plan, &mut journal, &path, options).await.err();
     if let Some(StepError::Journal(e)) = failure {
         return Err(e);
     }
@@ -688,11 +731,11 @@ async fn noop_run(
     plan: &PromotionPlan,
     mut fresh: Journal,
     path: &Path,
-    key: Option<&SigningKey>,
+    options: &PromoteOptions,
 ) -> Result<PromotionReport, PromoteError> {
     let scratch = path.with_extension("noop.json");
     fresh.runs = 1;
-    let failure = run_steps(client, plan, &mut fresh, &scratch, key).await.err();
+    let failure = run_steps(client, plan, &mut fresh, &scratch, options).await.err();
     let _ = fs_err::remove_file(&scratch);
     if let Some(StepError::Journal(e)) = failure {
         return Err(e);
@@ -860,6 +903,7 @@ mod tests {
                 digest: d,
                 tags: moved.iter().map(|m| TagRecord { tag: "t".into(), previous: None, moved: *m }).collect(),
                 copied: true,
+                referrers: Vec::new(),
                 signed: false,
             }],
         }

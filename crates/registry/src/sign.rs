@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use bytes::Bytes;
+use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
 use p256::ecdsa::signature::{Signer as _, Verifier as _};
 use p256::ecdsa::{Signature, VerifyingKey};
 use p256::pkcs8::{DecodePrivateKey as _, DecodePublicKey as _};
@@ -35,7 +36,7 @@ pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 /// The `critical.type` of a cosign payload.
 pub const PAYLOAD_TYPE: &str = "cosign container image signature";
 
-const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+pub(crate) const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// Why a key could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -152,10 +153,51 @@ impl PublicKey {
             .expect("a valid P-256 key encodes")
     }
 
+    /// The SPKI DER form (what `cosign.pub` holds, base64 inside PEM).
+    ///
+    /// # Panics
+    ///
+    /// Never: a valid P-256 key always encodes.
+    pub fn to_der(&self) -> Vec<u8> {
+        use p256::pkcs8::EncodePublicKey as _;
+        p256::PublicKey::from(&self.0).to_public_key_der().expect("a valid P-256 key encodes").into_vec()
+    }
+
     /// Whether `signature` (ASN.1 DER) signs `payload`.
     pub fn verifies(&self, payload: &[u8], signature_der: &[u8]) -> bool {
-        Signature::from_der(signature_der).is_ok_and(|sig| self.0.verify(payload, &sig).is_ok())
+        self.check(payload, signature_der) == SignatureCheck::Valid
     }
+
+    /// Checks `signature` (ASN.1 DER) over `payload` (ECDSA P-256, SHA-256).
+    pub(crate) fn check(&self, payload: &[u8], signature_der: &[u8]) -> SignatureCheck {
+        match Signature::from_der(signature_der) {
+            Err(_) => SignatureCheck::Malformed,
+            Ok(sig) if self.0.verify(payload, &sig).is_ok() => SignatureCheck::Valid,
+            Ok(_) => SignatureCheck::Invalid,
+        }
+    }
+
+    /// Checks `signature` (ASN.1 DER) over a message whose SHA-256 is
+    /// `sha256`, without the message: how a signature over an image manifest
+    /// is checked against the manifest's digest.
+    pub(crate) fn check_prehash(&self, sha256: &[u8; 32], signature_der: &[u8]) -> SignatureCheck {
+        match Signature::from_der(signature_der) {
+            Err(_) => SignatureCheck::Malformed,
+            Ok(sig) if self.0.verify_prehash(sha256, &sig).is_ok() => SignatureCheck::Valid,
+            Ok(_) => SignatureCheck::Invalid,
+        }
+    }
+}
+
+/// How a signature check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SignatureCheck {
+    /// It verifies with the key.
+    Valid,
+    /// A well-formed ECDSA signature that does not verify with the key.
+    Invalid,
+    /// Not an ASN.1 DER ECDSA P-256 signature at all.
+    Malformed,
 }
 
 /// A private key that signs (ECDSA P-256). Its `Debug` form shows only the
@@ -238,6 +280,15 @@ impl SigningKey {
     /// The ASN.1 DER signature of `payload` (SHA-256, deterministic).
     pub fn sign_der(&self, payload: &[u8]) -> Vec<u8> {
         let sig: Signature = self.0.sign(payload);
+        sig.to_der().as_bytes().to_vec()
+    }
+
+    /// The ASN.1 DER signature of the message whose SHA-256 is `sha256`
+    /// (deterministic; the same as [`SigningKey::sign_der`] of the message).
+    #[cfg(test)]
+    pub(crate) fn sign_prehash_der(&self, sha256: &[u8; 32]) -> Vec<u8> {
+        use p256::ecdsa::signature::hazmat::PrehashSigner as _;
+        let sig: Signature = self.0.sign_prehash(sha256).expect("a 32-byte prehash signs");
         sig.to_der().as_bytes().to_vec()
     }
 }

@@ -113,7 +113,8 @@ async fn a_multi_platform_index_copies_children_first_and_platforms_can_be_picke
 
     // One platform: that image alone, with its own digest.
     let one = reference(&env.registry_a, "index", "one", "latest");
-    let report = copy(&client, &src, &one, &CopyOptions { platforms: vec![arm] }).await.unwrap();
+    let report =
+        copy(&client, &src, &one, &CopyOptions { platforms: vec![arm], ..CopyOptions::default() }).await.unwrap();
     assert_eq!(report.digest.as_ref(), Some(&arm_image.digest));
     assert_eq!(client.resolve(&one).await.unwrap(), arm_image.digest);
 }
@@ -155,7 +156,8 @@ async fn a_platform_a_single_image_is_not_is_not_found_and_nothing_is_copied() {
     let image = push_random_image(&client, &src, 61, &[1024], &[], &amd64()).await.unwrap();
     let dst = reference(&env.registry_a, "single", "dst", "stable");
     let arm: Platform = "linux/arm64".parse().unwrap();
-    let err = copy(&client, &src, &dst, &CopyOptions { platforms: vec![arm] }).await.unwrap_err();
+    let err =
+        copy(&client, &src, &dst, &CopyOptions { platforms: vec![arm], ..CopyOptions::default() }).await.unwrap_err();
     assert!(err.is_input(), "{err}");
     let text = err.to_string();
     assert!(
@@ -164,6 +166,7 @@ async fn a_platform_a_single_image_is_not_is_not_found_and_nothing_is_copied() {
     );
     assert!(client.head_manifest(&dst).await.unwrap().is_none(), "nothing was copied");
     // Asked for its own platform, it is copied as it is.
-    let report = copy(&client, &src, &dst, &CopyOptions { platforms: vec![amd64()] }).await.unwrap();
+    let report =
+        copy(&client, &src, &dst, &CopyOptions { platforms: vec![amd64()], ..CopyOptions::default() }).await.unwrap();
     assert_eq!(report.digest.as_ref(), Some(&image.digest));
 }

@@ -5,7 +5,7 @@
 
 use futures_util::StreamExt as _;
 use lkg_registry::promote::{Outcome, PromoteOptions, PromotionState, promote};
-use lkg_registry::sign::verify;
+use lkg_registry::cosign::{Accept, verify};
 
 use crate::common::{client, env};
 use crate::promote::{Scenario, scenario_via, test_key};
@@ -13,10 +13,19 @@ use crate::servers::{Fault, FaultProxy};
 
 async fn check_stable(client: &lkg_registry::Client, s: &Scenario, what: &str) {
     assert_eq!(s.tags(client).await, s.promoted(), "{what}: a stable tag is not on its candidate");
+    assert_eq!(
+        s.stable_referrers(client).await,
+        (vec![s.sbom.clone()], vec![s.sbom_signature.clone()]),
+        "{what}: stable lacks the candidate's referrers"
+    );
+    // Signed in both formats (the default), each verifying on its own.
     for (stable, digest) in s.stables.iter().zip(&s.candidates) {
-        verify(client, &stable.at_digest(digest), &test_key().public_key())
-            .await
-            .unwrap_or_else(|e| panic!("{what}: stable {stable} is not signed: {e}"));
+        for accept in [Accept::Bundle, Accept::Legacy] {
+            let v = verify(client, &stable.at_digest(digest), &test_key().public_key(), accept)
+                .await
+                .unwrap_or_else(|e| panic!("{what}: stable {stable}: {e}"));
+            assert!(v.verified, "{what}: stable {stable} is not signed ({accept:?}): {v:#?}");
+        }
     }
 }
 
@@ -26,10 +35,10 @@ async fn a_fault_at_every_request_of_a_promotion_is_healed_by_one_rerun() {
     let proxy = FaultProxy::start(&env.registry_a);
     let client = client();
     let options =
-        |dir: &tempfile::TempDir| PromoteOptions { state_dir: dir.path().to_owned(), sign_key: Some(test_key()) };
+        |dir: &tempfile::TempDir| PromoteOptions { sign_key: Some(test_key()), ..PromoteOptions::new(dir.path()) };
 
     // The request sequence of a clean promotion (resolve, record, mount,
-    // move tags, verify, sign) through the proxy.
+    // carry the referrers, move tags, verify, sign) through the proxy.
     let s = scenario_via(&client, &env.registry_a, &proxy.addr, 9000).await;
     let dir = tempfile::tempdir().unwrap();
     proxy.set(Fault::None);

@@ -5,14 +5,17 @@
 #![allow(unreachable_pub)] // helpers shared between the test modules
 
 mod auth;
+mod bundle_interop;
 mod common;
 mod copy;
+mod cosign;
 mod fault;
 mod hostile;
 mod inspect;
 mod integrity;
 mod promote;
 mod random;
+mod referrers;
 mod resolver;
 mod servers;
 mod sign;
