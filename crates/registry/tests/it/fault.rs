@@ -4,8 +4,8 @@
 //! tag is wrong.
 
 use futures_util::StreamExt as _;
-use lkg_registry::promote::{Outcome, PromoteOptions, PromotionState, promote};
 use lkg_registry::cosign::{Accept, verify};
+use lkg_registry::promote::{Outcome, PromoteOptions, PromotionState, promote};
 
 use crate::common::{client, env};
 use crate::promote::{Scenario, scenario_via, test_key};
