@@ -362,6 +362,22 @@ fn the_images_demo_tells_its_story() {
 }
 
 #[test]
+fn a_broken_credentials_file_is_bad_input_naming_the_file() {
+    let env = env();
+    let state = tempfile::tempdir().unwrap();
+    let auth = state.path().join("auth.json");
+    let image = format!("{}/{}/app:1", env.registry_auth, unique_name("regauthfile"));
+    for (content, says) in [(&b"{\"auths\": {"[..], "not valid JSON"), (&b"\xff\xfe{}"[..], "not UTF-8")] {
+        std::fs::write(&auth, content).unwrap();
+        let out =
+            registry_command(state.path(), &["inspect", &image]).env("REGISTRY_AUTH_FILE", &auth).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(err.contains(&auth.display().to_string()) && err.contains(says), "{err}");
+    }
+}
+
+#[test]
 fn a_missing_candidate_exits_2_and_touches_nothing() {
     let env = env();
     let ns = namespace(&env.registry_a, "regmiss");

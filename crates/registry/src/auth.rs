@@ -118,14 +118,22 @@ impl DockerConfig {
 
     #[allow(clippy::disallowed_methods, reason = "its errors carry the path as a field")]
     fn lookup_file(path: &Path, registry: &str) -> Result<Option<Credential>, RegistryError> {
+        let bad_file = |reason: String| RegistryError::AuthFile { path: path.to_owned(), reason };
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(bad_file("is not UTF-8 text (a JSON credentials file is)".into()));
+            }
             Err(source) => return Err(RegistryError::Io { path: path.to_owned(), source }),
         };
-        let file: ConfigFile = serde_json::from_str(&text).map_err(|e| RegistryError::Malformed {
-            what: format!("credentials file {}", path.display()),
-            reason: e.to_string(),
+        // Where, not what: serde_json's message can quote a value, and this file holds secrets.
+        let file: ConfigFile = serde_json::from_str(&text).map_err(|e| {
+            let what = match e.classify() {
+                serde_json::error::Category::Data => "not a credentials file (a field has the wrong type)",
+                _ => "not valid JSON",
+            };
+            bad_file(format!("{what}, at line {} column {}", e.line(), e.column()))
         })?;
         let keys = registry_keys(registry);
         if let Some(helper) = keys.iter().find_map(|k| file.cred_helpers.get(k)) {
@@ -137,10 +145,7 @@ impl DockerConfig {
                     return Ok(Some(Credential::IdentityToken(token.clone())));
                 }
                 if let Some(auth) = entry.auth.as_ref().filter(|a| !a.is_empty()) {
-                    let bad = |reason: &str| RegistryError::Credentials {
-                        registry: registry.to_owned(),
-                        reason: format!("the `auth` entry in {} {reason}", path.display()),
-                    };
+                    let bad = |reason: &str| bad_file(format!("the `auth` entry for {registry} {reason}"));
                     let decoded = base64::engine::general_purpose::STANDARD
                         .decode(auth.trim())
                         .map_err(|_| bad("is not base64"))?;
@@ -368,6 +373,42 @@ mod tests {
         assert_eq!(cfg.credential("other.example").unwrap(), None);
         let err = cfg.credential("helped.example").unwrap_err().to_string();
         assert!(err.contains("docker-credential-lkg-test-missing-helper"), "{err}");
+    }
+
+    #[test]
+    fn a_broken_credentials_file_is_bad_input_and_never_quoted() {
+        use lkg_core::{Classify as _, FailureKind};
+        let dir = tempfile::tempdir().unwrap();
+        let secret = "hunter2-planted";
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let cases: [(&str, Vec<u8>, &str); 5] = [
+            (
+                "truncated",
+                format!(r#"{{"auths":{{"r.example":{{"auth":"{}""#, b64(&format!("u:{secret}"))).into_bytes(),
+                "not valid JSON",
+            ),
+            ("wrong type", format!(r#"{{"auths":"{secret}"}}"#).into_bytes(), "wrong type"),
+            ("not UTF-8", b"{\"auths\":{\"r.example\":{\"auth\":\"\xff\xfe\"}}}".to_vec(), "not UTF-8"),
+            (
+                "not base64",
+                format!(r#"{{"auths":{{"r.example":{{"auth":"{secret}!"}}}}}}"#).into_bytes(),
+                "is not base64",
+            ),
+            (
+                "no colon",
+                format!(r#"{{"auths":{{"r.example":{{"auth":"{}"}}}}}}"#, b64(secret)).into_bytes(),
+                "user:password",
+            ),
+        ];
+        for (name, content, says) in cases {
+            let path = dir.path().join(format!("{name}.json"));
+            std::fs::write(&path, content).unwrap();
+            let err = DockerConfig::from_files(vec![path]).credential("r.example").unwrap_err();
+            assert_eq!(err.kind(), FailureKind::Input, "{name}: {err}");
+            let shown = err.to_string();
+            assert!(shown.contains(says) && shown.contains(&format!("{name}.json")), "{name}: {shown}");
+            assert!(!shown.contains(secret) && !shown.contains(&b64(secret)), "{name} quotes the secret: {shown}");
+        }
     }
 
     #[test]

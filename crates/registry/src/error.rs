@@ -92,6 +92,17 @@ pub enum RegistryError {
         /// The registry host.
         registry: String,
     },
+    /// A credentials file (docker's `config.json`, podman's `auth.json`)
+    /// that is not what it should be: not UTF-8, not JSON, or an `auth`
+    /// entry that is not base64 of `user:password`. Bad input (exit 2): the
+    /// file needs fixing, nothing was asked of the registry.
+    #[error("credentials file {}: {reason}", path.display())]
+    AuthFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it (never the secret).
+        reason: String,
+    },
     /// A credential store or helper failed.
     #[error("cannot read credentials for {registry}: {reason}")]
     Credentials {
@@ -195,6 +206,7 @@ impl RegistryError {
                 | RegistryError::NotFound { .. }
                 | RegistryError::InsecureRefused { .. }
                 | RegistryError::NotAReferrer { .. }
+                | RegistryError::AuthFile { .. }
         )
     }
 }
