@@ -6,7 +6,7 @@
 //!   to the image as an OCI 1.1 referrer ([`crate::bundle`] for the bundle,
 //!   [`crate::referrers`] for the attaching).
 //!
-//! [`sign`] writes the formats asked for ([`SignFormat`], both by default, so
+//! [`sign()`] writes the formats asked for ([`SignFormat`], both by default, so
 //! cosign 2 and cosign 3 verifiers each find theirs); [`verify`] accepts what
 //! it is told to ([`Accept`], either by default) and reports each format it
 //! looked at, and each bundle referrer with its own verdict.
@@ -41,7 +41,7 @@ pub const MAX_BUNDLE: u64 = 1 << 20;
 /// preferred: the list's order is the registry's).
 pub const MAX_CANDIDATES: usize = 64;
 
-/// Which formats [`sign`] writes.
+/// Which formats [`sign()`] writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
@@ -79,7 +79,7 @@ pub enum Accept {
     Legacy,
 }
 
-/// What [`sign`] wrote as a bundle.
+/// What [`sign()`] wrote as a bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BundleSigned {
     /// The referrer manifest holding this key's bundle.
@@ -90,7 +90,7 @@ pub struct BundleSigned {
     pub via: Option<ReferrersVia>,
 }
 
-/// What [`sign`] did, per format.
+/// What [`sign()`] did, per format.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Signed {
     /// The image signed, by digest.
@@ -154,7 +154,7 @@ pub struct Candidate {
     pub artifact_type: Option<String>,
     /// What verified, when it did.
     pub verified: Option<VerifiedBundle>,
-    /// Why it did not, as [`reason`] names it (`wrong_key`, ...).
+    /// Why it did not, as a machine name (`wrong_key`, ...).
     pub reason: Option<&'static str>,
     /// Why it did not, in words.
     pub error: Option<String>,
