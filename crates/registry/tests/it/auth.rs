@@ -6,7 +6,7 @@ use lkg_registry::copy::{CopyOptions, copy};
 use lkg_registry::{Credential, Digest, DockerConfig, RegistryError, StaticCredentials};
 
 use crate::common::{client, client_with, env, reference, small_image};
-use crate::servers::{SillyRegistry, TokenServer, response, serve};
+use crate::servers::{OwnRegistry, TokenServer, response, serve};
 
 pub fn basic(registry: &str, user: &str, password: &str) -> Arc<StaticCredentials> {
     let mut m = BTreeMap::new();
@@ -47,7 +47,7 @@ async fn htpasswd_registry_needs_the_credentials_from_a_docker_config() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bearer_tokens_cover_both_repositories_of_a_mount_and_are_cached() {
     let tokens = TokenServer::start("ci-bot", "token-test-password");
-    let registry = SillyRegistry::start(&format!("http://{}/token", tokens.addr));
+    let registry = OwnRegistry::start(&format!("http://{}/token", tokens.addr));
     let client = client_with(basic(&registry.addr, "ci-bot", "token-test-password"));
 
     let src = reference(&registry.addr, "bearer", "src", "1");

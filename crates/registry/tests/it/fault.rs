@@ -9,7 +9,7 @@ use lkg_registry::promote::{Outcome, PromoteOptions, PromotionState, promote};
 
 use crate::common::{client, env};
 use crate::promote::{Scenario, scenario_via, test_key};
-use crate::servers::{Fault, FaultProxy};
+use crate::servers::{Fault, FaultProxy, OwnRegistry};
 
 async fn check_stable(client: &lkg_registry::Client, s: &Scenario, what: &str) {
     assert_eq!(s.tags(client).await, s.promoted(), "{what}: a stable tag is not on its candidate");
@@ -109,4 +109,69 @@ async fn a_fault_at_every_request_of_a_promotion_is_healed_by_one_rerun() {
     // some left a partial promotion that the re-run finished.
     assert!(outcomes.keys().any(|k| k.starts_with("Complete")), "{outcomes:?}");
     assert!(outcomes.keys().any(|k| k.starts_with("Partial")), "{outcomes:?}");
+}
+
+/// A real registry restart (SIGKILL, then the same process started again on
+/// the same storage after 300 ms) at several points of a signed promotion:
+/// the run ends complete or says it did not, and one re-run finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_restarted_mid_promotion_is_healed_by_one_rerun() {
+    let registry = std::sync::Arc::new(std::sync::Mutex::new(OwnRegistry::plain()));
+    let addr = registry.lock().unwrap().addr.clone();
+    let proxy = std::sync::Arc::new(FaultProxy::start(&addr));
+    let client = client();
+    let options =
+        |dir: &tempfile::TempDir| PromoteOptions { sign_key: Some(test_key()), ..PromoteOptions::new(dir.path()) };
+
+    // How many requests a clean promotion makes, to restart at fractions of it.
+    let s = scenario_via(&client, &addr, &proxy.addr, 20_000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let start = proxy.count();
+    let clean = promote(&client, &s.plan, &options(&dir)).await.unwrap();
+    assert_eq!(clean.state, PromotionState::Complete, "{clean:#?}");
+    let n = proxy.count() - start;
+
+    let mut outcomes = Vec::new();
+    for (i, fraction) in [0.2, 0.4, 0.6, 0.8, 0.95].into_iter().enumerate() {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+        let at = (n as f64 * fraction) as u64;
+        let s = scenario_via(&client, &addr, &proxy.addr, 20_100 + i as u64 * 10).await;
+        let dir = tempfile::tempdir().unwrap();
+        let start = proxy.count();
+        // A watcher restarts the registry once the run has made `at` requests (bounded: 30 s).
+        let watcher = {
+            let (registry, proxy) = (registry.clone(), proxy.clone());
+            std::thread::spawn(move || {
+                for _ in 0..30_000 {
+                    if proxy.count() - start >= at {
+                        registry.lock().unwrap().kill();
+                        std::thread::sleep(std::time::Duration::from_millis(300));
+                        registry.lock().unwrap().start_again();
+                        return true;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                false
+            })
+        };
+        let first = promote(&client, &s.plan, &options(&dir)).await;
+        let restarted = tokio::task::spawn_blocking(move || watcher.join().unwrap()).await.unwrap();
+        assert!(restarted, "restart at request {at} of {n}: the run made fewer requests");
+        let what = format!("registry restarted at request {at} of {n}");
+        match &first {
+            Ok(r) if r.state == PromotionState::Complete => {
+                assert_eq!(r.outcome, Outcome::Ok, "{what}: {r:#?}");
+                check_stable(&client, &s, &format!("{what}, reported complete")).await;
+            }
+            Ok(r) => assert_ne!(r.outcome, Outcome::Ok, "{what}: an unfinished run reported ok: {r:#?}"),
+            Err(_) => {}
+        }
+        let second = promote(&client, &s.plan, &options(&dir))
+            .await
+            .unwrap_or_else(|e| panic!("{what}: the re-run failed: {e}"));
+        assert_eq!(second.outcome, Outcome::Ok, "{what}: the re-run did not finish: {second:#?}");
+        check_stable(&client, &s, &format!("{what}, after the re-run")).await;
+        outcomes.push(first.map_or_else(|e| format!("error: {e}"), |r| format!("{:?}", r.state)));
+    }
+    eprintln!("first runs, restarts at 20/40/60/80/95 % of {n} requests: {outcomes:?}");
 }

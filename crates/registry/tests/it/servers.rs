@@ -284,18 +284,31 @@ impl TokenServer {
     }
 }
 
-/// A `docker-registry` of our own with `auth: silly` pointing at `realm`:
-/// every request must carry an Authorization header (the token server
-/// decides who gets one). Stopped when dropped.
+/// A `docker-registry` process of our own, on its own port and storage:
+/// `auth: silly` pointing at a realm (every request must carry an
+/// Authorization header; the token server decides who gets one), or no auth.
+/// It can be killed and started again on the same port and storage (a
+/// registry restart). Stopped when dropped.
 #[derive(Debug)]
-pub struct SillyRegistry {
+pub struct OwnRegistry {
     pub addr: String,
-    child: Child,
+    config: PathBuf,
+    child: Option<Child>,
     _dir: tempfile::TempDir,
 }
 
-impl SillyRegistry {
-    pub fn start(realm: &str) -> SillyRegistry {
+impl OwnRegistry {
+    /// With `auth: silly` pointing at `realm`.
+    pub fn start(realm: &str) -> OwnRegistry {
+        OwnRegistry::with_auth(&format!("auth:\n  silly:\n    realm: {realm}\n    service: lkg-silly\n"))
+    }
+
+    /// Without auth.
+    pub fn plain() -> OwnRegistry {
+        OwnRegistry::with_auth("")
+    }
+
+    fn with_auth(auth: &str) -> OwnRegistry {
         let dir = tempfile::tempdir().unwrap();
         let port = lkg_testkit::free_port();
         let addr = format!("127.0.0.1:{port}");
@@ -303,29 +316,45 @@ impl SillyRegistry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\nauth:\n  silly:\n    realm: {realm}\n    service: lkg-silly\n",
+                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth}",
                 dir.path().join("data").display()
             ),
         )
         .unwrap();
+        let mut registry = OwnRegistry { addr, config, child: None, _dir: dir };
+        registry.start_again();
+        registry
+    }
+
+    /// Starts the process (again), same port and storage; returns when it answers.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the registry is running");
         let child = Command::new("docker-registry")
             .arg("serve")
-            .arg(&config)
+            .arg(&self.config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("docker-registry is installed (scripts/testenv up installs it)");
-        lkg_testkit::wait_until("the silly-auth registry", Duration::from_secs(15), Duration::from_millis(50), || {
-            lkg_testkit::http_get(&format!("http://{addr}/v2/")).ok().filter(|r| r.status == 401)
+        self.child = Some(child);
+        let addr = self.addr.clone();
+        lkg_testkit::wait_until("our own registry", Duration::from_secs(15), Duration::from_millis(20), || {
+            lkg_testkit::http_get(&format!("http://{addr}/v2/")).ok().filter(|r| matches!(r.status, 200 | 401))
         });
-        SillyRegistry { addr, child, _dir: dir }
+    }
+
+    /// SIGKILLs the process (a crash, or a host restart), leaving its storage.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
-impl Drop for SillyRegistry {
+impl Drop for OwnRegistry {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
