@@ -5,6 +5,9 @@
 mod bad_input;
 mod common;
 mod dispatcher;
+// Restarts the engine: run alone (scripts/test's engine-restart step).
+#[cfg(all(feature = "reconcile", feature = "snap"))]
+mod engine_restart;
 mod hostile_yaml;
 // Each fault case is compiled with the feature of the binary it runs.
 mod faults;

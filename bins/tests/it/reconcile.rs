@@ -12,15 +12,15 @@ use lkg_testkit::{App, Behaviour, Env, env, free_port, http_get, http_request, u
 use crate::common::{json, text};
 
 /// One app on the swarm run through the CLI, removed (stack and volumes) on drop.
-struct CliApp {
+pub(crate) struct CliApp {
     env: &'static Env,
-    name: String,
+    pub(crate) name: String,
     port: u16,
     dir: tempfile::TempDir,
 }
 
 impl CliApp {
-    fn new(prefix: &str) -> CliApp {
+    pub(crate) fn new(prefix: &str) -> CliApp {
         let env = env();
         for (version, behaviour) in
             [("1.0.0", Behaviour::Healthy), ("1.1.0", Behaviour::Healthy), ("1.1.0", Behaviour::Unhealthy)]
@@ -50,26 +50,26 @@ volumes:
         app
     }
 
-    fn state(&self) -> PathBuf {
+    pub(crate) fn state(&self) -> PathBuf {
         self.dir.path().join("state")
     }
 
-    fn compose(&self) -> PathBuf {
+    pub(crate) fn compose(&self) -> PathBuf {
         self.dir.path().join("compose.yml")
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_lkg-reconcile"));
         command.arg("--state-dir").arg(self.state()).args(args).envs(self.env.vars()).stdin(Stdio::null());
         command
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run lkg-reconcile")
     }
 
     /// `update` with this app's flags and short timings.
-    fn update_args(&self, target: &str) -> Vec<String> {
+    pub(crate) fn update_args(&self, target: &str) -> Vec<String> {
         let health = format!("http://127.0.0.1:{}/health", self.port);
         [
             "update",
@@ -97,25 +97,25 @@ volumes:
         .to_vec()
     }
 
-    fn update(&self, target: &str) -> Output {
+    pub(crate) fn update(&self, target: &str) -> Output {
         self.run(&self.update_args(target).iter().map(String::as_str).collect::<Vec<_>>())
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    fn serving(&self) -> String {
+    pub(crate) fn serving(&self) -> String {
         wait_until("the app to answer", Duration::from_secs(30), Duration::from_millis(200), || {
             http_get(&self.url("/version")).ok().filter(|r| r.status == 200).map(|r| r.body.trim().to_owned())
         })
     }
 
-    fn marker(&self) -> String {
+    pub(crate) fn marker(&self) -> String {
         http_get(&self.url("/marker")).expect("GET /marker").body
     }
 
-    fn journal(&self) -> Option<serde_json::Value> {
+    pub(crate) fn journal(&self) -> Option<serde_json::Value> {
         let path = self.state().join("apps").join(&self.name).join("reconcile/journal.json");
         std::fs::read(path).ok().map(|bytes| serde_json::from_slice(&bytes).unwrap())
     }

@@ -104,6 +104,13 @@ pub trait Platform {
         let _ = (spec, target);
         std::future::ready(Ok(None))
     }
+
+    /// Whether the engine answers now. A step that failed while it did not
+    /// is run again once it answers ([`crate::Reconciler::engine_wait`]).
+    /// Platforms without an engine (tests' fakes) always answer.
+    fn engine_answers(&self) -> impl Future<Output = bool> {
+        std::future::ready(true)
+    }
 }
 
 /// The real platform: a swarm reached through one engine connection, and
@@ -370,6 +377,11 @@ impl Platform for SwarmPlatform {
         let constraints = compose.placement_constraints(&self.variables(spec, target));
         let location = placement.check(Some(&constraints), spec.deploy.pin_to_data_node)?;
         Ok(DataNode::from_location(location))
+    }
+
+    async fn engine_answers(&self) -> bool {
+        let ping = self.swarm.docker().ping();
+        matches!(tokio::time::timeout(std::time::Duration::from_secs(2), ping).await, Ok(Ok(_)))
     }
 
     async fn check(&self, spec: &AppSpec, command: &str, version: &str) -> CheckResult {

@@ -67,7 +67,13 @@ pub struct Reconciler<'a, P> {
     clock: &'a dyn Clock,
     /// Attempts per notification channel and the first pause between them.
     notify_retries: (u32, Duration),
+    /// How long a step that failed while the engine did not answer waits
+    /// for it to answer again before the failure counts.
+    engine_wait: Duration,
 }
+
+/// Times one step is run again after the engine came back.
+const ENGINE_RETRIES: u32 = 2;
 
 impl<P> std::fmt::Debug for Reconciler<'_, P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -101,7 +107,40 @@ impl<'a, P: Platform> Reconciler<'a, P> {
             lock_wait: Duration::ZERO,
             clock: &SystemClock,
             notify_retries: (4, Duration::from_secs(1)),
+            engine_wait: Duration::from_secs(60),
         }
+    }
+
+    /// When a step fails while the engine does not answer (restarted,
+    /// crashed, its host rebooting), waits up to `wait` for it to answer
+    /// again and runs the step again (each step is idempotent), at most
+    /// twice per step, instead of taking an engine outage for the verdict
+    /// on the app (default: 60 s). After `wait` the failure counts as usual:
+    /// a rollback, or a journal for `recover`.
+    #[must_use]
+    pub fn engine_wait(mut self, wait: Duration) -> Reconciler<'a, P> {
+        self.engine_wait = wait;
+        self
+    }
+
+    /// After a failed step: `true` when the engine did not answer and
+    /// answers again within `engine_wait` (the step should run again).
+    async fn engine_came_back(&self, step: Step) -> bool {
+        if self.platform.engine_answers().await {
+            return false;
+        }
+        self.observer.report(&Event::Note(&format!(
+            "the engine stopped answering during {step}: waiting up to {} s for it",
+            self.engine_wait.as_secs()
+        )));
+        let started = Instant::now();
+        while started.elapsed() < self.engine_wait {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if self.platform.engine_answers().await {
+                return true;
+            }
+        }
+        false
     }
 
     /// Tries each notification channel `attempts` times, `backoff` apart
@@ -477,8 +516,13 @@ impl<'a, P: Platform> Reconciler<'a, P> {
         journal: &mut Journal,
         source: &'static str,
     ) -> Result<Outcome, ReconcileError> {
+        // (step, times run again after the engine came back)
+        let mut retried = (journal.step, 0);
         loop {
             let step = journal.step;
+            if retried.0 != step {
+                retried = (step, 0);
+            }
             journal.step_started = self.now();
             if step == Step::Alert && journal.alert.is_none() {
                 journal.alert = Some(Alert::new(alert_facts(journal), self.now()).id);
@@ -499,6 +543,18 @@ impl<'a, P: Platform> Reconciler<'a, P> {
                 data_ms: millis(run.waits.data.saturating_sub(before.data)),
                 health_ms: millis(run.waits.health.saturating_sub(before.health)),
             });
+            if let Err(note) = &result
+                && note.reason == Reason::Error
+                && retried.1 < ENGINE_RETRIES
+                && self.engine_came_back(step).await
+            {
+                retried.1 += 1;
+                self.note(&format!(
+                    "step {step} failed while the engine did not answer ({}); it answers again: {step} runs again",
+                    note.detail
+                ));
+                continue;
+            }
             let ok = match result {
                 Ok(()) => true,
                 Err(note) => {

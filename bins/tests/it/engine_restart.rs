@@ -1,0 +1,199 @@
+//! The Docker engine killed and started again in the middle of real work
+//! (`scripts/testenv restart-engine`: dockerd, its containerd and shims are
+//! killed with SIGKILL, so the containers die too, as in a host crash; then the engine
+//! starts on the same data and swarm starts the tasks again): a stateful
+//! update, a snapshot and a restore. Whatever the interrupted run reports
+//! must be true, the last-known-good data must survive, and `recover` or the
+//! next run finishes the job.
+//!
+//! Restarting the engine breaks every other test that uses it meanwhile, so
+//! these run alone: nextest's default filter leaves them out, and
+//! scripts/test runs them in a step of their own (`--profile
+//! engine-restart`, one at a time).
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use lkg_testkit::{Env, env, http_request, unique_name, wait_until};
+
+use crate::common::{json, text};
+use crate::reconcile::CliApp;
+
+/// Restarts the test environment's engine; returns how long it was away.
+fn restart_engine() -> Duration {
+    let started = Instant::now();
+    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/testenv"))
+        .arg("restart-engine")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run scripts/testenv restart-engine");
+    assert!(out.status.success(), "scripts/testenv restart-engine: {}", text(&out.stderr));
+    started.elapsed()
+}
+
+/// Installs 1.0.0 with a data marker, starts an update to 1.1.0, restarts
+/// the engine once the update's journal reaches `step`, and checks what the
+/// interrupted run said against what runs; then `recover` (when the run left
+/// its journal) ends with the app serving last-good or the target, the data
+/// intact, and status agreeing.
+fn update_interrupted_at(step: &str) {
+    let app = CliApp::new("rcengine");
+    let out = app.update("1.0.0");
+    assert_eq!(out.status.code(), Some(0), "install: {}", text(&out.stderr));
+    let put = http_request("PUT", &app.url("/marker"), Some(b"known-good")).unwrap();
+    assert_eq!(put.status, 200);
+
+    let args = app.update_args("1.1.0");
+    let child = app
+        .command(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(&format!("the update to reach {step}"), Duration::from_secs(60), Duration::from_millis(10), || {
+        app.journal().filter(|j| j["step"] == step)
+    });
+    let away = restart_engine();
+    let out: Output = child.wait_with_output().unwrap();
+    let what =
+        format!("engine restarted at {step} (away {away:.1?}): exit {:?}: {}", out.status.code(), text(&out.stderr));
+
+    // What the interrupted run said must be true.
+    let report: Option<serde_json::Value> = serde_json::from_slice(&out.stdout).ok();
+    match out.status.code() {
+        Some(0) => {
+            let report = report.expect("exit 0 prints a report");
+            assert_eq!(report["outcome"], "upgraded", "{what}: {report:#}");
+            assert_eq!(app.serving(), "1.1.0", "{what}: reported upgraded");
+            assert!(app.journal().is_none(), "{what}: a finished run leaves no journal");
+        }
+        Some(1) => {
+            // An engine away for seconds is waited for (Reconciler::engine_wait),
+            // never taken for a failed rollback.
+            let report = report.expect("exit 1 prints a report");
+            assert_eq!(report["outcome"], "rolled_back", "{what}: {report:#}");
+            assert_eq!(app.serving(), "1.0.0", "{what}: reported rolled back");
+        }
+        _ => assert!(app.journal().is_some(), "{what}: an unfinished run must leave its journal for recover"),
+    }
+    if app.journal().is_some() {
+        let out = app.run(&["recover", "--app", &app.name, "--json"]);
+        assert_eq!(out.status.code(), Some(0), "{what}: recover: {}", text(&out.stderr));
+    }
+    let serving = app.serving();
+    assert!(serving == "1.0.0" || serving == "1.1.0", "{what}: serving {serving}");
+    assert_eq!(app.marker(), "known-good", "{what}: the data is intact");
+    assert!(app.journal().is_none(), "{what}: the run is finished");
+    let status = json(&app.run(&["status", "--app", &app.name, "--json"]));
+    let status = &status["apps"][0];
+    assert_eq!(status["last_good"]["version"], serving.as_str(), "{what}: {status:#}");
+    assert!(status["lock"].is_null() && status["journal"].is_null(), "{what}: {status:#}");
+}
+
+#[test]
+fn engine_restart_during_the_undeploy_of_a_stateful_update() {
+    update_interrupted_at("undeploy");
+}
+
+#[test]
+fn engine_restart_during_the_deploy_of_the_target() {
+    update_interrupted_at("deploy-target");
+}
+
+fn snap(state: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lkg-snap"));
+    command.arg("--state-dir").arg(state).args(args).envs(env().vars()).stdin(Stdio::null());
+    command
+}
+
+/// A volume of stack `stack` holding a marker and `mib` MiB of data written
+/// straight into its mount point (the tests run beside the engine, as root).
+fn volume(env: &Env, stack: &str, marker: &str, mib: usize) -> String {
+    let name = format!("{stack}_data");
+    env.docker(&["volume", "create", "--label", &format!("com.docker.stack.namespace={stack}"), &name]);
+    let mountpoint = env.docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", &name]).trim().to_owned();
+    fs_err::write(Path::new(&mountpoint).join("marker"), marker).unwrap();
+    let block: Vec<u8> = (0..1 << 20).map(|i: u32| i.wrapping_mul(2_654_435_761).to_le_bytes()[1]).collect();
+    let mut big = Vec::with_capacity(mib << 20);
+    for _ in 0..mib {
+        big.extend_from_slice(&block);
+    }
+    fs_err::write(Path::new(&mountpoint).join("big.bin"), big).unwrap();
+    name
+}
+
+fn verified_version(state: &Path, app: &str) -> Option<String> {
+    let out = snap(state, &["verify", "--app", app, "--json"]).output().unwrap();
+    (out.status.code() == Some(0)).then(|| json(&out)["snapshot"]["meta"]["version"].as_str().unwrap().to_owned())
+}
+
+#[test]
+fn engine_restart_during_a_take_keeps_the_previous_snapshot() {
+    let env = env();
+    let state = tempfile::tempdir().unwrap();
+    let stack = unique_name("snengine");
+    let vol = volume(env, &stack, "first", 1);
+    let take = |version: &str| {
+        snap(state.path(), &["take", "--app", &stack, "--stack", &stack, "--access", "archive", "--version", version])
+    };
+    let out = take("1").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    env.docker(&["volume", "rm", &vol]);
+    let vol = volume(env, &stack, "second", 512);
+
+    let child = take("2").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    restart_engine();
+    let out = child.wait_with_output().unwrap();
+    let what = format!("take interrupted by an engine restart: exit {:?}: {}", out.status.code(), text(&out.stderr));
+    match out.status.code() {
+        Some(0) => assert_eq!(verified_version(state.path(), &stack).as_deref(), Some("2"), "{what}"),
+        Some(5) => assert_eq!(
+            verified_version(state.path(), &stack).as_deref(),
+            Some("1"),
+            "{what}: the previous snapshot stays, and verifies"
+        ),
+        _ => panic!("{what}: neither done nor the environment"),
+    }
+    let out = take("2").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "the next take: {}", text(&out.stderr));
+    assert_eq!(verified_version(state.path(), &stack).as_deref(), Some("2"));
+    env.docker(&["volume", "rm", &vol]);
+}
+
+#[test]
+fn engine_restart_during_a_restore_keeps_the_snapshot_and_the_next_restore_finishes() {
+    let env = env();
+    let state = tempfile::tempdir().unwrap();
+    let stack = unique_name("snengine");
+    let vol = volume(env, &stack, "snapshotted", 512);
+    let out = snap(state.path(), &["take", "--app", &stack, "--stack", &stack, "--version", "1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mountpoint = env.docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", &vol]).trim().to_owned();
+    fs_err::write(Path::new(&mountpoint).join("marker"), "changed since").unwrap();
+
+    let restore = || snap(state.path(), &["restore", "--app", &stack, "--access", "archive"]);
+    let child = restore().stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    restart_engine();
+    let out = child.wait_with_output().unwrap();
+    let what = format!("restore interrupted by an engine restart: exit {:?}: {}", out.status.code(), text(&out.stderr));
+    // 5: the engine was away before the volume was touched; 4: the volume
+    // was half-written, which the error says, with what to do.
+    assert!(matches!(out.status.code(), Some(0 | 4 | 5)), "{what}");
+    if out.status.code() == Some(4) {
+        assert!(text(&out.stderr).contains("run the restore again"), "{what}");
+    }
+    assert_eq!(verified_version(state.path(), &stack).as_deref(), Some("1"), "{what}: the snapshot is untouched");
+    if out.status.code() == Some(0) {
+        let mountpoint = env.docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", &vol]).trim().to_owned();
+        assert_eq!(fs_err::read_to_string(Path::new(&mountpoint).join("marker")).unwrap(), "snapshotted", "{what}");
+    }
+    let out = restore().output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "the next restore: {}", text(&out.stderr));
+    let mountpoint = env.docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", &vol]).trim().to_owned();
+    assert_eq!(fs_err::read_to_string(Path::new(&mountpoint).join("marker")).unwrap(), "snapshotted");
+    assert_eq!(fs_err::metadata(Path::new(&mountpoint).join("big.bin")).unwrap().len(), 512 << 20);
+    env.docker(&["volume", "rm", &vol]);
+}
