@@ -176,3 +176,32 @@ fn a_file_that_is_not_text_is_bad_input() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("not UTF-8 text"), "{}", text(&out.stderr));
 }
+
+/// A huge field is named, clipped, not printed back whole (issue 16: a 10 MB
+/// placeholder was printed twice, 20 MB of output).
+#[test]
+fn check_lock_clips_huge_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let lock = |base_image: String| {
+        serde_json::json!({
+            "version": 1,
+            "description": "d",
+            "base_image": base_image,
+            "build_container": format!("r.example/a@sha256:{}", "a".repeat(64)),
+            "zfs_minor_version": "2.4",
+            "akmods_upstream_ref": "906e565f712f43a598dcd272dc8ca053fcc99116",
+        })
+    };
+    for (name, base_image, says) in [
+        ("placeholder", "X".repeat(10_000_000), "is a placeholder"),
+        ("tag", format!("r.example/a:{}", "1".repeat(1_000_000)), "base_image"),
+    ] {
+        let path = dir.path().join(format!("{name}.lock.json"));
+        std::fs::write(&path, serde_json::to_vec(&lock(base_image)).unwrap()).unwrap();
+        let out = inputs(dir.path(), &["check-lock", &path.display().to_string()]);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", text(&out.stderr));
+        let shown = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(shown.contains(says) && shown.contains('…'), "{name}: {}", lkg_core::clip(&shown));
+        assert!(shown.len() < 4096, "{name}: {} bytes of output", shown.len());
+    }
+}

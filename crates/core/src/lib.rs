@@ -58,7 +58,17 @@ pub use state_file::StateFileError;
 /// assert_eq!(lkg_core::clip(&"a".repeat(100)).chars().count(), 81);
 /// ```
 pub fn clip(text: &str) -> String {
-    match text.char_indices().nth(80) {
+    clip_at(text, 80)
+}
+
+/// At most `chars` characters of `text`, then `…`: [`clip`] for values that
+/// are long when valid (a pinned image reference is up to about 400).
+///
+/// ```
+/// assert_eq!(lkg_core::clip_at(&"a".repeat(600), 512).chars().count(), 513);
+/// ```
+pub fn clip_at(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
         Some((at, _)) => format!("{}…", &text[..at]),
         None => text.to_owned(),
     }

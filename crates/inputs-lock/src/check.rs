@@ -77,7 +77,7 @@ pub enum Issue {
     #[error("is empty")]
     Empty,
     /// A placeholder left in place of a real value.
-    #[error("`{value}` is a placeholder ({marker}): put the real value from a run's build-inputs.json")]
+    #[error("`{}` is a placeholder ({}): put the real value from a run's build-inputs.json", clip(value), clip(marker))]
     Placeholder {
         /// The value.
         value: String,
@@ -85,7 +85,7 @@ pub enum Issue {
         marker: String,
     },
     /// An image reference with a tag but no digest: the tag can move.
-    #[error("`{value}` is not pinned by digest (a tag can move): pin it as NAME@sha256:<64 hex>")]
+    #[error("`{}` is not pinned by digest (a tag can move): pin it as NAME@sha256:<64 hex>", clip(value))]
     NotPinned {
         /// The value.
         value: String,
@@ -107,13 +107,16 @@ pub enum Issue {
         reason: String,
     },
     /// A git ref that is not a full commit id.
-    #[error("`{value}` is not a full commit id (40 lowercase hex characters): branch names and short ids do not pin")]
+    #[error(
+        "`{}` is not a full commit id (40 lowercase hex characters): branch names and short ids do not pin",
+        clip(value)
+    )]
     MalformedCommit {
         /// The value.
         value: String,
     },
     /// Two fields of one input disagree.
-    #[error("`{value}` disagrees with {other_field} `{other_value}`")]
+    #[error("`{}` disagrees with {other_field} `{}`", clip(value), clip(other_value))]
     Inconsistent {
         /// This field's value.
         value: String,
@@ -515,7 +518,7 @@ fn pins(doc: &Document, flagged: &BTreeSet<String>) -> Vec<Problem> {
                         .map_err(|e| {
                             problems.push(Problem::new(
                                 field(Part::Image(ImagePart::Digest)),
-                                Issue::MalformedDigest { value: v.clone(), reason: e.to_string() },
+                                Issue::MalformedDigest { value: v.clone(), reason: clipped(&e.to_string(), &v) },
                             ));
                         })
                         .ok()
@@ -584,10 +587,21 @@ fn pinned_problem(value: &str) -> Result<ImageRef, Issue> {
 fn reference_issue(value: &str, error: ReferenceError) -> Issue {
     match error {
         ReferenceError::Digest { source, .. } => {
-            Issue::MalformedDigest { value: value.to_owned(), reason: source.to_string() }
+            Issue::MalformedDigest { value: value.to_owned(), reason: clipped(&source.to_string(), value) }
         }
-        other => Issue::MalformedReference { value: value.to_owned(), reason: other.to_string() },
+        other => Issue::MalformedReference { value: value.to_owned(), reason: clipped(&other.to_string(), value) },
     }
+}
+
+/// A value as a problem quotes it: whole up to 512 characters (any valid
+/// pinned reference), clipped after, so a 10 MB field is not printed back.
+fn clip(value: &str) -> String {
+    lkg_core::clip_at(value, 512)
+}
+
+/// `reason` with `value` in it [`clip`]ped.
+fn clipped(reason: &str, value: &str) -> String {
+    if value.chars().nth(512).is_some() { reason.replace(value, &clip(value)) } else { reason.to_owned() }
 }
 
 fn expect(doc: &Document, expectations: &[Expectation]) -> Vec<Problem> {
