@@ -659,12 +659,7 @@ fn alerts(state: &Path, app: Option<&str>, all: bool, ack: bool, out: Output) ->
     for bad in &unreadable {
         eprintln!("lkg-reconcile: warning: cannot read the alert {}: {}", bad.path.display(), bad.reason);
     }
-    let acked = if ack {
-        let open: Vec<String> = listed.iter().filter(|l| !l.acked).map(|l| l.alert.id.clone()).collect();
-        alerts.ack(&open).map_err(|e| failure(&e))?
-    } else {
-        Vec::new()
-    };
+    let acked = if ack { alerts.ack_listed(&listed).map_err(|e| failure(&e))? } else { Vec::new() };
     let mut value = serde_json::json!({"alerts": listed, "acked": acked});
     if !unreadable.is_empty() {
         value["unreadable"] = serde_json::json!(unreadable);

@@ -292,18 +292,32 @@ impl Alerts {
 
     /// Acknowledges the alerts with these ids: moves them to `alerts/acked/`.
     /// Returns the ids moved; an id already acknowledged or unknown is skipped.
-    #[allow(clippy::disallowed_methods, reason = "its errors carry the path as a field")]
     pub fn ack(&self, ids: &[String]) -> Result<Vec<String>, ReconcileError> {
+        let files: Vec<(String, PathBuf)> = ids.iter().map(|id| (id.clone(), self.path(id))).collect();
+        self.ack_files(&files)
+    }
+
+    /// Acknowledges the open alerts [`Alerts::list`] returned, by their files
+    /// (whatever the files are named). Returns the ids moved; one acknowledged
+    /// meanwhile by another process is skipped.
+    pub fn ack_listed(&self, listed: &[ListedAlert]) -> Result<Vec<String>, ReconcileError> {
+        let files: Vec<(String, PathBuf)> =
+            listed.iter().filter(|l| !l.acked).map(|l| (l.alert.id.clone(), l.path.clone())).collect();
+        self.ack_files(&files)
+    }
+
+    #[allow(clippy::disallowed_methods, reason = "its errors carry the path as a field")]
+    fn ack_files(&self, files: &[(String, PathBuf)]) -> Result<Vec<String>, ReconcileError> {
         let acked_dir = self.dir.join("acked");
         fs_err::create_dir_all(&acked_dir).map_err(|source| state_io("create", &acked_dir, source))?;
         let mut moved = Vec::new();
-        for id in ids {
-            let from = self.path(id);
-            let to = acked_dir.join(format!("{id}.json"));
-            match std::fs::rename(&from, &to) {
+        for (id, from) in files {
+            let Some(name) = from.file_name() else { continue };
+            let to = acked_dir.join(name);
+            match std::fs::rename(from, &to) {
                 Ok(()) => moved.push(id.clone()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(state_io("move", &from, source)),
+                Err(source) => return Err(state_io("move", from, source)),
             }
         }
         for dir in [&self.dir, &acked_dir] {
@@ -339,6 +353,25 @@ mod tests {
             detail: "GET /health answered 503".into(),
             notes: None,
         }
+    }
+
+    #[test]
+    fn listed_alerts_are_acked_by_their_files_whatever_their_names() {
+        let state = tempfile::tempdir().unwrap();
+        let alerts = Alerts::new(state.path());
+        let b = Alert::new(facts("app-b", AlertKind::Rollback), SystemClock.now_seconds());
+        let c = Alert::new(facts("app-c", AlertKind::HeldMajor), SystemClock.now_seconds());
+        alerts.write(&b).unwrap();
+        alerts.write(&c).unwrap();
+        std::fs::rename(alerts.path(&c.id), alerts.path("renamed-by-hand")).unwrap();
+        let open: Vec<ListedAlert> = alerts.list(None, false).unwrap();
+        assert_eq!(open.len(), 2);
+        let mut acked = alerts.ack_listed(&open).unwrap();
+        acked.sort();
+        let mut want = vec![b.id.clone(), c.id.clone()];
+        want.sort();
+        assert_eq!(acked, want, "every listed alert, the renamed one too");
+        assert!(alerts.list(None, false).unwrap().is_empty());
     }
 
     #[test]
