@@ -1,7 +1,7 @@
 //! Faults in the middle of real work (issue 16): the state directory's
 //! filesystem full — a small tmpfs mounted for the test — while a snapshot
-//! is written, while a canonical record is written and before a promotion
-//! journals its plan. Each case ends with a clear error, nothing reported
+//! is written, while a canonical record is written, before a promotion
+//! journals its plan and when a reconcile's rollback writes its journal. Each case ends with a clear error, nothing reported
 //! as success, and what was good before still valid.
 
 use std::path::{Path, PathBuf};
@@ -12,25 +12,37 @@ use lkg_testkit::{env, unique_name};
 
 use crate::common::{code, text};
 
-/// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
+/// A tmpfs of `size` mounted on a fresh directory (or a given one), unmounted on drop.
 struct SmallDisk {
     dir: tempfile::TempDir,
+    at: Option<PathBuf>,
+}
+
+fn mount_tmpfs(path: &Path, size: &str) {
+    let out = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
+        .arg(path)
+        .output()
+        .expect("run mount");
+    assert!(out.status.success(), "mount a tmpfs (the tests run as root): {}", text(&out.stderr));
 }
 
 impl SmallDisk {
     fn new(size: &str) -> SmallDisk {
         let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .expect("run mount");
-        assert!(out.status.success(), "mount a tmpfs (the tests run as root): {}", text(&out.stderr));
-        SmallDisk { dir }
+        mount_tmpfs(dir.path(), size);
+        SmallDisk { dir, at: None }
+    }
+
+    /// Mounted on `path` (an existing, empty directory), unmounted on drop.
+    #[cfg(feature = "reconcile")]
+    fn at(path: &Path, size: &str) -> SmallDisk {
+        mount_tmpfs(path, size);
+        SmallDisk { dir: tempfile::tempdir().unwrap(), at: Some(path.to_owned()) }
     }
 
     fn path(&self) -> &Path {
-        self.dir.path()
+        self.at.as_deref().unwrap_or(self.dir.path())
     }
 
     /// Fills what is left of the filesystem with one file (removed by `free`).
@@ -75,7 +87,7 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
+        let _ = Command::new("umount").arg(self.path()).status();
     }
 }
 
@@ -306,4 +318,51 @@ fn an_update_of_an_app_another_run_holds_refuses_and_touches_nothing() {
     assert!(text(&out.stderr).contains("lkg-canonical lock"), "the holder is not named: {}", text(&out.stderr));
     assert_eq!(std::fs::read_dir(state.path().join("state/apps").join(&app)).unwrap().count(), before, "state written");
     assert!(env.try_docker(&["stack", "ps", &app]).stdout.is_empty(), "the refused update deployed something");
+}
+
+/// The state directory fills up while a stateful update to a broken target
+/// is in its health gate: the rollback's first journal write fails. The run
+/// stops there (exit 5, "no space left"), reporting nothing as done; the
+/// journal it had is intact, and once there is room `recover` rolls back
+/// with the data restored.
+#[cfg(feature = "reconcile")]
+#[test]
+fn a_journal_write_to_a_full_disk_stops_the_run_and_recover_finishes_it() {
+    let app = crate::reconcile::CliApp::new("rcfull");
+    fs_err::create_dir_all(app.state()).unwrap();
+    let disk = SmallDisk::at(&app.state(), "64m");
+    let out = app.update("1.0.0");
+    assert_eq!(out.status.code(), Some(0), "install: {}", text(&out.stderr));
+    let put = lkg_testkit::http_request("PUT", &app.url("/marker"), Some(b"known-good")).unwrap();
+    assert_eq!(put.status, 200);
+
+    let args = app.update_args("1.1.0-unhealthy");
+    let child = app
+        .command(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    lkg_testkit::wait_until(
+        "the health gate of the target",
+        Duration::from_secs(60),
+        Duration::from_millis(20),
+        || app.journal().filter(|j| j["step"] == "check-health"),
+    );
+    disk.fill();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out).0, Some(5), "{}", text(&out.stderr));
+    assert!(says_full(&out), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).is_empty(), "no report of an outcome: {}", text(&out.stdout));
+    let journal = app.journal().expect("the journal it had stays");
+    assert_eq!(journal["step"], "check-health", "{journal:#}");
+
+    disk.free();
+    let out = app.run(&["recover", "--app", &app.name, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "recover: {}", text(&out.stderr));
+    assert_eq!(crate::common::json(&out)["outcome"], "rolled_back");
+    assert_eq!(app.serving(), "1.0.0");
+    assert_eq!(app.marker(), "known-good", "the data is restored");
+    assert!(app.journal().is_none());
+    drop(disk);
 }
