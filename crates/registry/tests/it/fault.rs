@@ -175,3 +175,49 @@ async fn a_registry_restarted_mid_promotion_is_healed_by_one_rerun() {
     }
     eprintln!("first runs, restarts at 20/40/60/80/95 % of {n} requests: {outcomes:?}");
 }
+
+/// The destination registry of a cross-registry copy killed and restarted
+/// (same storage) while 32 MiB of blobs are uploaded: the copy either
+/// completes, with the tag on the digest, or fails with no tag written (the
+/// tag is written last); one re-run copies it, digest unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_restarted_mid_copy_writes_no_tag_and_one_rerun_copies() {
+    let env = env();
+    let client = client();
+    let src = crate::common::reference(&env.registry_a, "xrestart", "app", "1");
+    let sizes = [8 << 20, 8 << 20, 8 << 20, 8 << 20];
+    let image =
+        crate::random::push_random_image(&client, &src, 20_900, &sizes, &[], &crate::common::amd64()).await.unwrap();
+    let mut outcomes = Vec::new();
+    for (i, after_ms) in [20_u64, 60, 120].into_iter().enumerate() {
+        let registry = std::sync::Arc::new(std::sync::Mutex::new(OwnRegistry::plain()));
+        let dst: lkg_registry::Reference =
+            format!("{}/xrestart/app:{i}", registry.lock().unwrap().addr).parse().unwrap();
+        let watcher = {
+            let registry = registry.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(after_ms));
+                registry.lock().unwrap().kill();
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                registry.lock().unwrap().start_again();
+            })
+        };
+        let first = lkg_registry::copy::copy(&client, &src, &dst, &lkg_registry::copy::CopyOptions::default()).await;
+        tokio::task::spawn_blocking(move || watcher.join().unwrap()).await.unwrap();
+        let what = format!("restart {after_ms} ms into the copy");
+        match &first {
+            Ok(_) => assert_eq!(client.resolve(&dst).await.unwrap(), image.digest, "{what}: reported copied"),
+            Err(_) => assert!(
+                matches!(client.resolve(&dst).await, Err(lkg_registry::RegistryError::NotFound { .. })),
+                "{what}: a failed copy wrote the tag"
+            ),
+        }
+        let second = lkg_registry::copy::copy(&client, &src, &dst, &lkg_registry::copy::CopyOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{what}: the re-run failed: {e}"));
+        assert_eq!(second.digest.as_ref(), Some(&image.digest), "{what}");
+        assert_eq!(client.resolve(&dst).await.unwrap(), image.digest, "{what}");
+        outcomes.push(first.map_or_else(|e| format!("error: {e}"), |r| format!("copied ({} bytes)", r.bytes_uploaded)));
+    }
+    eprintln!("first copies: {outcomes:?}");
+}
