@@ -594,17 +594,30 @@ fn watch_runs_as_a_swarm_service_and_keeps_an_app_up_to_date() {
     assert_eq!((healthz.status, healthz.body.as_str()), (200, "ok\n"));
 
     // Scaling the service to zero stops watch with SIGTERM: it exits 0 between rounds.
+    // Its exit code and output are followed from before the scale: swarm removes
+    // the task, and with it the container and its logs, soon after it stops.
     let name = format!("{service_stack}_fleet");
-    env.docker(&["service", "scale", "--detach=true", &format!("{name}=0")]);
     let label = format!("label=com.docker.swarm.service.name={name}");
-    let status = poll(Duration::from_secs(60), Duration::from_millis(300), || {
-        let out = env.try_docker(&["ps", "-a", "--filter", &label, "--format", "{{.Status}}"]);
-        let status = text(&out.stdout).trim().to_owned();
-        status.starts_with("Exited").then_some(status)
-    });
-    let status = status.unwrap_or_else(|| panic!("the fleet container did not stop; its logs:\n{}", logs()));
-    assert!(status.starts_with("Exited (0)"), "watch did not exit cleanly: {status}\n{}", logs());
-    assert!(logs().contains("stopping"), "watch did not say it was stopping:\n{}", logs());
+    let container = env.docker(&["ps", "--filter", &label, "--format", "{{.ID}}"]).trim().to_owned();
+    assert!(!container.is_empty() && !container.contains('\n'), "one running fleet container: {container:?}");
+    // Into files, not pipes: nothing blocks however much watch printed.
+    let out_dir = tempfile::tempdir().unwrap();
+    let follow = |args: &[&str], into: &str| {
+        let file = std::fs::File::create(out_dir.path().join(into)).unwrap();
+        env.docker_command().args(args).arg(&container).stdout(file.try_clone().unwrap()).stderr(file).spawn().unwrap()
+    };
+    let (mut waiter, mut follower) = (follow(&["wait"], "exit"), follow(&["logs", "--follow"], "logs"));
+    env.docker(&["service", "scale", "--detach=true", &format!("{name}=0")]);
+    for (child, what) in [(&mut waiter, "the fleet container did not stop"), (&mut follower, "its logs did not end")] {
+        if poll(Duration::from_secs(60), Duration::from_millis(300), || child.try_wait().unwrap()).is_none() {
+            let _ = child.kill();
+            panic!("{what}; its logs:\n{}", logs());
+        }
+    }
+    let read = |name: &str| std::fs::read_to_string(out_dir.path().join(name)).unwrap();
+    let (exit_code, said) = (read("exit").trim().to_owned(), read("logs"));
+    assert_eq!(exit_code, "0", "watch did not exit cleanly:\n{said}");
+    assert!(said.contains("stopping"), "watch did not say it was stopping:\n{said}");
     env.remove_stack(&service_stack);
     let _ = env.try_docker(&["image", "rm", &image]);
 }
