@@ -378,19 +378,29 @@ fn print_verification(w: &mut dyn Write, v: &Verification) -> std::io::Result<()
 const MAX_ARTIFACT: u64 = 64 << 20;
 
 fn read_artifact(path: &std::path::Path) -> Result<lkg_registry::Bytes, Failure> {
+    use std::io::Read as _;
     let unreadable = |e: std::io::Error| Failure::new(Exit::Usage, format!("--file: {e}"));
-    let size = fs_err::metadata(path).map_err(unreadable)?.len();
-    if size > MAX_ARTIFACT {
-        return Err(Failure::new(
+    let too_large = || {
+        Failure::new(
             Exit::Usage,
             format!(
-                "--file {}: {size} bytes, more than the {} MiB an attached artifact may hold (push large content as an image)",
+                "--file {}: more than the {} MiB an attached artifact may hold (push large content as an image)",
                 path.display(),
                 MAX_ARTIFACT >> 20
             ),
-        ));
+        )
+    };
+    let file = fs_err::File::open(path).map_err(unreadable)?;
+    if file.metadata().map_err(unreadable)?.len() > MAX_ARTIFACT {
+        return Err(too_large());
     }
-    fs_err::read(path).map(lkg_registry::Bytes::from).map_err(unreadable)
+    // Bounded however the file grows meanwhile, or if it is a pipe.
+    let mut content = Vec::new();
+    file.take(MAX_ARTIFACT + 1).read_to_end(&mut content).map_err(unreadable)?;
+    if content.len() as u64 > MAX_ARTIFACT {
+        return Err(too_large());
+    }
+    Ok(lkg_registry::Bytes::from(content))
 }
 
 fn promote_failure(e: &PromoteError) -> Failure {

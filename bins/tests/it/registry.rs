@@ -322,6 +322,14 @@ fn attach_adds_a_referrer_that_referrers_lists() {
     let out = registry(state.path(), &["attach", &image, "--artifact-type", "t/x", "--file", &missing]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("missing.json"), "the file is named: {}", text(&out.stderr));
+    // An endless file, and one over the limit: refused at 64 MiB, not read to the end.
+    let big = state.path().join("big.bin");
+    std::fs::File::create(&big).unwrap().set_len(65 << 20).unwrap();
+    for file in ["/dev/zero".to_owned(), big.display().to_string()] {
+        let out = registry(state.path(), &["attach", &image, "--artifact-type", "t/x", "--file", &file]);
+        assert_eq!(out.status.code(), Some(2), "{file}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("more than the 64 MiB"), "{file}: {}", text(&out.stderr));
+    }
     let out = registry(state.path(), &["referrers", &image, "--json"]);
     assert_eq!(json(&out)["manifests"].as_array().unwrap().len(), 1, "refused attaches added nothing");
 }
