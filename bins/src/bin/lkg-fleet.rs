@@ -284,11 +284,23 @@ async fn serve(addr: &str, metrics: Arc<Mutex<String>>) -> Result<(), Failure> {
             let metrics = Arc::clone(&metrics);
             tokio::spawn(async move {
                 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                let mut buf = [0u8; 2048];
-                let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await else {
-                    return;
+                // The whole request head (a client may send it in pieces: answering
+                // and closing after the first one resets its connection), at most
+                // 8 KiB, within 5 s.
+                let mut buf = Vec::with_capacity(1024);
+                let read_head = async {
+                    let mut chunk = [0u8; 1024];
+                    while buf.len() < 8192 && !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
                 };
-                let request = String::from_utf8_lossy(&buf[..n]);
+                if tokio::time::timeout(Duration::from_secs(5), read_head).await.is_err() || buf.is_empty() {
+                    return;
+                }
+                let request = String::from_utf8_lossy(&buf);
                 let path = request.split_whitespace().nth(1).unwrap_or("/");
                 let (status, kind, body) = match path {
                     "/metrics" => (

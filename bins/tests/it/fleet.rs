@@ -375,6 +375,20 @@ fn watch_rounds_stop_cleanly_and_a_killed_round_is_finished_by_the_next() {
     let metrics = lkg_testkit::http_get(&format!("http://{listen}/metrics")).expect("GET /metrics");
     let info = format!("lkg_fleet_app_info{{app=\"{app}\",running=\"1.0.0\",newest=\"1.0.0\"}} 1");
     assert!(metrics.status == 200 && metrics.body.contains(&info), "{}", metrics.body);
+    // A request head that arrives in pieces is read whole before the answer
+    // (answering after the first piece reset the client: "broken pipe").
+    {
+        use std::io::{Read as _, Write as _};
+        let mut stream = std::net::TcpStream::connect(&listen).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        for piece in [&b"GET /healthz HTTP/1.1\r\n"[..], b"Host: lkg\r\n", b"User-Agent: test\r\n\r\n"] {
+            stream.write_all(piece).expect("the server still reads the head");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok\n"), "{answer}");
+    }
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let out = child.wait_with_output().unwrap();
