@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use lkg_testkit::{Env, env, http_request, unique_name, wait_until};
+use lkg_testkit::{Env, env, http_request, unique_name};
 
 use crate::common::{json, text};
 use crate::reconcile::CliApp;
@@ -44,16 +44,7 @@ fn update_interrupted_at(step: &str) {
     let put = http_request("PUT", &app.url("/marker"), Some(b"known-good")).unwrap();
     assert_eq!(put.status, 200);
 
-    let args = app.update_args("1.1.0");
-    let child = app
-        .command(&args.iter().map(String::as_str).collect::<Vec<_>>())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_until(&format!("the update to reach {step}"), Duration::from_secs(60), Duration::from_millis(10), || {
-        app.journal().filter(|j| j["step"] == step)
-    });
+    let child = app.update_until("1.1.0", step);
     let away = restart_engine();
     let out: Output = child.wait_with_output().unwrap();
     let what =

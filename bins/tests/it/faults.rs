@@ -336,19 +336,7 @@ fn a_journal_write_to_a_full_disk_stops_the_run_and_recover_finishes_it() {
     let put = lkg_testkit::http_request("PUT", &app.url("/marker"), Some(b"known-good")).unwrap();
     assert_eq!(put.status, 200);
 
-    let args = app.update_args("1.1.0-unhealthy");
-    let child = app
-        .command(&args.iter().map(String::as_str).collect::<Vec<_>>())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    lkg_testkit::wait_until(
-        "the health gate of the target",
-        Duration::from_secs(60),
-        Duration::from_millis(20),
-        || app.journal().filter(|j| j["step"] == "check-health"),
-    );
+    let child = app.update_until("1.1.0-unhealthy", "check-health");
     disk.fill();
     let out = child.wait_with_output().unwrap();
     assert_eq!(code(&out).0, Some(5), "{}", text(&out.stderr));

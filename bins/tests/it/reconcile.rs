@@ -101,6 +101,22 @@ volumes:
         self.run(&self.update_args(target).iter().map(String::as_str).collect::<Vec<_>>())
     }
 
+    /// Starts `update` to `target` in the background (output piped) and
+    /// returns once its journal names `step`.
+    pub(crate) fn update_until(&self, target: &str, step: &str) -> std::process::Child {
+        let args = self.update_args(target);
+        let child = self
+            .command(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_until(&format!("the update to reach {step}"), Duration::from_secs(60), Duration::from_millis(10), || {
+            self.journal().filter(|j| j["step"] == step)
+        });
+        child
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }

@@ -146,23 +146,13 @@ impl Env {
 
     /// A `docker` command bound to the private engine (never the system's).
     pub fn docker_command(&self) -> Command {
-        let mut cmd = Command::new("docker");
-        cmd.env("DOCKER_HOST", &self.docker_host).stdin(Stdio::null());
-        cmd
+        docker_command(&self.docker_host)
     }
 
     /// Runs `docker ARGS` against the private engine; panics with its stderr
     /// unless it succeeds; returns stdout, trimmed.
     pub fn docker(&self, args: &[&str]) -> String {
-        let out = self.try_docker(args);
-        assert!(
-            out.status.success(),
-            "docker {} failed ({}):\n{}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        checked(&self.try_docker(args), args, "the private engine")
     }
 
     /// Runs `docker ARGS` and returns its raw output, whatever the status.
@@ -293,6 +283,26 @@ pub(crate) fn ping(dir: &Path, docker_host: &str) -> Result<(), EnvError> {
 /// The label lkg-warmsnap puts on its helper containers, valued with the app
 /// (testkit does not depend on lkg's crates, so it is spelled out here).
 const WARMSNAP_HELPER_LABEL: &str = "org.lkg.warmsnap.helper";
+
+/// A `docker` command bound to the engine at `host` (a `DOCKER_HOST` value).
+pub(crate) fn docker_command(host: &str) -> Command {
+    let mut cmd = Command::new("docker");
+    cmd.env("DOCKER_HOST", host).stdin(Stdio::null());
+    cmd
+}
+
+/// The stdout of a `docker ARGS` run on `engine`, trimmed; panics with its
+/// stderr unless it succeeded.
+pub(crate) fn checked(out: &Output, args: &[&str], engine: &str) -> String {
+    assert!(
+        out.status.success(),
+        "docker {} on {engine} failed ({}):\n{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,7 @@
 //! The multi-node swarm of `scripts/testenv up --nodes 3`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use serde::Deserialize;
@@ -32,23 +32,12 @@ pub struct Node {
 impl Node {
     /// A `docker` command bound to this node's engine.
     pub fn docker_command(&self) -> Command {
-        let mut cmd = Command::new("docker");
-        cmd.env("DOCKER_HOST", &self.docker_host).stdin(Stdio::null());
-        cmd
+        crate::env::docker_command(&self.docker_host)
     }
 
     /// Runs `docker ARGS` on this node; panics unless it succeeds; stdout, trimmed.
     pub fn docker(&self, args: &[&str]) -> String {
-        let out = self.try_docker(args);
-        assert!(
-            out.status.success(),
-            "docker {} on {} failed ({}):\n{}",
-            args.join(" "),
-            self.name,
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        crate::env::checked(&self.try_docker(args), args, &self.name)
     }
 
     /// Runs `docker ARGS` on this node and returns its output, whatever the status.
