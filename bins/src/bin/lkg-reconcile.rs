@@ -58,7 +58,9 @@ enum Command {
     Update {
         #[command(flatten)]
         app: AppArgs,
-        /// The version to update to (compose sees ${LKG_VERSION} and ${LKG_VERSION_TAG}).
+        /// The version to update to (compose sees ${LKG_VERSION} and
+        /// ${LKG_VERSION_TAG}); or an image pinned by digest, TAG@sha256:HEX
+        /// (compose also sees ${LKG_DIGEST}: image: REPO@${LKG_DIGEST}).
         #[arg(long)]
         target: String,
         /// The version running now, when lkg cannot tell (an unlabelled stack
@@ -178,7 +180,8 @@ struct AppArgs {
     #[arg(long, value_name = "TEXT")]
     health_body: Option<String>,
     /// A health check command (sh -c, repeatable): exit 0 is healthy. It sees
-    /// LKG_APP, LKG_STACK, LKG_VERSION, LKG_VERSION_TAG.
+    /// LKG_APP, LKG_STACK, LKG_VERSION, LKG_VERSION_TAG (LKG_DIGEST for a
+    /// version pinned by digest).
     #[arg(long, value_name = "CMD")]
     health_cmd: Vec<String>,
     /// Do not require every service to run all its tasks with healthy containers.

@@ -154,7 +154,11 @@ impl Gate {
     /// `last_good: None` is a first install: there is nothing to migrate
     /// from, so only a known last-good can make a major bump, and the notes
     /// are not scanned. Versions the gate cannot compare are held as major:
-    /// it passes only what it can show to be a minor or patch update.
+    /// it passes only what it can show to be a minor or patch update, or a
+    /// rebuild: another digest of the same floating tag
+    /// ([`DigestVersion`](crate::DigestVersion)), which has no version for
+    /// the major rule to read (release notes written for that exact digest,
+    /// `<tag>@sha256:<hex>.md`, are still scanned).
     pub fn decide(&self, last_good: Option<&str>, target: &str, notes: Option<&ReleaseNotes>) -> GateDecision {
         let Some(last_good) = last_good else {
             return GateDecision::Pass {
@@ -166,8 +170,13 @@ impl Gate {
             let source = notes.map_or("", |n| n.source.as_str());
             format!("the release notes ({source}) mention {}", quoted(&matched))
         };
+        let mut rebuild = None;
         let major = match bump(last_good, target) {
             Bump::Minor => None,
+            Bump::Rebuild(what) => {
+                rebuild = Some(what);
+                None
+            }
             Bump::Major(what) => Some(format!("{last_good} -> {target} is a major update ({what})")),
             Bump::Unknown(why) => Some(format!("{last_good} -> {target} may be a major update: {why}")),
         };
@@ -177,10 +186,13 @@ impl Gate {
             Some(reason) => hold(HoldKind::Major, format!("{reason}; {}", notes_reason())),
             None if !matched.is_empty() => hold(HoldKind::ManualMigration, notes_reason()),
             None => GateDecision::Pass {
-                reason: format!(
-                    "{last_good} -> {target} is a minor or patch update{}",
-                    if notes.is_some() { " and its release notes mark no manual migration" } else { "" }
-                ),
+                reason: match rebuild {
+                    // A digest carries no version: the major rule cannot apply. Whoever
+                    // names a floating tag (fleet.yml's `floating:`, or --target) takes
+                    // its rebuilds.
+                    Some(what) => format!("{what}: a rebuild has no version, so no major rule applies"),
+                    None => format!("{last_good} -> {target} is a minor or patch update"),
+                } + if notes.is_some() { " and its release notes mark no manual migration" } else { "" },
             },
         }
     }
@@ -273,6 +285,25 @@ mod tests {
         let held = gate.decide(Some("10.6.0+25.0.6"), "10.7.0+26.0.1", None);
         assert!(matches!(held, GateDecision::Hold { kind: HoldKind::Major, .. }), "app side alone: {held:?}");
         assert!(!gate.decide(Some("1.1.0"), "4.0.0", None).passes());
+    }
+
+    #[test]
+    fn a_rebuild_of_the_same_tag_passes_another_tag_or_a_version_holds() {
+        let gate = Gate::default();
+        let (old, new) = (format!("latest@sha256:{}", "a".repeat(64)), format!("latest@sha256:{}", "b".repeat(64)));
+        let GateDecision::Pass { reason } = gate.decide(Some(&old), &new, None) else { panic!("passes") };
+        assert_eq!(
+            reason,
+            "tag latest rebuilt: sha256:aaaaaaaaaaaa -> sha256:bbbbbbbbbbbb: a rebuild has no version, so no major rule applies"
+        );
+        let other_tag = format!("stable@sha256:{}", "b".repeat(64));
+        for (from, to) in [(old.as_str(), other_tag.as_str()), ("1.2.0", new.as_str()), (new.as_str(), "1.2.0")] {
+            let held = gate.decide(Some(from), to, None);
+            assert!(matches!(held, GateDecision::Hold { kind: HoldKind::Major, .. }), "{from} -> {to}: {held:?}");
+        }
+        // Notes written for that very digest are still read.
+        let held = gate.decide(Some(&old), &new, Some(&notes("Manual migration: run migrate first.")));
+        assert!(matches!(held, GateDecision::Hold { kind: HoldKind::ManualMigration, .. }), "{held:?}");
     }
 
     #[test]

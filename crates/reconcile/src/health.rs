@@ -23,7 +23,8 @@ pub struct HealthSpec {
     #[serde(default)]
     pub http: Vec<HttpCheck>,
     /// Shell commands (`sh -c`): each must exit 0. They see `LKG_APP`,
-    /// `LKG_STACK`, `LKG_VERSION` and `LKG_VERSION_TAG`.
+    /// `LKG_STACK`, `LKG_VERSION` and `LKG_VERSION_TAG` (and `LKG_DIGEST`
+    /// for a version pinned by digest).
     #[serde(default)]
     pub commands: Vec<String>,
     /// Every service of the stack runs all its desired tasks and no running

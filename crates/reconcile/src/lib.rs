@@ -123,7 +123,7 @@ pub use state::{
     AppState, AppStatus, JOURNAL_FORMAT, Journal, JournalSummary, LastGood, SnapshotRef, app_status, reconciled_apps,
     status,
 };
-pub use version::{OrderedVersion, UpdateLevel, check_version, version_tag};
+pub use version::{DigestVersion, OrderedVersion, UpdateLevel, check_version, short_version, version_tag};
 
 /// The progress of a swarm deploy, as lkg-swarm reports it.
 pub use lkg_swarm::ProgressEvent as DeployProgress;

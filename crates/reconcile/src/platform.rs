@@ -7,7 +7,10 @@
 //! and the version is passed to `docker stack deploy` through compose
 //! variable interpolation: `LKG_VERSION` (as given, `1.0.0+2.0.0`) and
 //! `LKG_VERSION_TAG` (usable as an image tag, `1.0.0_2.0.0`), plus `LKG_APP`
-//! and `LKG_STACK`. lkg also stamps every service with the coop-cloud
+//! and `LKG_STACK`; a version pinned by digest (`latest@sha256:<hex>`, a
+//! [`DigestVersion`](crate::DigestVersion)) also sets `LKG_DIGEST`
+//! (`sha256:<hex>`), for `image: example/app@${LKG_DIGEST}`: the stack runs
+//! that image, never whatever the tag points to at deploy time. lkg also stamps every service with the coop-cloud
 //! identity label `coop-cloud.<stack>.version` (as abra does), so "which
 //! version is deployed" has one answer, read back by `lkg-swarm identity`.
 
@@ -189,6 +192,9 @@ pub(crate) fn variables(spec: &AppSpec, version: &str) -> Vec<(String, String)> 
         ("LKG_VERSION".to_owned(), version.to_owned()),
         ("LKG_VERSION_TAG".to_owned(), crate::version_tag(version)),
     ]);
+    if let Some(pinned) = crate::DigestVersion::parse(version) {
+        vars.push(("LKG_DIGEST".to_owned(), pinned.digest().to_owned()));
+    }
     vars
 }
 

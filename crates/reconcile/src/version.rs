@@ -1,5 +1,8 @@
 //! How a version names a deployment: checked text, an image-tag-safe form
-//! for compose interpolation, and the major-bump rule the safety gate uses.
+//! for compose interpolation, the major-bump rule the safety gate uses, and
+//! the one version that is not a version: an image pinned by digest
+//! ([`DigestVersion`], a floating tag such as `latest` rebuilt and pushed
+//! again).
 
 use lkg_canonical::{MajorBump, RecipeVersion, major_bump};
 
@@ -8,9 +11,87 @@ use crate::error::ReconcileError;
 /// Checks that `version` can name a deployment and a release-notes file:
 /// 1 to 128 characters of letters, digits, `.`, `_`, `-` and `+`, not
 /// starting with `.` or `-` (so `releaseNotes/<version>.md` stays in its
-/// directory and the version never reads as an option).
+/// directory and the version never reads as an option); or a
+/// [`DigestVersion`], `<tag>@sha256:<64 hex>`.
 pub fn check_version(version: &str) -> Result<(), ReconcileError> {
+    if let Some((tag, _)) = version.split_once('@') {
+        if DigestVersion::parse(version).is_some() {
+            return Ok(());
+        }
+        let rule = if is_image_tag(tag) {
+            "a version pinned by digest is <tag>@sha256:<64 lowercase hex digits>"
+        } else {
+            "the tag before '@' must be an image tag: letters, digits, '.', '_' or '-', not starting with '.' or '-'"
+        };
+        return Err(ReconcileError::Version { version: version.to_owned(), rule });
+    }
     lkg_canonical::check_version(version).map_err(|e| ReconcileError::Version { version: e.version, rule: e.rule })
+}
+
+/// A version that names an image by its digest, `<tag>@sha256:<hex>`: what
+/// a floating tag (`latest`, rebuilt and pushed again) pointed to when it
+/// was read. It is deployed pinned (`${LKG_DIGEST}`), never by the moving
+/// tag, and it has no order: two digests of one tag are a rebuild, neither
+/// newer nor a major (see [`Gate::decide`](crate::Gate::decide)).
+///
+/// ```
+/// let hex = "0123456789abcdef".repeat(4);
+/// let v = lkg_reconcile::DigestVersion::parse(&format!("latest@sha256:{hex}")).unwrap();
+/// assert_eq!((v.tag(), v.digest()), ("latest", format!("sha256:{hex}").as_str()));
+/// assert_eq!(v.short(), "latest@sha256:0123456789ab");
+/// assert!(lkg_reconcile::DigestVersion::parse("1.2.3").is_none());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestVersion {
+    tag: String,
+    digest: String,
+}
+
+impl DigestVersion {
+    /// Parses `<tag>@sha256:<64 lowercase hex>`; `None` for anything else.
+    pub fn parse(text: &str) -> Option<DigestVersion> {
+        let (tag, digest) = text.split_once('@')?;
+        let hex = digest.strip_prefix("sha256:")?;
+        let hex_ok = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        (is_image_tag(tag) && hex_ok).then(|| DigestVersion { tag: tag.to_owned(), digest: digest.to_owned() })
+    }
+
+    /// The version of `tag` pointing at `digest` (`sha256:<hex>`), checked.
+    pub fn new(tag: &str, digest: &str) -> Option<DigestVersion> {
+        DigestVersion::parse(&format!("{tag}@{digest}"))
+    }
+
+    /// The floating tag (`latest`).
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// The image's digest, `sha256:<hex>`: what `${LKG_DIGEST}` holds.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// For people: the tag and the first 12 hex digits (`latest@sha256:0123456789ab`).
+    pub fn short(&self) -> String {
+        format!("{}@{}", self.tag, short_digest(self))
+    }
+}
+
+impl std::fmt::Display for DigestVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.tag, self.digest)
+    }
+}
+
+/// A version's characters minus `+`, which a Docker tag cannot hold.
+fn is_image_tag(tag: &str) -> bool {
+    lkg_canonical::check_version(tag).is_ok() && !tag.contains('+')
+}
+
+/// `version` for people: a [`DigestVersion`] shortened to its tag and 12
+/// hex digits, any other version as it is.
+pub fn short_version(version: &str) -> String {
+    DigestVersion::parse(version).map_or_else(|| version.to_owned(), |v| v.short())
 }
 
 /// The version as a Docker image tag: every character a tag cannot hold
@@ -55,6 +136,9 @@ pub(crate) enum Bump {
     Minor,
     /// A major change (or a major downgrade), described.
     Major(String),
+    /// Another digest of the same floating tag: a rebuild, which carries no
+    /// version to compare (described).
+    Rebuild(String),
     /// The two cannot be compared; the gate holds (it cannot prove the
     /// update is safe).
     Unknown(String),
@@ -64,6 +148,11 @@ pub(crate) enum Bump {
 /// the major of a version is its leftmost non-zero component, on each side
 /// of the `+`.
 pub(crate) fn bump(from: &str, to: &str) -> Bump {
+    if let (Some(f), Some(t)) = (DigestVersion::parse(from), DigestVersion::parse(to))
+        && f.tag == t.tag
+    {
+        return Bump::Rebuild(format!("tag {} rebuilt: {} -> {}", t.tag, short_digest(&f), short_digest(&t)));
+    }
     let (from_v, to_v) = match (comparable(from), comparable(to)) {
         (Ok(f), Ok(t)) => (f, t),
         (Err(e), _) | (_, Err(e)) => return Bump::Unknown(format!("cannot compare the versions: {e}")),
@@ -84,6 +173,11 @@ pub(crate) fn bump(from: &str, to: &str) -> Bump {
             "cannot compare {from} with {to}: one is <recipe-semver>+<app-version>, the other a plain version"
         )),
     }
+}
+
+/// `sha256:` and the first 12 hex digits.
+fn short_digest(v: &DigestVersion) -> &str {
+    &v.digest[.."sha256:".len() + 12]
 }
 
 /// How far an update goes: what a fleet policy's `allow` compares with.
@@ -180,6 +274,29 @@ mod tests {
         }
         for bad in ["", "../etc", "-rf", ".hidden", "1.0/2", "a b", &"9".repeat(129)] {
             assert!(check_version(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_digest_version_is_a_tag_and_a_full_sha256() {
+        let hex = "0123456789abcdef".repeat(4);
+        let pinned = format!("latest@sha256:{hex}");
+        check_version(&pinned).unwrap();
+        assert_eq!(DigestVersion::parse(&pinned).unwrap().to_string(), pinned);
+        assert_eq!(short_version(&pinned), "latest@sha256:0123456789ab");
+        assert_eq!(short_version("1.2.3"), "1.2.3");
+        assert!(OrderedVersion::parse(&pinned).is_none(), "a digest has no order");
+        for bad in [
+            format!("latest@sha256:{}", &hex[1..]),
+            format!("latest@sha256:{}", hex.to_uppercase()),
+            format!("latest@sha512:{hex}"),
+            format!("1+2@sha256:{hex}"),
+            format!("../x@sha256:{hex}"),
+            format!("@sha256:{hex}"),
+            format!("latest@sha256:{hex}@sha256:{hex}"),
+        ] {
+            assert!(DigestVersion::parse(&bad).is_none(), "{bad}");
+            assert!(check_version(&bad).is_err(), "{bad}");
         }
     }
 
