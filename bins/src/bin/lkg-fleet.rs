@@ -16,9 +16,12 @@ use lkg_fleet::{AppRound, AppState, Fleet, FleetError, FleetEvent, FleetState, F
 ///
 /// Reads a fleet file (fleet.yml, docs/fleet.md): each app with what
 /// lkg-reconcile update needs, where its new versions come from (its recipe's
-/// git tags, or an image repository's tags) and a policy (allow patch or
-/// minor; a major always goes to the safety gate, which holds it; cooldown;
-/// skip versions that rolled back; maintenance windows; `after` for order).
+/// git tags, an image repository's tags, or the digest a floating tag such
+/// as latest points to: source: {registry: REPO, floating: latest}, deployed
+/// pinned as REPO@${LKG_DIGEST}, each new digest an update the source opted
+/// into) and a policy (allow patch or minor; a major always goes to the
+/// safety gate, which holds it; cooldown; skip versions that rolled back;
+/// maintenance windows; `after` for order).
 ///
 /// plan: what each app runs, what is available, what a round would do and
 /// why; touches nothing. run: one round — discover, decide, then for each
@@ -332,8 +335,8 @@ fn print_round(report: &RoundReport, out: Output) -> Result<(), Failure> {
 
 fn print_apps(w: &mut dyn Write, apps: &[AppRound], plan: bool) -> std::io::Result<()> {
     for a in apps {
-        let running = a.running.as_deref().unwrap_or("-");
-        let newest = a.newest.as_deref().unwrap_or("-");
+        let running = a.running.as_deref().map_or_else(|| "-".to_owned(), lkg_reconcile::short_version);
+        let newest = a.newest.as_deref().map_or_else(|| "-".to_owned(), lkg_reconcile::short_version);
         let what = match (&a.decision, plan) {
             (Some(d), true) if d.acts() => format!("would {}", describe(d)),
             _ => a.state.as_str().replace('_', " "),
@@ -349,8 +352,10 @@ fn print_apps(w: &mut dyn Write, apps: &[AppRound], plan: bool) -> std::io::Resu
 
 fn describe(decision: &lkg_fleet::Decision) -> String {
     match decision {
-        lkg_fleet::Decision::Install { target } => format!("install {target}"),
-        lkg_fleet::Decision::Update { target, level } => format!("update to {target} ({level})"),
+        lkg_fleet::Decision::Install { target } => format!("install {}", lkg_reconcile::short_version(target)),
+        lkg_fleet::Decision::Update { target, level } => {
+            format!("update to {} ({level})", lkg_reconcile::short_version(target))
+        }
         other => format!("{other:?}"),
     }
 }
@@ -388,7 +393,7 @@ fn status(fleet: &Fleet, state: &Path, out: Output) -> Result<Exit, Failure> {
     out.emit(&doc, |w| {
         writeln!(w, "{:<20} {:<14} {:<14} state", "app", "last-good", "newest")?;
         for row in &rows {
-            let s = |k: &str| row[k].as_str().unwrap_or("-").to_owned();
+            let s = |k: &str| row[k].as_str().map_or_else(|| "-".to_owned(), lkg_reconcile::short_version);
             writeln!(w, "{:<20} {:<14} {:<14} {}", s("app"), s("last_good"), s("newest"), s("state"))?;
         }
         match &recorded.last_round {

@@ -102,10 +102,24 @@ impl Fleet {
 
     /// Pushes the fixture image of `version` (with `behaviour`) as `registry_repo:version`.
     fn push(&self, version: &str, behaviour: Behaviour) {
+        self.push_as(version, behaviour, version);
+    }
+
+    /// Pushes the fixture image of `version` (with `behaviour`) as
+    /// `registry_repo:tag`; returns its digest in the repository.
+    fn push_as(&self, version: &str, behaviour: Behaviour, tag: &str) -> String {
         let local = App::new(version).behaviour(behaviour).import(self.env);
-        let remote = format!("{}:{version}", self.registry_repo);
+        let remote = format!("{}:{tag}", self.registry_repo);
         self.env.docker(&["tag", &local, &remote]);
         self.env.docker(&["push", "-q", &remote]);
+        let digests =
+            self.env.docker(&["image", "inspect", "--format", "{{range .RepoDigests}}{{println .}}{{end}}", &local]);
+        let prefix = format!("{}@", self.registry_repo);
+        digests
+            .lines()
+            .find_map(|d| d.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no digest of {remote} in {digests}"))
+            .to_owned()
     }
 }
 
@@ -411,6 +425,115 @@ fn watch_rounds_stop_cleanly_and_a_killed_round_is_finished_by_the_next() {
     assert!(state_of(&doc, &app)["recovered"].is_object(), "{doc:#}");
     assert_eq!(state_of(&doc, &app)["running"], "1.0.2", "{doc:#}");
     assert_eq!(running(), (Some("1.0.2".to_owned()), false));
+}
+
+#[test]
+#[allow(clippy::too_many_lines, reason = "six rounds of one floating tag, read top to bottom")]
+fn a_floating_tag_is_deployed_pinned_by_digest_and_followed_when_it_moves() {
+    let env = env();
+    let dir = tempfile::tempdir().unwrap();
+    let app = unique_name("fleet-float");
+    let port = free_port();
+    let fleet = Fleet {
+        env,
+        registry_repo: format!("{}/{app}", env.registry_a),
+        dir,
+        apps: [app.clone(), unique_name("unused"), unique_name("unused")],
+    };
+    let repo = fleet.registry_repo.clone();
+    let d1 = fleet.push_as("1.0.0", Behaviour::Healthy, "latest");
+    std::fs::write(
+        fleet.dir.path().join("compose.yml"),
+        format!(
+            "version: \"3.8\"\nservices:\n  app:\n    image: {repo}@${{LKG_DIGEST}}\n    stop_grace_period: 1s\n    \
+             ports: [{{target: 8080, published: {port}, protocol: tcp, mode: host}}]\n"
+        ),
+    )
+    .unwrap();
+    let write_fleet = |policy: &str| {
+        std::fs::write(
+            fleet.file(),
+            format!(
+                "version: 1\napps:\n  - app: {app}\n    compose: [compose.yml]\n    stateful: false\n    \
+                 source: {{registry: '{repo}', floating: latest}}\n    \
+                 health: {{http: [{{url: 'http://127.0.0.1:{port}/health'}}], passes: 2, interval: 0.3, deadline: 5}}\n    \
+                 deploy: {{timeout: 40, resolve_image: never}}\n    policy: {policy}\n"
+            ),
+        )
+        .unwrap();
+    };
+    let file = fleet.file().display().to_string();
+    let pinned = |digest: &str| format!("latest@{digest}");
+    let service_image = || {
+        env.docker(&[
+            "service",
+            "inspect",
+            "--format",
+            "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+            &format!("{app}_app"),
+        ])
+    };
+    let round = |expect: Option<i32>, state: &str| {
+        let (code, doc, out) = fleet.round(&[]);
+        assert_eq!(code, expect, "{:?}\n{}", states(&doc), text(&out.stderr));
+        let app_doc = state_of(&doc, &app).clone();
+        assert_eq!(app_doc["state"], state, "{app_doc:#}");
+        app_doc
+    };
+
+    // A cooldown reads the image's `created`: the image was just pushed, so it waits.
+    write_fleet("{allow: patch, cooldown: 1d}");
+    let plan = fleet.run(&["plan", "-f", &file, "--json"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan.stderr));
+    let doc = state_of(&json(&plan), &app).clone();
+    assert_eq!(
+        (doc["decision"]["action"].as_str(), doc["newest"].as_str()),
+        (Some("wait"), Some(pinned(&d1).as_str()))
+    );
+    assert!(doc["published"].is_string() && doc["reason"].as_str().unwrap().contains("cooldown"), "{doc:#}");
+    write_fleet("{allow: patch}");
+    let human = text(&fleet.run(&["plan", "-f", &file]).stdout);
+    assert!(human.contains(&format!("would install latest@{}", &d1[..19])) && !human.contains(&d1), "{human}");
+
+    // Round 1 installs the digest the tag points to, pinned.
+    let doc = round(Some(0), "installed");
+    assert_eq!(doc["running"], pinned(&d1), "{doc:#}");
+    assert_eq!(service_image(), format!("{repo}@{d1}"));
+
+    // The tag is rebuilt and pushed again: round 2 upgrades to the new digest.
+    let d2 = fleet.push_as("1.0.1", Behaviour::Healthy, "latest");
+    assert_ne!(d1, d2);
+    let doc = round(Some(0), "upgraded");
+    assert_eq!(doc["decision"]["level"], "digest", "{doc:#}");
+    assert_eq!(doc["running"], pinned(&d2), "{doc:#}");
+    assert_eq!(service_image(), format!("{repo}@{d2}"));
+
+    // Nothing moved: nothing runs.
+    let doc = round(Some(0), "up_to_date");
+    assert!(doc.get("report").is_none(), "an unchanged tag ran an update: {doc:#}");
+
+    // A broken rebuild rolls back to the previous digest (last-good)...
+    let d3 = fleet.push_as("1.0.2", Behaviour::Unhealthy, "latest");
+    let doc = round(Some(1), "rolled_back");
+    assert_eq!(doc["running"], pinned(&d2), "{doc:#}");
+    assert_eq!(service_image(), format!("{repo}@{d2}"));
+    // ... and is not retried while the tag still points to it.
+    let doc = round(Some(0), "rolled_back");
+    assert!(doc.get("report").is_none(), "the broken digest ran again: {doc:#}");
+    assert_eq!(service_image(), format!("{repo}@{d2}"));
+
+    // The tag moves again: the new digest is taken.
+    let d4 = fleet.push_as("1.0.3", Behaviour::Healthy, "latest");
+    let doc = round(Some(0), "upgraded");
+    assert_eq!(doc["running"], pinned(&d4), "{doc:#}");
+    assert_eq!(service_image(), format!("{repo}@{d4}"));
+
+    let status = json(&fleet.run(&["status", "-f", &file, "--json"]));
+    let doc = state_of(&status, &app);
+    assert_eq!(
+        (&doc["last_good"], &doc["rolled_back"]),
+        (&serde_json::json!(pinned(&d4)), &serde_json::json!([pinned(&d3)]))
+    );
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

@@ -20,7 +20,8 @@ const MAX_CREATED_LOOKUPS: usize = 5;
 
 /// The versions `app`'s source offers, newest first; tags that are not
 /// versions (`latest`, `sha-abc`) are left out. `current` (what runs)
-/// bounds which image tags are asked for their publication time.
+/// bounds which image tags are asked for their publication time. A
+/// floating source offers one version: its tag's digest now.
 pub async fn discover(
     state_dir: &Path,
     app: &FleetApp,
@@ -34,7 +35,10 @@ pub async fn discover(
             .filter(|tag| lkg_reconcile::check_version(&tag.name).is_ok())
             .map(|tag| Candidate { version: tag.name, published: Timestamp::from_second(tag.created).ok() })
             .collect(),
-        Source::Registry { repository } => {
+        Source::Registry { repository, floating: Some(tag) } => {
+            return floating(app, repository, tag, current, registry).await.map(|c| vec![c]);
+        }
+        Source::Registry { repository, floating: None } => {
             let repo: Reference = repository.parse()?;
             let tags = registry.list_tags_paged(&repo, 1000).await?;
             tags.iter()
@@ -44,7 +48,7 @@ pub async fn discover(
         }
     };
     sort_newest_first(&mut candidates);
-    if let Source::Registry { repository } = &app.source
+    if let Source::Registry { repository, .. } = &app.source
         && !app.policy.cooldown.is_zero()
     {
         let repo: Reference = repository.parse()?;
@@ -64,6 +68,30 @@ pub async fn discover(
         }
     }
     Ok(candidates)
+}
+
+/// What floating `tag` of `repository` points to now, as a version pinned
+/// by digest. Its `created` is read only when a cooldown needs it and the
+/// digest is not the one running (an unchanged round costs one `HEAD`).
+async fn floating(
+    app: &FleetApp,
+    repository: &str,
+    tag: &str,
+    current: Option<&str>,
+    registry: &Client,
+) -> Result<Candidate, FleetError> {
+    let repo: Reference = repository.parse()?;
+    let tagged = Reference::new(repo.registry(), repo.repository(), Some(tag), None);
+    let digest = registry.resolve(&tagged).await?;
+    let version = format!("{tag}@{digest}");
+    // A registry could answer another algorithm (sha512): not a version lkg deploys.
+    lkg_reconcile::check_version(&version)?;
+    let mut candidate = Candidate { version, published: None };
+    if !app.policy.cooldown.is_zero() && current != Some(candidate.version.as_str()) {
+        let config = registry.image_config(&tagged.at_digest(&digest), None).await?;
+        candidate.published = config.created.as_deref().and_then(|c| c.parse::<Timestamp>().ok());
+    }
+    Ok(candidate)
 }
 
 /// The version an image tag stands for: the tag itself (`1.2.3`), or the

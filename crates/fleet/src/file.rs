@@ -16,6 +16,9 @@
 //!     compose: [shop/compose.yml]                # image: registry.example.net/shop:${LKG_VERSION_TAG}
 //!     source: {registry: registry.example.net/shop}
 //!     policy: {allow: patch, after: [traefik]}
+//!   - app: tools
+//!     compose: [tools/compose.yml]               # image: registry.example.net/tools@${LKG_DIGEST}
+//!     source: {registry: registry.example.net/tools, floating: latest}
 //! ```
 //!
 //! Unknown keys are errors naming the key and its line; so are duplicate
@@ -78,10 +81,16 @@ pub enum Source {
         location: String,
     },
     /// The tags of an image repository (`registry.example.net/shop`), read
-    /// as versions (`1.2.3`, or `1.2.3_4.5.6` for `1.2.3+4.5.6`).
+    /// as versions (`1.2.3`, or `1.2.3_4.5.6` for `1.2.3+4.5.6`); or, with
+    /// `floating`, the digest that one tag (`latest`) points to, offered as
+    /// the version `latest@sha256:<hex>` ([`lkg_reconcile::DigestVersion`])
+    /// and deployed pinned through `${LKG_DIGEST}`.
     Registry {
         /// `host[:port]/path`, without a tag.
         repository: String,
+        /// The floating tag whose digest moves (`latest`): each new digest
+        /// is an update the user opted into by naming the tag.
+        floating: Option<String>,
     },
 }
 
@@ -181,6 +190,7 @@ enum RawSource {
 #[serde(deny_unknown_fields)]
 struct RawRegistry {
     registry: String,
+    floating: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -379,7 +389,21 @@ fn app(raw: RawApp, base: &Path, text: &str, line: Option<usize>) -> Result<Flee
                 )));
             }
             repository.parse::<lkg_registry::Reference>().map_err(|e| prefix(lkg_core::render_chain(&e)))?;
-            Source::Registry { repository }
+            if let Some(tag) = &r.floating {
+                if recipe.is_some() {
+                    return Err(prefix(format!(
+                        "source.floating {tag:?} deploys a digest, which no recipe tag names: give compose files \
+                         (compose: [FILE], image: {repository}@${{LKG_DIGEST}}) instead of a recipe"
+                    )));
+                }
+                if lkg_reconcile::DigestVersion::new(tag, &format!("sha256:{}", "0".repeat(64))).is_none() {
+                    return Err(prefix(format!(
+                        "source.floating {tag:?} is not an image tag: letters, digits, '.', '_' or '-', not \
+                         starting with '.' or '-'"
+                    )));
+                }
+            }
+            Source::Registry { repository, floating: r.floating }
         }
     };
     let windows =
@@ -483,6 +507,30 @@ mod tests {
             parse("version: 1\napps:\n  - app: a\n    recipe: /r\n    source: recipe\n    policy: {allow: major}\n")
                 .unwrap_err();
         assert!(allow.contains("line 6") && allow.contains("major"), "{allow}");
+    }
+
+    #[test]
+    fn a_floating_source_names_a_tag_and_no_recipe() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("compose.yml"), "services:\n  app:\n    image: t@${LKG_DIGEST}\n").unwrap();
+        let parse = |text: &str| Fleet::parse(&dir.path().join("fleet.yml"), text).map_err(|e| e.to_string());
+        let app = |source: &str| {
+            format!("version: 1\napps:\n  - app: tools\n    compose: [compose.yml]\n    source: {source}\n")
+        };
+        let fleet = parse(&app("{registry: 'registry.example.net/tools', floating: latest}")).unwrap();
+        assert_eq!(
+            fleet.apps[0].source,
+            Source::Registry { repository: "registry.example.net/tools".into(), floating: Some("latest".into()) }
+        );
+        let bad = parse(&app("{registry: 'registry.example.net/tools', floating: 'a b'}")).unwrap_err();
+        assert!(bad.contains("line 3") && bad.contains("not an image tag"), "{bad}");
+        let recipe = parse(
+            "version: 1\napps:\n  - app: tools\n    recipe: /r\n    source: {registry: 'r.example.net/t', floating: latest}\n",
+        )
+        .unwrap_err();
+        assert!(recipe.contains("LKG_DIGEST"), "{recipe}");
+        let typo = parse(&app("{registry: 'registry.example.net/tools', flaoting: latest}")).unwrap_err();
+        assert!(typo.contains("line 3"), "{typo}");
     }
 
     #[test]

@@ -6,11 +6,12 @@
 //!
 //! 1. **Fleet file** ([`Fleet`], `fleet.yml`): each app with what
 //!    `lkg-reconcile update` needs, where its versions come from
-//!    ([`Source`]: recipe tags or image tags) and its [`Policy`] (`allow`
-//!    patch or minor, `cooldown`, `skip_rolled_back`, maintenance `window`s,
-//!    `after` for order).
-//! 2. **Discovery** ([`discover()`]): tags read as versions, concurrently
-//!    across apps.
+//!    ([`Source`]: recipe tags, image tags, or a floating tag's digest) and
+//!    its [`Policy`] (`allow` patch or minor, `cooldown`, `skip_rolled_back`,
+//!    maintenance `window`s, `after` for order).
+//! 2. **Discovery** ([`discover()`]): tags read as versions, or a floating
+//!    tag resolved to a version pinned by digest
+//!    ([`lkg_reconcile::DigestVersion`]), concurrently across apps.
 //! 3. **Decision** ([`decide`], pure): what runs by itself, what waits
 //!    (cooldown, window), what is held (a major always goes to the safety
 //!    gate, never twice), what is not retried (a version that rolled back).

@@ -7,10 +7,10 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
-use lkg_reconcile::{AppName, OrderedVersion, UpdateLevel};
+use lkg_reconcile::{AppName, DigestVersion, OrderedVersion, UpdateLevel};
 use serde::Serialize;
 
-use crate::file::{Allow, FleetApp};
+use crate::file::{Allow, FleetApp, Policy, Source};
 
 /// A version an app's source offers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -50,7 +50,8 @@ pub enum Decision {
     Update {
         /// The version.
         target: String,
-        /// How far it goes: `patch`, `minor` or `major`.
+        /// How far it goes: `patch`, `minor` or `major`; `digest` for a
+        /// floating tag that moved.
         level: &'static str,
     },
     /// A newer version waits: its cooldown, or the maintenance window.
@@ -97,6 +98,12 @@ impl Decision {
 /// The newest version of `available` in the form of `like` (or of the
 /// newest parseable one); versions that do not parse are left out.
 pub fn newest<'a>(available: &'a [Candidate], like: Option<&str>) -> Option<&'a Candidate> {
+    // A floating source offers one version, pinned by digest: the newest there is.
+    if let [only] = available
+        && DigestVersion::parse(&only.version).is_some()
+    {
+        return Some(only);
+    }
     let like = like.and_then(OrderedVersion::parse);
     available
         .iter()
@@ -108,6 +115,9 @@ pub fn newest<'a>(available: &'a [Candidate], like: Option<&str>) -> Option<&'a 
 
 /// Decides what a round does for `app` at `now`.
 pub fn decide(app: &FleetApp, facts: &Facts, now: Timestamp) -> Decision {
+    if let Source::Registry { floating: Some(tag), .. } = &app.source {
+        return decide_floating(app, tag, facts, now);
+    }
     let policy = &app.policy;
     let current = facts.current.as_deref().and_then(OrderedVersion::parse);
     // Newer than what runs, and of its form; every version when nothing runs.
@@ -151,7 +161,7 @@ pub fn decide(app: &FleetApp, facts: &Facts, now: Timestamp) -> Decision {
     // Prefer what the policy allows over a major; of those, the newest past its cooldown.
     let allowed: Vec<_> = eligible.iter().filter(|(_, _, level)| *level != UpdateLevel::Major).copied().collect();
     let pool = if allowed.is_empty() { eligible } else { allowed };
-    let Some((newest_eligible, _, _)) = pool.first().copied() else {
+    if pool.is_empty() {
         // Nothing eligible: say why, about the newest version.
         let (c, _, level) = newest;
         if let Some(reason) = facts.held.get(&c.version) {
@@ -164,13 +174,55 @@ pub fn decide(app: &FleetApp, facts: &Facts, now: Timestamp) -> Decision {
             target: c.version.clone(),
             reason: format!("a {} update; the policy allows {} updates", level.as_str(), policy.allow.as_str()),
         };
-    };
+    }
+    let pool: Vec<(&Candidate, &'static str)> = pool.iter().map(|(c, _, level)| (*c, level.as_str())).collect();
+    ready(policy, facts.current.is_none(), &pool, now)
+}
+
+/// A floating source: its one candidate is the digest its tag points to
+/// now. A new digest is an update (level `digest`) whatever `allow` says:
+/// naming the tag in `floating:` opted into its rebuilds, and a digest has
+/// no version for `allow` or the gate's major rule to read. Cooldown
+/// (the image's `created`), windows, `skip_rolled_back` and the gate's
+/// memory apply as to any version. An app that runs something else (a
+/// version, another tag) is not moved onto the tag by itself.
+fn decide_floating(app: &FleetApp, tag: &str, facts: &Facts, now: Timestamp) -> Decision {
+    let Some(candidate) = facts.available.first() else { return Decision::UpToDate };
+    let target = || candidate.version.clone();
+    if let Some(current) = facts.current.as_deref() {
+        if current == candidate.version {
+            return Decision::UpToDate;
+        }
+        if DigestVersion::parse(current).is_none_or(|c| c.tag() != tag) {
+            return Decision::Held {
+                target: target(),
+                reason: format!(
+                    "it runs {current}, not a digest of tag {tag}: move it onto the tag by hand \
+                     (lkg-reconcile update --target {})",
+                    candidate.version
+                ),
+            };
+        }
+    }
+    if let Some(reason) = facts.held.get(&candidate.version) {
+        return Decision::Held { target: target(), reason: reason.clone() };
+    }
+    if app.policy.skip_rolled_back && facts.rolled_back.contains(&candidate.version) {
+        return Decision::SkipRolledBack { target: target() };
+    }
+    ready(&app.policy, facts.current.is_none(), &[(candidate, "digest")], now)
+}
+
+/// What happens to `pool` (eligible candidates, newest first): the newest
+/// past its cooldown runs, inside a maintenance window.
+fn ready(policy: &Policy, install: bool, pool: &[(&Candidate, &'static str)], now: Timestamp) -> Decision {
+    let Some((newest_eligible, _)) = pool.first() else { return Decision::UpToDate };
     let cooldown_ok = |c: &Candidate| match c.published {
         _ if policy.cooldown.is_zero() => true,
         Some(published) => published.as_second().saturating_add(secs(policy.cooldown)) <= now.as_second(),
         None => false,
     };
-    let Some((candidate, _, level)) = pool.iter().find(|(c, _, _)| cooldown_ok(c)).copied() else {
+    let Some((candidate, level)) = pool.iter().find(|(c, _)| cooldown_ok(c)).copied() else {
         let reason = match newest_eligible.published {
             Some(published) => {
                 let ready_at = published.as_second().saturating_add(secs(policy.cooldown));
@@ -195,10 +247,10 @@ pub fn decide(app: &FleetApp, facts: &Facts, now: Timestamp) -> Decision {
             reason: format!("outside the maintenance window ({})", windows.join("; ")),
         };
     }
-    if facts.current.is_none() {
+    if install {
         Decision::Install { target: candidate.version.clone() }
     } else {
-        Decision::Update { target: candidate.version.clone(), level: level.as_str() }
+        Decision::Update { target: candidate.version.clone(), level }
     }
 }
 
@@ -385,6 +437,52 @@ mod tests {
         assert!(
             matches!(decide(&closed, &f, now()), Decision::Wait { ref reason, .. } if reason.contains("maintenance window"))
         );
+    }
+
+    fn floating(policy: &str) -> FleetApp {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("compose.yml"), "services:\n  app:\n    image: t@${LKG_DIGEST}\n").unwrap();
+        let text = format!(
+            "version: 1\napps:\n  - app: tools\n    compose: [compose.yml]\n    \
+             source: {{registry: 'registry.example.net/tools', floating: latest}}\n    policy: {policy}\n"
+        );
+        Fleet::parse(&dir.path().join("fleet.yml"), &text).unwrap().apps.remove(0)
+    }
+
+    fn pinned(tag: &str, hex: char) -> String {
+        format!("{tag}@sha256:{}", hex.to_string().repeat(64))
+    }
+
+    #[test]
+    fn a_floating_tag_that_moved_is_a_digest_update_allowed_by_naming_it() {
+        let (old, new) = (pinned("latest", 'a'), pinned("latest", 'b'));
+        let f = |current: Option<&str>, published: i64| Facts {
+            current: current.map(str::to_owned),
+            available: vec![Candidate { version: new.clone(), published: Timestamp::from_second(published).ok() }],
+            ..Facts::default()
+        };
+        assert_eq!(decide(&floating("{}"), &f(None, 0), now()), Decision::Install { target: new.clone() });
+        // `allow: patch` does not hold a rebuild: the tag was opted into.
+        assert_eq!(
+            decide(&floating("{allow: patch}"), &f(Some(&old), 0), now()),
+            Decision::Update { target: new.clone(), level: "digest" }
+        );
+        assert_eq!(decide(&floating("{}"), &f(Some(&new), 0), now()), Decision::UpToDate);
+        assert_eq!(newest(&f(None, 0).available, Some(&old)).map(|c| c.version.as_str()), Some(new.as_str()));
+        // The image's `created` against the cooldown.
+        let wait = decide(&floating("{cooldown: 1h}"), &f(Some(&old), NOW - 600), now());
+        assert!(matches!(&wait, Decision::Wait { reason, .. } if reason.contains("ready at")), "{wait:?}");
+        // A rolled-back digest waits for the tag to move again.
+        let mut rolled = f(Some(&old), 0);
+        rolled.rolled_back.insert(new.clone());
+        assert_eq!(decide(&floating("{}"), &rolled, now()), Decision::SkipRolledBack { target: new.clone() });
+        rolled.available[0].version = pinned("latest", 'c');
+        assert!(decide(&floating("{}"), &rolled, now()).acts());
+        // Running a version or another tag's digest: not moved onto the tag by itself.
+        for other in ["1.2.0".to_owned(), pinned("stable", 'a')] {
+            let held = decide(&floating("{}"), &f(Some(&other), 0), now());
+            assert!(matches!(&held, Decision::Held { reason, .. } if reason.contains("by hand")), "{held:?}");
+        }
     }
 
     #[test]

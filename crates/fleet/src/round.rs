@@ -89,6 +89,10 @@ pub struct AppRound {
     pub running: Option<String>,
     /// The newest version its source offers.
     pub newest: Option<String>,
+    /// When the newest version was published (tag or commit time, image
+    /// `created`), when discovery read it (for a cooldown).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "crate::state::opt_ts::serialize")]
+    pub published: Option<Timestamp>,
     /// What the policy decided (absent when the app was not looked at).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<Decision>,
@@ -266,13 +270,13 @@ impl<'a> Fleeter<'a> {
         let mut rounds = Vec::new();
         for app in crate::plan::order(&fleet.apps) {
             let (current, discovered) = &found[app.name.as_str()];
-            let newest =
-                discovered.as_ref().ok().and_then(|c| newest(c, current.as_deref())).map(|c| c.version.clone());
+            let newest = discovered.as_ref().ok().and_then(|c| newest(c, current.as_deref()));
             let mut round = AppRound {
                 app: app.name.to_string(),
                 state: AppState::UpToDate,
                 running: current.clone(),
-                newest,
+                newest: newest.map(|c| c.version.clone()),
+                published: newest.and_then(|c| c.published),
                 decision: None,
                 reason: None,
                 failure: None,
@@ -388,11 +392,13 @@ impl<'a> Fleeter<'a> {
         platform: &P,
     ) -> (AppRound, Option<Outcome>) {
         let (current, discovered) = found;
+        let newest = discovered.as_ref().ok().and_then(|c| newest(c, current.as_deref()));
         let mut round = AppRound {
             app: app.name.to_string(),
             state: AppState::Skipped,
             running: current.clone(),
-            newest: discovered.as_ref().ok().and_then(|c| newest(c, current.as_deref())).map(|c| c.version.clone()),
+            newest: newest.map(|c| c.version.clone()),
+            published: newest.and_then(|c| c.published),
             decision: None,
             reason: None,
             failure: None,
