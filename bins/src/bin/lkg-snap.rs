@@ -8,7 +8,8 @@ use std::sync::Mutex;
 use clap::{Parser, Subcommand};
 use lkg_cli::{Common, Exit, Failure, Output, Progress};
 use lkg_warmsnap::{
-    Access, AppName, Event, LocalStore, Meta, RestoreRequest, SnapError, StoreError, TakeRequest, Verdict,
+    Access, AppName, Event, LocalStore, Meta, OciStore, RestoreRequest, SnapError, Store, StoreError, TakeRequest,
+    Verdict,
 };
 
 /// Last-known-good snapshots of a swarm stack's volumes.
@@ -26,15 +27,34 @@ use lkg_warmsnap::{
 /// through the engine it checks first, then recreates each volume and fills
 /// it. Either way the volume ends with exactly the archived content.
 ///
+/// With --store oci://HOST[:PORT]/REPOSITORY the snapshots live in a
+/// registry instead, as OCI artifacts (docs/snapshots.md, "Registry store"):
+/// a volume archive already in the repository is not uploaded again, every
+/// byte read back is checked against its digest, and <app>-last-good moves
+/// only after the whole snapshot is there.
+///
 /// Exit codes: 0 ok; 1 a snapshot does not verify (damaged, tampered, unsafe
 /// entries) or `show` found none; 2 bad input; 4 a restore stopped half-way
-/// (run it again); 5 environment: engine unreachable, stack deployed or
-/// volume in use, snapshot locked by another run, I/O error.
+/// (run it again); 5 environment: engine or store registry unreachable, stack
+/// deployed or volume in use, snapshot locked by another run, I/O error.
 #[derive(Parser)]
 #[command(name = "lkg-snap", version, about, long_about)]
 struct Cli {
     #[command(flatten)]
     common: Common,
+    /// Where snapshots are kept: `local` (under the state dir) or a registry
+    /// repository, oci://HOST[:PORT]/REPOSITORY. Credentials come from the
+    /// Docker config (REGISTRY_AUTH_FILE, DOCKER_CONFIG); loopback hosts may
+    /// use plain HTTP.
+    #[arg(long, global = true, env = "LKG_SNAP_STORE", default_value = "local", value_name = "STORE")]
+    store: String,
+    /// With an oci:// store: how many snapshots of each app to keep (the
+    /// last-known-good included); older ones are deleted after a take.
+    #[arg(long, global = true, default_value_t = 5, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    keep: u16,
+    /// A registry host[:port] that may be spoken to over plain HTTP (repeatable).
+    #[arg(long, global = true, value_name = "HOST")]
+    insecure_registry: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -97,12 +117,22 @@ fn main() -> std::process::ExitCode {
     lkg_cli::run(|| {
         let cli = Cli::parse();
         let out = Output::new(cli.common.json);
-        let store = LocalStore::new(cli.common.state_dir()?);
+        let state_dir = cli.common.state_dir()?;
+        if cli.store == "local" {
+            return lkg_cli::block_on(run(cli.command, &LocalStore::new(state_dir), out))?;
+        }
+        let repo = OciStore::parse_url(&cli.store).map_err(|e| Failure::of(&e))?;
+        let options = lkg_registry::ClientOptions {
+            insecure_registries: cli.insecure_registry.clone(),
+            ..lkg_registry::ClientOptions::default()
+        };
+        let client = lkg_registry::Client::new(options).map_err(|e| Failure::of(&e))?;
+        let store = OciStore::new(client, &repo, state_dir).keep(usize::from(cli.keep));
         lkg_cli::block_on(run(cli.command, &store, out))?
     })
 }
 
-async fn run(command: Command, store: &LocalStore, out: Output) -> Result<Exit, Failure> {
+async fn run<S: Store>(command: Command, store: &S, out: Output) -> Result<Exit, Failure> {
     let progress = TtyProgress(Mutex::new(Progress::stderr()));
     let exit = match command {
         Command::Take { app, stack, version, commit, domain, access } => {
@@ -131,7 +161,12 @@ async fn run(command: Command, store: &LocalStore, out: Output) -> Result<Exit, 
     exit
 }
 
-async fn take(store: &LocalStore, request: &TakeRequest, out: Output, progress: &TtyProgress) -> Result<Exit, Failure> {
+async fn take<S: Store>(
+    store: &S,
+    request: &TakeRequest,
+    out: Output,
+    progress: &TtyProgress,
+) -> Result<Exit, Failure> {
     let docker = lkg_warmsnap::connect().await.map_err(|e| failure(&SnapError::from(e)))?;
     let report = lkg_warmsnap::take(&docker, store, request, progress).await.map_err(|e| failure(&e))?;
     progress.clear();
@@ -156,7 +191,7 @@ async fn take(store: &LocalStore, request: &TakeRequest, out: Output, progress: 
     Ok(Exit::Ok)
 }
 
-async fn verify(store: &LocalStore, app: &AppName, out: Output, progress: &TtyProgress) -> Result<Exit, Failure> {
+async fn verify<S: Store>(store: &S, app: &AppName, out: Output, progress: &TtyProgress) -> Result<Exit, Failure> {
     let report = lkg_warmsnap::verify(store, app, progress).await.map_err(|e| failure(&e))?;
     progress.clear();
     out.emit(&report, |w| {
@@ -189,8 +224,8 @@ async fn verify(store: &LocalStore, app: &AppName, out: Output, progress: &TtyPr
     .with_hint("do not restore it; take a new snapshot from a known-good deployment"))
 }
 
-async fn restore(
-    store: &LocalStore,
+async fn restore<S: Store>(
+    store: &S,
     request: &RestoreRequest,
     out: Output,
     progress: &TtyProgress,
@@ -213,7 +248,7 @@ async fn restore(
     Ok(Exit::Ok)
 }
 
-async fn show(store: &LocalStore, app: &AppName, out: Output) -> Result<Exit, Failure> {
+async fn show<S: Store>(store: &S, app: &AppName, out: Output) -> Result<Exit, Failure> {
     let snapshot = lkg_warmsnap::show(store, app).await.map_err(|e| failure(&e))?;
     let value = serde_json::json!({ "app": app, "snapshot": snapshot });
     out.emit(&value, |w| match &snapshot {

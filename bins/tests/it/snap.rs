@@ -354,3 +354,57 @@ fn sigkill_during_a_direct_restore_is_healed_by_a_rerun() {
 fn sigkill_during_an_archive_restore_is_healed_by_a_rerun() {
     restore_sigkill_sweep("archive");
 }
+
+#[test]
+fn a_registry_store_from_the_command_line() {
+    let env = env();
+    let stack = unique_name("snapoci");
+    let volume = Volume::new(env, &stack, "data");
+    // Content of its own: the layer is this test's alone, even in a shared registry.
+    volume.sh(&format!("echo known-good {stack} > /data/marker"));
+    let state = tempfile::tempdir().unwrap();
+    let store = format!("oci://{}/lkg/{stack}", env.registry_a);
+    let with_store = |args: &[&str]| snap(state.path(), &[&["--store", store.as_str()], args].concat());
+
+    let out = with_store(&["take", "--app", &stack, "--stack", &stack, "--version", "1.0.0", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let taken = json(&out);
+    let location = taken["location"].as_str().unwrap().to_owned();
+    assert!(location.starts_with(&format!("{store}:{stack}-last-good@sha256:")), "{location}");
+    let out = with_store(&["show", "--json"]);
+    assert_eq!(json(&out)["apps"], serde_json::json!([stack]), "{}", text(&out.stderr));
+    assert!(!state.path().join(format!("apps/{stack}/snapshot")).exists(), "nothing kept locally");
+
+    volume.sh("echo changed > /data/marker");
+    let out = with_store(&["restore", "--app", &stack]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(volume.sh("cat /data/marker"), format!("known-good {stack}"));
+
+    // The layer altered at rest in the registry's storage: verify says so
+    // (exit 1), restore refuses and leaves the volume as it is.
+    let sha = taken["meta"]["volumes"][0]["sha256"].as_str().unwrap();
+    let blob = env.dir.join(format!("registry-a/data/docker/registry/v2/blobs/sha256/{}/{sha}/data", &sha[..2]));
+    let original = fs_err::read(&blob).expect("the layer in the registry's storage");
+    let mut bytes = original.clone();
+    let at = bytes.windows(10).position(|w| w == b"known-good").expect("the marker's content");
+    bytes[at] ^= 1;
+    fs_err::write(&blob, &bytes).unwrap();
+    volume.sh("echo live > /data/marker");
+    let out = with_store(&["verify", "--app", &stack]);
+    let verified = text(&out.stdout);
+    let restored = with_store(&["restore", "--app", &stack]);
+    fs_err::write(&blob, &original).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(verified.contains("REFUSED") && verified.contains("digest"), "{verified}");
+    assert_eq!(restored.status.code(), Some(1), "{}", text(&restored.stderr));
+    assert!(text(&restored.stderr).contains("digest"), "{}", text(&restored.stderr));
+    assert_eq!(volume.sh("cat /data/marker"), "live", "the volume is untouched");
+
+    // 2: not a store URL; 5: a registry nobody answers at.
+    let out = snap(state.path(), &["--store", "oci://nowhere", "show"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("oci://HOST[:PORT]/REPOSITORY"), "{}", text(&out.stderr));
+    let port = lkg_testkit::free_port();
+    let out = snap(state.path(), &["--store", &format!("oci://127.0.0.1:{port}/lkg/x"), "show", "--app", &stack]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+}

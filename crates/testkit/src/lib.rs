@@ -50,6 +50,7 @@ mod env;
 mod http;
 mod images;
 mod nodes;
+pub mod proxy;
 mod redact;
 mod stack;
 mod util;

@@ -185,7 +185,9 @@ fn describe(containers: &[String]) -> String {
     }
 }
 
-impl lkg_core::Classify for SnapError {
+use lkg_core::Classify;
+
+impl Classify for SnapError {
     fn kind(&self) -> lkg_core::FailureKind {
         use lkg_core::FailureKind;
         match self {
@@ -198,9 +200,23 @@ impl lkg_core::Classify for SnapError {
             SnapError::Refused { .. } | SnapError::Mismatch { .. } => FailureKind::Verdict,
             SnapError::Store(e) => e.kind(),
             SnapError::Incomplete { .. } => FailureKind::Partial,
+            // A store's reader says what its failure is (a registry's digest
+            // mismatch is a verdict); any other read error is the environment.
+            SnapError::Io { source, .. } => store_error_in(source).map_or(FailureKind::Environment, Classify::kind),
             // The stack deployed or a volume in use, the engine unreachable,
             // a lock held, an I/O error: fix the environment and run again.
             _ => FailureKind::Environment,
         }
     }
+}
+
+/// The [`StoreError`] a store's reader carried in a read error, if any.
+fn store_error_in(error: &io::Error) -> Option<&StoreError> {
+    error.get_ref().and_then(|e| e.downcast_ref::<StoreError>())
+}
+
+/// Whether a read error is the store saying the archive is not what it
+/// stored (a digest mismatch): a verdict on the snapshot, not an I/O failure.
+pub(crate) fn is_store_verdict(error: &io::Error) -> bool {
+    store_error_in(error).is_some_and(|e| e.kind() == lkg_core::FailureKind::Verdict)
 }

@@ -79,6 +79,8 @@ mod engine;
 mod error;
 mod meta;
 mod name;
+#[cfg(feature = "oci")]
+pub mod oci;
 mod progress;
 mod restore;
 mod store;
@@ -96,6 +98,8 @@ pub use lkg_core::{NoProgress, Progress};
 pub use lkg_swarm::docker::{ConnectError, connect, connect_to};
 pub use meta::{FORMAT, Meta, MetaError, VolumeRecord};
 pub use name::{AppName, AppNameError, NameError};
+#[cfg(feature = "oci")]
+pub use oci::{OciReader, OciStaging, OciStore, StoreUrlError};
 pub use progress::{Event, Phase};
 pub use restore::{RestoreReport, RestoreRequest, RestoredVolume, restore};
 pub use store::{

@@ -28,8 +28,8 @@ use lkg_core::state_file::{self, StateFileError};
 use crate::name::{AppName, NameError, check_object_name};
 
 /// Snapshot storage, one last-known-good per app. [`LocalStore`] is the
-/// default; a registry-backed store (snapshots as content-addressed
-/// artifacts) can implement the same trait.
+/// default; `OciStore` (feature `oci`) keeps snapshots as OCI artifacts in a
+/// registry.
 ///
 /// Methods block (file or network I/O); the async entry points of this crate
 /// call them on tokio's blocking pool, which is why a store is `Clone + 'static`.
@@ -144,6 +144,11 @@ pub enum StoreError {
     /// A state file (`meta.json`) or a directory could not be written or synced.
     #[error(transparent)]
     State(#[from] StateFileError),
+    /// The registry of an [`OciStore`](crate::OciStore) failed or served
+    /// something that does not check (a digest mismatch).
+    #[cfg(feature = "oci")]
+    #[error(transparent)]
+    Registry(#[from] lkg_registry::RegistryError),
 }
 
 impl lkg_core::Classify for StoreError {
@@ -155,6 +160,8 @@ impl lkg_core::Classify for StoreError {
             StoreError::Meta { .. } | StoreError::MissingVolume { .. } | StoreError::Layout { .. } => {
                 FailureKind::Verdict
             }
+            #[cfg(feature = "oci")]
+            StoreError::Registry(e) => e.kind(),
             _ => FailureKind::Environment,
         }
     }
@@ -203,7 +210,9 @@ impl LocalStore {
         self.app_dir(app).join(CURRENT)
     }
 
-    fn lock(&self, app: &AppName, mode: LockMode) -> Result<std::fs::File, StoreError> {
+    /// Takes the app's snapshot lock (`snapshots/.lock`), whichever store
+    /// keeps the snapshot: one lock per app on this machine.
+    pub(crate) fn lock(&self, app: &AppName, mode: LockMode) -> Result<std::fs::File, StoreError> {
         let dir = self.app_dir(app).join(GENERATIONS);
         fs_err::create_dir_all(&dir)?;
         let path = dir.join(LOCK);
@@ -249,6 +258,23 @@ impl LocalStore {
         Ok(Some(generation.to_owned()))
     }
 
+    /// A new staging directory for generation `generation` of `app`, after
+    /// removing the staging directories interrupted takes left (of either
+    /// store). Called with the exclusive lock held.
+    pub(crate) fn new_staging(&self, app: &AppName, generation: &str) -> Result<PathBuf, StoreError> {
+        let generations = self.app_dir(app).join(GENERATIONS);
+        for entry in fs_err::read_dir(&generations)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if name.to_str().and_then(|n| n.strip_prefix(STAGING_PREFIX)).is_some_and(is_generation) {
+                fs_err::remove_dir_all(entry.path())?;
+            }
+        }
+        let dir = generations.join(format!("{STAGING_PREFIX}{generation}"));
+        fs_err::create_dir(&dir)?;
+        Ok(dir)
+    }
+
     /// Removes what interrupted runs left. Called with the exclusive lock held.
     fn collect_garbage(&self, app: &AppName, current: Option<&str>) -> Result<(), StoreError> {
         let app_dir = self.app_dir(app);
@@ -256,9 +282,7 @@ impl LocalStore {
             let entry = entry?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            let stale_staging = name.strip_prefix(STAGING_PREFIX).is_some_and(is_generation);
-            let stale_generation = is_generation(name) && Some(name) != current;
-            if stale_staging || stale_generation {
+            if is_generation(name) && Some(name) != current {
                 fs_err::remove_dir_all(entry.path())?;
             }
         }
@@ -298,9 +322,7 @@ impl Store for LocalStore {
         let previous = self.current_generation(app)?;
         self.collect_garbage(app, previous.as_deref())?;
         let generation = new_generation();
-        let generations = self.app_dir(app).join(GENERATIONS);
-        let dir = generations.join(format!("{STAGING_PREFIX}{generation}"));
-        fs_err::create_dir(&dir)?;
+        let dir = self.new_staging(app, &generation)?;
         fs_err::create_dir(dir.join(VOLUMES))?;
         Ok(LocalStaging {
             app: app.clone(),
@@ -412,9 +434,7 @@ impl LocalStaging {
 impl Staging for LocalStaging {
     fn create_volume(&mut self, name: &str) -> Result<Box<dyn VolumeSink>, StoreError> {
         check_object_name("volume", name)?;
-        let path = self.dir.join(VOLUMES).join(format!("{name}.tar"));
-        let file = fs_err::File::create_new(&path)?;
-        Ok(Box::new(LocalSink { file: BufWriter::with_capacity(1 << 20, file) }))
+        Ok(Box::new(LocalSink::create(&self.dir.join(VOLUMES).join(format!("{name}.tar")))?))
     }
 
     fn open_volume(&self, name: &str) -> Result<Box<dyn Read + Send>, StoreError> {
@@ -491,8 +511,16 @@ impl Drop for LocalStaging {
     }
 }
 
-struct LocalSink {
+pub(crate) struct LocalSink {
     file: BufWriter<fs_err::File>,
+}
+
+impl LocalSink {
+    /// A new archive at `path` (which must not exist).
+    pub(crate) fn create(path: &Path) -> Result<LocalSink, StoreError> {
+        let file = fs_err::File::create_new(path)?;
+        Ok(LocalSink { file: BufWriter::with_capacity(1 << 20, file) })
+    }
 }
 
 impl Write for LocalSink {
@@ -517,12 +545,12 @@ impl VolumeSink for LocalSink {
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     Ok(state_file::sync_dir(dir)?)
 }
 
 /// `20260529T005510Z-0a1b2c3d`: sorts by time, unique per take.
-fn new_generation() -> String {
+pub(crate) fn new_generation() -> String {
     use std::hash::{BuildHasher, Hasher};
     let now = jiff::Timestamp::now();
     let mut hasher = std::hash::RandomState::new().build_hasher();
@@ -531,7 +559,7 @@ fn new_generation() -> String {
     format!("{}-{:08x}", now.strftime("%Y%m%dT%H%M%SZ"), hasher.finish() & 0xffff_ffff)
 }
 
-fn is_generation(name: &str) -> bool {
+pub(crate) fn is_generation(name: &str) -> bool {
     let bytes = name.as_bytes();
     bytes.len() == 25
         && bytes[8] == b'T'

@@ -168,6 +168,15 @@ pub(crate) async fn check_volume<R: SnapshotReader>(
     .await?;
     let checked = match read {
         Err(e) => Err(SnapError::Store(e)),
+        // The store found the archive is not what it stored (a registry's
+        // digest mismatch): a verdict on this volume, like a refusal.
+        Ok(Err(crate::archive::ArchiveError::Read(e))) if crate::error::is_store_verdict(&e) => {
+            Err(SnapError::Refused {
+                volume: record.name.clone(),
+                location,
+                source: crate::archive::ArchiveError::Read(e),
+            })
+        }
         Ok(Err(crate::archive::ArchiveError::Read(source))) => {
             return Err(SnapError::Io { action: "read the archive of", volume: record.name.clone(), source });
         }

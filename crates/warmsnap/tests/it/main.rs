@@ -3,6 +3,7 @@
 
 mod leftovers;
 mod malicious;
+mod oci;
 mod refusals;
 mod roundtrip;
 mod store;

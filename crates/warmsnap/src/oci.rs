@@ -1,0 +1,502 @@
+//! Snapshots in an OCI registry: [`OciStore`], the [`Store`] that keeps an
+//! app's last-known-good off the machine that took it (feature `oci`).
+//!
+//! A snapshot is one OCI artifact in the store's repository:
+//!
+//! ```text
+//! manifest  artifactType application/vnd.lkg.snapshot.v1
+//!   config  application/vnd.lkg.snapshot.meta.v1+json   meta.json, byte for byte
+//!   layers  application/vnd.lkg.snapshot.volume.v1.tar  one per volume, titled <volume>.tar
+//! tags      <app>-<generation>   every snapshot (retention keeps the newest N)
+//!           <app>-last-good      the last-known-good, moved last
+//! ```
+//!
+//! A layer's digest is `sha256:` and the archive checksum that `meta.json`
+//! records, so a volume whose content did not change since any snapshot in
+//! the repository is not uploaded again. A commit uploads the volumes, then
+//! `meta.json`, then the manifest by digest, then the generation tag, and
+//! moves `<app>-last-good` last: a commit that stops anywhere before leaves
+//! the previous last-known-good as it was. Readers check the manifest
+//! against `meta.json` (every volume, digest and size) before they return,
+//! and every byte they stream against its digest.
+//!
+//! Locks are local, as with [`LocalStore`]: one take or restore of an app at
+//! a time on this machine (`<state-dir>/apps/<app>/snapshots/.lock`).
+
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use lkg_registry::{
+    BlobReader, BlobStream, Bytes, Client, Descriptor, Digest, ImageManifest, Manifest, ManifestKind, Reference,
+    RegistryError, media,
+};
+
+use crate::meta::Meta;
+use crate::name::{AppName, check_object_name};
+use crate::store::{
+    LocalSink, LocalStore, LockMode, SnapshotReader, Staging, Store, StoreError, VolumeSink, is_generation,
+    new_generation,
+};
+
+/// The `artifactType` of a snapshot manifest.
+pub const ARTIFACT_TYPE: &str = "application/vnd.lkg.snapshot.v1";
+/// The media type of a snapshot's config blob, its `meta.json`.
+pub const META_MEDIA_TYPE: &str = "application/vnd.lkg.snapshot.meta.v1+json";
+/// The media type of a volume archive layer.
+pub const VOLUME_MEDIA_TYPE: &str = "application/vnd.lkg.snapshot.volume.v1.tar";
+
+const TITLE: &str = "org.opencontainers.image.title";
+const CREATED: &str = "org.opencontainers.image.created";
+const LAST_GOOD: &str = "last-good";
+/// The largest `meta.json` a reader fetches.
+const MAX_META: u64 = 1 << 20;
+/// Snapshots kept per app unless told otherwise.
+pub const DEFAULT_KEEP: usize = 5;
+
+/// Snapshots as OCI artifacts in a registry repository (`oci://HOST/REPO`).
+///
+/// Auth, retries, timeouts and the plain-HTTP rules are the [`Client`]'s.
+/// Methods block: call them off the async runtime's own threads (the
+/// crate's entry points do), inside a tokio runtime context.
+///
+/// ```no_run
+/// # fn run(state_dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+/// use lkg_warmsnap::{OciStore, Store};
+/// let client = lkg_registry::Client::new(lkg_registry::ClientOptions::default())?;
+/// let store = OciStore::new(client, &OciStore::parse_url("oci://127.0.0.1:5000/lkg/snapshots")?, state_dir).keep(3);
+/// println!("{}", store.location(&lkg_warmsnap::AppName::new("gitea")?));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct OciStore {
+    client: Client,
+    repo: Reference,
+    local: LocalStore,
+    keep: usize,
+    uploaded: Arc<AtomicU64>,
+}
+
+/// Why an `oci://` store URL is not usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("store {url:?} is not a registry repository: {problem} (expected oci://HOST[:PORT]/REPOSITORY)")]
+pub struct StoreUrlError {
+    /// The URL given.
+    pub url: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl lkg_core::Classify for StoreUrlError {
+    fn kind(&self) -> lkg_core::FailureKind {
+        lkg_core::FailureKind::Input
+    }
+}
+
+impl OciStore {
+    /// A store in `repo` (its repository; a tag or digest in it is
+    /// ignored), with locks and staging under `state_dir`.
+    pub fn new(client: Client, repo: &Reference, state_dir: impl AsRef<Path>) -> OciStore {
+        let repo = Reference::new(repo.registry(), repo.repository(), None, None);
+        OciStore { client, repo, local: LocalStore::new(state_dir), keep: DEFAULT_KEEP, uploaded: Arc::default() }
+    }
+
+    /// Keeps the newest `keep` snapshots of each app (at least 1, the
+    /// last-known-good); older ones are deleted after each commit. A registry
+    /// that refuses deletes keeps them all.
+    #[must_use]
+    pub fn keep(mut self, keep: usize) -> OciStore {
+        self.keep = keep.max(1);
+        self
+    }
+
+    /// Parses `oci://HOST[:PORT]/REPOSITORY`.
+    ///
+    /// ```
+    /// let repo = lkg_warmsnap::OciStore::parse_url("oci://10.99.0.1:5099/lkg/snapshots")?;
+    /// assert_eq!((repo.registry(), repo.repository()), ("10.99.0.1:5099", "lkg/snapshots"));
+    /// assert!(lkg_warmsnap::OciStore::parse_url("oci://snapshots").is_err());
+    /// # Ok::<(), lkg_warmsnap::StoreUrlError>(())
+    /// ```
+    pub fn parse_url(url: &str) -> Result<Reference, StoreUrlError> {
+        let bad = |problem: &str| StoreUrlError { url: url.to_owned(), problem: problem.to_owned() };
+        let rest = url.strip_prefix("oci://").ok_or_else(|| bad("it does not start with oci://"))?;
+        let (host, repository) = rest.split_once('/').ok_or_else(|| bad("it names no repository"))?;
+        if host.is_empty() || repository.is_empty() {
+            return Err(bad("it names no registry host or no repository"));
+        }
+        if repository.contains(['@', ':']) {
+            return Err(bad("a store is a repository: leave out the tag or digest"));
+        }
+        let reference: Reference =
+            format!("{host}/{repository}").parse().map_err(|e: RegistryError| bad(&e.to_string()))?;
+        if reference.registry() != host || reference.repository() != repository {
+            return Err(bad(
+                "the part before the first / must be the registry host (with a dot, a port, or localhost)",
+            ));
+        }
+        Ok(reference)
+    }
+
+    /// The repository snapshots go to.
+    pub fn repository(&self) -> &Reference {
+        &self.repo
+    }
+
+    /// Bytes of volume archives this store has uploaded since it was made
+    /// (archives already in the repository are not uploaded again).
+    pub fn uploaded_bytes(&self) -> u64 {
+        self.uploaded.load(Ordering::Relaxed)
+    }
+
+    /// The tags of `app`'s snapshots, newest first (`<app>-<generation>`).
+    pub async fn history(&self, app: &AppName) -> Result<Vec<String>, StoreError> {
+        Ok(generation_tags(app, self.client.list_tags(&self.repo).await?))
+    }
+
+    fn last_good(&self, app: &AppName) -> Reference {
+        self.repo.at_tag(&format!("{app}-{LAST_GOOD}"))
+    }
+
+    /// Reads and checks the snapshot `manifest` of `app`.
+    async fn read(&self, app: &AppName, manifest: &Manifest, location: &str) -> Result<Opened, StoreError> {
+        let layout = |problem: String| StoreError::Layout { path: PathBuf::from(location), problem };
+        let ManifestKind::Image(image) = manifest.parse()? else {
+            return Err(layout("is an index, not an lkg snapshot manifest".to_owned()));
+        };
+        if image.config.media_type != META_MEDIA_TYPE {
+            return Err(layout(format!(
+                "is not an lkg snapshot (its config is {:?}, not {META_MEDIA_TYPE})",
+                lkg_core::clip(&image.config.media_type)
+            )));
+        }
+        if image.config.size > MAX_META {
+            return Err(layout(format!("has a meta.json of {} bytes, more than lkg writes", image.config.size)));
+        }
+        let text = self.client.get_blob(&self.repo, &image.config.digest).await?;
+        let meta = Meta::parse(&text, app).map_err(|source| StoreError::Meta { path: location.into(), source })?;
+        let mut layers = BTreeMap::new();
+        for layer in &image.layers {
+            let title = layer.annotations.as_ref().and_then(|a| a.get(TITLE)).map(String::as_str).unwrap_or_default();
+            let Some(record) = title.strip_suffix(".tar").and_then(|name| meta.volume(name)) else {
+                return Err(layout(format!("has a layer {:?} that meta.json does not list", lkg_core::clip(title))));
+            };
+            if layer.digest.to_string() != format!("sha256:{}", record.sha256) || layer.size != record.bytes {
+                return Err(layout(format!(
+                    "has layer {title} as {} ({} bytes) but meta.json records sha256:{} ({} bytes)",
+                    layer.digest, layer.size, record.sha256, record.bytes
+                )));
+            }
+            layers.insert(record.name.clone(), layer.digest.clone());
+        }
+        if let Some(missing) = meta.volumes.iter().find(|v| !layers.contains_key(&v.name)) {
+            return Err(StoreError::MissingVolume {
+                app: app.to_string(),
+                volume: missing.name.clone(),
+                path: PathBuf::from(location),
+            });
+        }
+        Ok(Opened { meta, layers })
+    }
+
+    /// Uploads `path` as blob `digest` unless the repository has it.
+    async fn upload(&self, path: &Path, digest: &Digest, size: u64) -> Result<(), StoreError> {
+        if self.client.blob_exists(&self.repo, digest).await? == Some(size) {
+            return Ok(());
+        }
+        let attempts = self.client.options().retry.attempts.max(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let stream = file_stream(path).await?;
+            match self.client.push_blob_stream(&self.repo, digest, size, stream, None).await {
+                Ok(()) => break,
+                Err(e) if attempt < attempts && e.is_environment() => {
+                    tokio::time::sleep(self.client.options().retry.initial_backoff * attempt).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.uploaded.fetch_add(size, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Pushes the snapshot of `meta` (volumes already staged in `dir`) and
+    /// moves the tags; returns the manifest's digest.
+    async fn push(&self, app: &AppName, generation: &str, dir: &Path, meta: &Meta) -> Result<Digest, StoreError> {
+        let mut layers = Vec::new();
+        for record in &meta.volumes {
+            let digest: Digest = format!("sha256:{}", record.sha256).parse().map_err(RegistryError::from)?;
+            self.upload(&dir.join(format!("{}.tar", record.name)), &digest, record.bytes).await?;
+            let mut layer = Descriptor::new(VOLUME_MEDIA_TYPE, digest, record.bytes);
+            layer.annotations = Some(BTreeMap::from([(TITLE.to_owned(), format!("{}.tar", record.name))]));
+            layers.push(layer);
+        }
+        let text = meta.to_json();
+        let config = Descriptor::of(META_MEDIA_TYPE, &text);
+        if self.client.blob_exists(&self.repo, &config.digest).await?.is_none() {
+            self.client.push_blob(&self.repo, &config.digest, Bytes::from(text)).await?;
+        }
+        let annotations = BTreeMap::from([
+            (CREATED.to_owned(), meta.ts.to_string()),
+            ("dev.lkg.app".to_owned(), app.to_string()),
+            ("dev.lkg.generation".to_owned(), generation.to_owned()),
+        ]);
+        let image = ImageManifest {
+            schema_version: 2,
+            media_type: Some(media::OCI_MANIFEST.to_owned()),
+            artifact_type: Some(ARTIFACT_TYPE.to_owned()),
+            config,
+            layers,
+            subject: None,
+            annotations: Some(annotations),
+        };
+        let bytes = serde_json::to_vec(&image).map_err(io::Error::other)?;
+        let manifest = Manifest::from_bytes(bytes, Some(media::OCI_MANIFEST))?;
+        // By digest first, then the generation's tag, then last-good: a stop
+        // anywhere before the last write leaves last-good where it was.
+        self.client.put_manifest(&self.repo, &manifest.digest.to_string(), &manifest).await?;
+        self.client.put_manifest(&self.repo, &format!("{app}-{generation}"), &manifest).await?;
+        // Read back as the next reader will read it.
+        let location = self.location(app);
+        self.read(app, &manifest, &location).await?;
+        self.client.put_manifest(&self.repo, &format!("{app}-{LAST_GOOD}"), &manifest).await?;
+        Ok(manifest.digest)
+    }
+
+    /// Deletes `app`'s snapshots beyond the newest `keep` (never `current`).
+    /// Best effort: a registry that refuses deletes keeps them.
+    async fn prune(&self, app: &AppName, current: &Digest) -> Result<(), StoreError> {
+        let tags = generation_tags(app, self.client.list_tags(&self.repo).await?);
+        for tag in tags.iter().skip(self.keep) {
+            let Some(head) = self.client.head_manifest(&self.repo.at_tag(tag)).await? else { continue };
+            if head.digest != *current {
+                self.client.delete_manifest(&self.repo, &head.digest.to_string()).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a reader found: the meta, and each volume's layer digest.
+struct Opened {
+    meta: Meta,
+    layers: BTreeMap<String, Digest>,
+}
+
+/// `app`'s generation tags among `tags`, newest first.
+fn generation_tags(app: &AppName, tags: Vec<String>) -> Vec<String> {
+    let prefix = format!("{app}-");
+    let mut tags: Vec<String> =
+        tags.into_iter().filter(|t| t.strip_prefix(&prefix).is_some_and(is_generation)).collect();
+    tags.sort_unstable_by(|a, b| b.cmp(a));
+    tags
+}
+
+/// The runtime whose blocking pool is running this.
+fn handle() -> Result<tokio::runtime::Handle, StoreError> {
+    tokio::runtime::Handle::try_current()
+        .map_err(|_| StoreError::Io(io::Error::other("the OCI store is used outside a tokio runtime (an lkg bug)")))
+}
+
+/// `path` as a blob stream, a MiB at a time.
+async fn file_stream(path: &Path) -> Result<BlobStream, StoreError> {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncReadExt;
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display())))?;
+    let path = path.to_owned();
+    let stream = futures_util::stream::unfold(Some(file), move |file| {
+        let path = path.clone();
+        async move {
+            let mut file = file?;
+            let mut buffer = Vec::with_capacity(1 << 20);
+            match (&mut file).take(1 << 20).read_to_end(&mut buffer).await {
+                Ok(0) => None,
+                Ok(_) => Some((Ok(Bytes::from(buffer)), Some(file))),
+                Err(source) => Some((Err(RegistryError::Io { path: path.clone(), source }), None)),
+            }
+        }
+    });
+    Ok(stream.boxed())
+}
+
+impl Store for OciStore {
+    type Reader = OciReader;
+    type Staging = OciStaging;
+
+    fn open(&self, app: &AppName, lock: LockMode) -> Result<Option<OciReader>, StoreError> {
+        let lock = self.local.lock(app, lock)?;
+        let handle = handle()?;
+        let location = self.location(app);
+        let Some(manifest) = handle.block_on(self.client.get_manifest_opt(&self.last_good(app)))? else {
+            return Ok(None);
+        };
+        let opened = handle.block_on(self.read(app, &manifest, &location))?;
+        Ok(Some(OciReader {
+            client: self.client.clone(),
+            repo: self.repo.clone(),
+            location: format!("{location}@{}", manifest.digest),
+            opened,
+            _lock: lock,
+        }))
+    }
+
+    fn stage(&self, app: &AppName) -> Result<OciStaging, StoreError> {
+        let lock = self.local.lock(app, LockMode::Exclusive)?;
+        let generation = new_generation();
+        let dir = self.local.new_staging(app, &generation)?;
+        Ok(OciStaging { store: self.clone(), app: app.clone(), generation, dir, _lock: lock })
+    }
+
+    fn apps(&self) -> Result<Vec<AppName>, StoreError> {
+        let handle = handle()?;
+        let tags = handle.block_on(self.client.list_tags(&self.repo))?;
+        let suffix = format!("-{LAST_GOOD}");
+        let mut apps: Vec<AppName> = tags.iter().filter_map(|t| AppName::new(t.strip_suffix(&suffix)?).ok()).collect();
+        apps.sort();
+        apps.dedup();
+        Ok(apps)
+    }
+
+    fn location(&self, app: &AppName) -> String {
+        format!("oci://{}/{}:{app}-{LAST_GOOD}", self.repo.registry(), self.repo.repository())
+    }
+}
+
+/// A snapshot in a registry, opened for reading; holds the local lock.
+#[derive(Debug)]
+pub struct OciReader {
+    client: Client,
+    repo: Reference,
+    location: String,
+    opened: Opened,
+    _lock: std::fs::File,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened").field("app", &self.meta.app).field("layers", &self.layers.len()).finish()
+    }
+}
+
+impl SnapshotReader for OciReader {
+    fn meta(&self) -> &Meta {
+        &self.opened.meta
+    }
+
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    fn open_volume(&self, name: &str) -> Result<Box<dyn Read + Send>, StoreError> {
+        check_object_name("volume", name)?;
+        let Some(digest) = self.opened.layers.get(name) else {
+            return Err(StoreError::MissingVolume {
+                app: self.opened.meta.app.to_string(),
+                volume: name.to_owned(),
+                path: PathBuf::from(&self.location),
+            });
+        };
+        let recorded = self.opened.meta.volume(name).map_or(u64::MAX - 1, |v| v.bytes);
+        let blob = LazyBlob {
+            client: self.client.clone(),
+            repo: self.repo.clone(),
+            digest: digest.clone(),
+            handle: handle()?,
+            reader: None,
+        };
+        // Never more than recorded (and one byte to tell it grew).
+        Ok(Box::new(blob.take(recorded.saturating_add(1))))
+    }
+}
+
+/// A layer that is requested at its first read, on the thread that reads
+/// it (the blocking pool: opening happens on the runtime's own threads),
+/// and verified against its digest as it flows: a mismatch is a read error,
+/// never a clean end.
+struct LazyBlob {
+    client: Client,
+    repo: Reference,
+    digest: Digest,
+    handle: tokio::runtime::Handle,
+    reader: Option<BlobReader>,
+}
+
+impl Read for LazyBlob {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.reader.is_none() {
+            let stream = self
+                .handle
+                .block_on(self.client.blob_stream(&self.repo, &self.digest))
+                .map_err(|e| io::Error::other(StoreError::from(e)))?;
+            self.reader = Some(BlobReader::new(stream, self.handle.clone()));
+        }
+        let Some(reader) = &mut self.reader else { unreachable!("set above") };
+        reader.read(buf).map_err(as_store_error)
+    }
+}
+
+/// A registry failure inside a read error, carried as the [`StoreError`]
+/// that classifies it: a digest mismatch is a verdict on the snapshot, not
+/// an I/O failure.
+fn as_store_error(error: io::Error) -> io::Error {
+    let kind = error.kind();
+    match error.into_inner().map(<dyn std::error::Error + Send + Sync>::downcast::<RegistryError>) {
+        Some(Ok(registry)) => io::Error::new(kind, StoreError::Registry(*registry)),
+        Some(Err(other)) => io::Error::new(kind, other),
+        None => io::Error::from(kind),
+    }
+}
+
+/// A snapshot being written: volumes go to a local staging directory, and
+/// [`Staging::commit`] uploads them.
+#[derive(Debug)]
+pub struct OciStaging {
+    store: OciStore,
+    app: AppName,
+    generation: String,
+    dir: PathBuf,
+    _lock: std::fs::File,
+}
+
+impl Staging for OciStaging {
+    fn create_volume(&mut self, name: &str) -> Result<Box<dyn VolumeSink>, StoreError> {
+        check_object_name("volume", name)?;
+        Ok(Box::new(LocalSink::create(&self.dir.join(format!("{name}.tar")))?))
+    }
+
+    fn open_volume(&self, name: &str) -> Result<Box<dyn Read + Send>, StoreError> {
+        check_object_name("volume", name)?;
+        Ok(Box::new(fs_err::File::open(self.dir.join(format!("{name}.tar")))?))
+    }
+
+    fn commit(self, meta: &Meta) -> Result<String, StoreError> {
+        meta.check(&self.app).map_err(|source| StoreError::Meta { path: self.dir.join("meta.json"), source })?;
+        for name in fs_err::read_dir(&self.dir)? {
+            let name = name?.file_name();
+            let listed = name.to_str().and_then(|n| n.strip_suffix(".tar")).is_some_and(|n| meta.volume(n).is_some());
+            if !listed {
+                return Err(StoreError::Layout {
+                    path: self.dir.join(name),
+                    problem: "is not listed in meta.json".to_owned(),
+                });
+            }
+        }
+        let handle = handle()?;
+        let digest = handle.block_on(self.store.push(&self.app, &self.generation, &self.dir, meta))?;
+        // Retention is housekeeping: the new last-known-good is in place.
+        let _ = handle.block_on(self.store.prune(&self.app, &digest));
+        Ok(format!("{}@{digest}", self.store.location(&self.app)))
+    }
+}
+
+impl Drop for OciStaging {
+    fn drop(&mut self) {
+        // Committed or not, the local copies have served their purpose.
+        let _ = fs_err::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,184 @@
+//! The registry store (`oci://`) against the test environment's real
+//! registry, through a proxy that counts (and, when told, breaks) requests.
+
+use lkg_core::{Classify, FailureKind};
+use lkg_registry::{Client, ClientOptions, Reference, RetryPolicy};
+use lkg_testkit::proxy::{Fault, FaultProxy};
+use lkg_warmsnap::{NoProgress, OciStore, RestoreRequest, SnapError, TakeRequest, restore, show, take, verify};
+
+use crate::support::{MUTATE, RICH, Volumes, docker, env, listings, sh, strict_listing};
+
+/// A store in a repository of its own on registry `a`, reached through a
+/// proxy, and its local state dir.
+fn store(prefix: &str, keep: usize) -> (OciStore, FaultProxy, tempfile::TempDir) {
+    let proxy = FaultProxy::start(&env().registry_a);
+    let retry = RetryPolicy { attempts: 1, ..RetryPolicy::default() };
+    let client = Client::new(ClientOptions { retry, ..ClientOptions::default() }).unwrap();
+    let url = format!("oci://{}/lkg/{}", proxy.addr, lkg_testkit::unique_name(prefix));
+    let state = tempfile::tempdir().unwrap();
+    let store = OciStore::new(client, &OciStore::parse_url(&url).unwrap(), state.path()).keep(keep);
+    (store, proxy, state)
+}
+
+/// Blob uploads started in the proxy's log (`POST .../blobs/uploads/`).
+fn uploads(proxy: &FaultProxy) -> usize {
+    proxy.log().iter().filter(|l| l.contains(" POST ") && l.ends_with("/blobs/uploads/")).count()
+}
+
+/// The repository's tags, straight from the registry.
+fn tags(store: &OciStore) -> Vec<String> {
+    let url = format!("http://{}/v2/{}/tags/list", env().registry_a, store.repository().repository());
+    let answer = serde_json::from_str::<serde_json::Value>(&lkg_testkit::http_get(&url).unwrap().body).unwrap();
+    let mut tags: Vec<String> =
+        answer["tags"].as_array().into_iter().flatten().map(|t| t.as_str().unwrap().to_owned()).collect();
+    tags.sort();
+    tags
+}
+
+#[tokio::test]
+async fn a_registry_store_round_trips_and_uploads_only_what_changed() {
+    let docker = docker().await;
+    let mut volumes = Volumes::new("ocirt");
+    let data = volumes.create("data");
+    let empty = volumes.create("empty");
+    sh(&data, RICH);
+    let before = listings(&[&data, &empty]);
+    let (store, proxy, _state) = store("ocirt", 5);
+    let request = TakeRequest::new(volumes.app.clone(), &volumes.stack).unwrap().version("1.0.0");
+
+    proxy.set(Fault::None);
+    let first = take(&docker, &store, &request, &NoProgress).await.expect("take into the registry");
+    assert!(first.location.starts_with(&format!("oci://{}/lkg/", proxy.addr)), "{}", first.location);
+    assert_eq!(uploads(&proxy), 3, "two volumes and meta.json: {:#?}", proxy.log());
+    assert_eq!(store.uploaded_bytes(), first.meta.total_bytes());
+    let app = volumes.app.as_str();
+    let tagged = tags(&store);
+    assert_eq!(tagged.len(), 2, "{tagged:?}");
+    assert!(tagged.contains(&format!("{app}-last-good")), "{tagged:?}");
+
+    // Unchanged: only the new meta.json (a new time) goes up, no volume byte.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    proxy.set(Fault::None);
+    take(&docker, &store, &request, &NoProgress).await.expect("second take");
+    assert_eq!(uploads(&proxy), 1, "only meta.json: {:#?}", proxy.log());
+    assert_eq!(store.uploaded_bytes(), first.meta.total_bytes(), "no volume uploaded again");
+
+    // One volume changed: that one goes up.
+    proxy.set(Fault::None);
+    sh(&data, "echo one more > /data/added");
+    let third = take(&docker, &store, &request, &NoProgress).await.expect("third take");
+    assert_eq!(uploads(&proxy), 2, "the changed volume and meta.json: {:#?}", proxy.log());
+    assert_eq!(store.uploaded_bytes(), first.meta.total_bytes() + third.meta.volumes[0].bytes);
+    let taken = listings(&[&data, &empty]);
+    assert_ne!(taken[0], before[0]);
+
+    // A restore brings back exactly the last take, read from the registry.
+    sh(&data, MUTATE);
+    sh(&empty, "echo stray > /data/stray");
+    let report = restore(&docker, &store, &RestoreRequest::new(volumes.app.clone()), &NoProgress).await.unwrap();
+    assert_eq!(report.volumes.len(), 2);
+    assert_eq!(listings(&[&data, &empty]), taken);
+    let checked = verify(&store, &volumes.app, &NoProgress).await.unwrap();
+    assert!(checked.ok, "{:?}", checked.volumes);
+    assert_eq!(lkg_warmsnap::list(&store).await.unwrap(), [volumes.app.clone()]);
+}
+
+#[tokio::test]
+async fn a_tampered_layer_or_meta_is_refused_before_the_volume_is_touched() {
+    let docker = docker().await;
+    let mut volumes = Volumes::new("ocitamper");
+    let data = volumes.create("data");
+    sh(&data, "echo precious > /data/file; dd if=/dev/urandom of=/data/big bs=64k count=16 2>/dev/null");
+    let (store, proxy, _state) = store("ocitamper", 5);
+    let request = TakeRequest::new(volumes.app.clone(), &volumes.stack).unwrap();
+    let taken = take(&docker, &store, &request, &NoProgress).await.unwrap();
+    sh(&data, "echo live > /data/file");
+    let live = strict_listing(&data);
+    let restore_request = RestoreRequest::new(volumes.app.clone());
+
+    // The volume's layer altered on the way: the archive is refused, the
+    // live volume not even rewritten.
+    proxy.set(Fault::TamperBody(format!("/blobs/sha256:{}", taken.meta.volumes[0].sha256)));
+    let err = restore(&docker, &store, &restore_request, &NoProgress).await.expect_err("a tampered layer");
+    assert_eq!(err.kind(), FailureKind::Verdict, "{err}");
+    assert_eq!(strict_listing(&data), live, "the volume is untouched");
+    let checked = verify(&store, &volumes.app, &NoProgress).await.unwrap();
+    assert!(!checked.ok, "verify finds the damage: {:?}", checked.volumes);
+
+    // meta.json altered on the way: refused before any volume is read.
+    let direct = Reference::new(&env().registry_a, store.repository().repository(), None, None);
+    let manifest = Client::new(ClientOptions::default())
+        .unwrap()
+        .get_manifest(&direct.at_tag(&format!("{}-last-good", volumes.app)))
+        .await
+        .unwrap();
+    let lkg_registry::ManifestKind::Image(image) = manifest.parse().unwrap() else { panic!("an image manifest") };
+    let config_digest = image.config.digest.to_string();
+    proxy.set(Fault::TamperBody(format!("/blobs/{config_digest}")));
+    let err = restore(&docker, &store, &restore_request, &NoProgress).await.expect_err("a tampered meta.json");
+    assert_eq!(err.kind(), FailureKind::Verdict, "{err}");
+    assert!(err.to_string().contains("digest"), "{err}");
+    assert_eq!(strict_listing(&data), live, "the volume is untouched");
+    assert!(show(&store, &volumes.app).await.is_err(), "show does not trust it either");
+
+    // Untampered, it restores.
+    proxy.set(Fault::None);
+    restore(&docker, &store, &restore_request, &NoProgress).await.expect("restore");
+    assert_eq!(env().on_volume(&data, &["cat", "/data/file"]).trim(), "precious");
+}
+
+#[tokio::test]
+async fn retention_keeps_exactly_n_and_an_interrupted_take_keeps_the_last_good() {
+    let docker = docker().await;
+    let mut volumes = Volumes::new("ocikeep");
+    let data = volumes.create("data");
+    let (store, proxy, _state) = store("ocikeep", 2);
+    let request = TakeRequest::new(volumes.app.clone(), &volumes.stack).unwrap();
+    let mut locations = Vec::new();
+    for i in 0..4 {
+        sh(&data, &format!("echo {i} > /data/generation"));
+        locations.push(take(&docker, &store, &request, &NoProgress).await.unwrap().location);
+        // Generations are named to the second.
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    }
+    let history = store.history(&volumes.app).await.unwrap();
+    assert_eq!(history.len(), 2, "{history:?}");
+    let app = volumes.app.as_str();
+    let mut expected = history.clone();
+    expected.push(format!("{app}-last-good"));
+    expected.sort();
+    assert_eq!(tags(&store), expected, "the older generations are deleted");
+    let last = show(&store, &volumes.app).await.unwrap().unwrap();
+    assert_eq!(&last.location, locations.last().unwrap());
+
+    // A take that loses the registry half-way fails, and changes nothing.
+    sh(&data, "echo 4 > /data/generation");
+    proxy.set(Fault::FailFrom(4));
+    let err = take(&docker, &store, &request, &NoProgress).await.expect_err("the registry went away");
+    assert!(matches!(err, SnapError::Store(_)), "{err}");
+    assert_eq!(err.kind(), FailureKind::Environment, "{err}");
+    proxy.set(Fault::None);
+    let still = show(&store, &volumes.app).await.unwrap().unwrap();
+    assert_eq!(&still.location, locations.last().unwrap(), "last-good did not move");
+    sh(&data, "echo lost > /data/generation");
+    restore(&docker, &store, &RestoreRequest::new(volumes.app.clone()), &NoProgress).await.unwrap();
+    assert_eq!(env().on_volume(&data, &["cat", "/data/generation"]).trim(), "3");
+}
+
+#[test]
+fn store_urls_name_a_registry_and_a_repository() {
+    let repo: Reference = OciStore::parse_url("oci://registry.example.org/team/lkg").unwrap();
+    assert_eq!((repo.registry(), repo.repository()), ("registry.example.org", "team/lkg"));
+    for bad in [
+        "registry.example.org/lkg",
+        "oci://",
+        "oci://host",
+        "oci://snaps/x",
+        "oci://h:5000/r:tag",
+        "oci://h:5000/r@sha256:00",
+    ] {
+        let err = OciStore::parse_url(bad).expect_err(bad);
+        assert_eq!(err.kind(), FailureKind::Input);
+        assert!(err.to_string().contains("oci://HOST[:PORT]/REPOSITORY"), "{err}");
+    }
+}
