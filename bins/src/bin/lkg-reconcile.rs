@@ -15,6 +15,7 @@ use lkg_reconcile::{
     Alerts, AppConfig, AppName, AppStatus, Event, Gate, GateDecision, HttpCheck, Outcome, QuickRequest, ReconcileError,
     Reconciler, ReleaseNotes, Report, ResolveImage, SnapshotAccess, SwarmPlatform, UpdateRequest,
 };
+use lkg_warmsnap::StoreArgs;
 
 /// Update long-lived swarm apps safely: a safety gate, a health gate, and a
 /// rollback that brings the data back.
@@ -48,6 +49,8 @@ use lkg_reconcile::{
 struct Cli {
     #[command(flatten)]
     common: Common,
+    #[command(flatten)]
+    store: StoreArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -257,11 +260,11 @@ fn main() -> std::process::ExitCode {
         let cli = Cli::parse();
         let out = Output::new(cli.common.json);
         let state = cli.common.state_dir()?;
-        lkg_cli::block_on(run(cli.command, &state, out))?
+        lkg_cli::block_on(run(cli.command, &state, &cli.store, out))?
     })
 }
 
-async fn run(command: Command, state: &Path, out: Output) -> Result<Exit, Failure> {
+async fn run(command: Command, state: &Path, store: &StoreArgs, out: Output) -> Result<Exit, Failure> {
     let observer = Observer::new();
     match command {
         Command::Update { app, target, last_good, notes, notes_file } => {
@@ -272,7 +275,7 @@ async fn run(command: Command, state: &Path, out: Output) -> Result<Exit, Failur
                 (None, Some(file)) => Some(read_notes(&file)?),
                 (None, None) => None,
             };
-            let platform = connect(state).await?;
+            let platform = connect(state, store).await?;
             let request = UpdateRequest { target, notes, last_good };
             let reconciler = Reconciler::new(&platform, state, &observer).lock_wait(wait);
             // Boxed: a whole reconcile is a large future.
@@ -284,7 +287,7 @@ async fn run(command: Command, state: &Path, out: Output) -> Result<Exit, Failur
         Command::Quick { app, candidate, check } => {
             let wait = secs(app.wait, "--wait")?;
             let spec = app.into_config()?.into_quick_spec(state).map_err(|e| failure(&e))?;
-            let platform = connect(state).await?;
+            let platform = connect(state, store).await?;
             let reconciler = Reconciler::new(&platform, state, &observer).lock_wait(wait);
             let request = QuickRequest { candidate, check };
             let report = Box::pin(reconciler.quick(&spec, &request)).await.map_err(|e| failure(&e))?;
@@ -298,7 +301,7 @@ async fn run(command: Command, state: &Path, out: Output) -> Result<Exit, Failur
         }
         Command::Recover { app, abandon, wait } => {
             let app = AppName::new(&app).map_err(|e| failure(&ReconcileError::from(e)))?;
-            let platform = connect(state).await?;
+            let platform = connect(state, store).await?;
             let reconciler = Reconciler::new(&platform, state, &observer).lock_wait(secs(wait, "--wait")?);
             let recovered = Box::pin(reconciler.recover(&app, abandon)).await.map_err(|e| failure(&e))?;
             observer.clear();
@@ -454,8 +457,10 @@ fn update_exit(outcome: Outcome) -> Exit {
     }
 }
 
-async fn connect(state: &Path) -> Result<SwarmPlatform, Failure> {
-    SwarmPlatform::connect(state).await.map_err(|e| failure(&e))
+/// The swarm, and the snapshot store `store` names.
+async fn connect(state: &Path, store: &StoreArgs) -> Result<SwarmPlatform, Failure> {
+    let store = store.open(state).map_err(|e| Failure::of(&e))?;
+    Ok(SwarmPlatform::connect(state).await.map_err(|e| failure(&e))?.with_store(store))
 }
 
 fn read_notes(file: &Path) -> Result<ReleaseNotes, Failure> {

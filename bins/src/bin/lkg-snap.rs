@@ -8,8 +8,7 @@ use std::sync::Mutex;
 use clap::{Parser, Subcommand};
 use lkg_cli::{Common, Exit, Failure, Output, Progress};
 use lkg_warmsnap::{
-    Access, AppName, Event, LocalStore, Meta, OciStore, RestoreRequest, SnapError, Store, StoreError, TakeRequest,
-    Verdict,
+    Access, AppName, Event, Meta, RestoreRequest, SnapError, Store, StoreArgs, StoreError, TakeRequest, Verdict,
 };
 
 /// Last-known-good snapshots of a swarm stack's volumes.
@@ -42,19 +41,8 @@ use lkg_warmsnap::{
 struct Cli {
     #[command(flatten)]
     common: Common,
-    /// Where snapshots are kept: `local` (under the state dir) or a registry
-    /// repository, oci://HOST[:PORT]/REPOSITORY. Credentials come from the
-    /// Docker config (REGISTRY_AUTH_FILE, DOCKER_CONFIG); loopback hosts may
-    /// use plain HTTP.
-    #[arg(long, global = true, env = "LKG_SNAP_STORE", default_value = "local", value_name = "STORE")]
-    store: String,
-    /// With an oci:// store: how many snapshots of each app to keep (the
-    /// last-known-good included); older ones are deleted after a take.
-    #[arg(long, global = true, default_value_t = 5, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    keep: u16,
-    /// A registry host[:port] that may be spoken to over plain HTTP (repeatable).
-    #[arg(long, global = true, value_name = "HOST")]
-    insecure_registry: Vec<String>,
+    #[command(flatten)]
+    store: StoreArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -117,17 +105,7 @@ fn main() -> std::process::ExitCode {
     lkg_cli::run(|| {
         let cli = Cli::parse();
         let out = Output::new(cli.common.json);
-        let state_dir = cli.common.state_dir()?;
-        if cli.store == "local" {
-            return lkg_cli::block_on(run(cli.command, &LocalStore::new(state_dir), out))?;
-        }
-        let repo = OciStore::parse_url(&cli.store).map_err(|e| Failure::of(&e))?;
-        let options = lkg_registry::ClientOptions {
-            insecure_registries: cli.insecure_registry.clone(),
-            ..lkg_registry::ClientOptions::default()
-        };
-        let client = lkg_registry::Client::new(options).map_err(|e| Failure::of(&e))?;
-        let store = OciStore::new(client, &repo, state_dir).keep(usize::from(cli.keep));
+        let store = cli.store.open(&cli.common.state_dir()?).map_err(|e| Failure::of(&e))?;
         lkg_cli::block_on(run(cli.command, &store, out))?
     })
 }

@@ -277,3 +277,32 @@ fn multi_node_data_on_a_worker_is_refused_before_anything_changes() {
     app.serving_on(worker, "1.0.0");
     assert_eq!(app.marker(worker), "known-good");
 }
+
+#[test]
+fn multi_node_a_failed_update_rolls_back_with_the_snapshot_from_the_registry_store() {
+    let app = NodeApp::new("mn-store");
+    app.nodes.import(&App::new("1.1.0").behaviour(lkg_testkit::Behaviour::Unhealthy));
+    let manager = app.nodes.manager();
+    app.write_compose(Some(&manager.constraint()));
+    // The registry on the bridge, which every node reaches: where a lost
+    // node's last-known-good would survive.
+    let store = format!("oci://{}/lkg/{}", app.nodes.registry, app.name);
+    let with_store = ["--store", store.as_str(), "--insecure-registry", app.nodes.registry.as_str()];
+    let out = app.update(manager, "1.0.0", &with_store);
+    assert_eq!(out.status.code(), Some(0), "install: {}", text(&out.stderr));
+    app.serving_on(manager, "1.0.0");
+    let put = http_request("PUT", &app.url(manager, "/marker"), Some(b"known-good")).unwrap();
+    assert_eq!(put.status, 200);
+
+    let out = app.update(manager, "1.1.0-unhealthy", &with_store);
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(1), "{report:#}\n{}", text(&out.stderr));
+    assert_eq!(report["outcome"], "rolled_back", "{report:#}");
+    app.serving_on(manager, "1.0.0");
+    assert_eq!(app.marker(manager), "known-good", "the data came back from the registry");
+    assert_eq!(app.nodes.task_nodes(&app.service()), std::slice::from_ref(&manager.node_id));
+    // The snapshot is in the registry, not under the state dir.
+    assert!(!app.state().join("apps").join(&app.name).join("snapshot").exists(), "nothing kept locally");
+    let tags = http_get(&format!("http://{}/v2/lkg/{}/tags/list", app.nodes.registry, app.name)).unwrap();
+    assert!(tags.body.contains(&format!("\"{}-last-good\"", app.name)), "{}", tags.body);
+}

@@ -24,7 +24,7 @@ use lkg_swarm::{
     CommandDeployer, ComposeFiles, DeployError, DeployInvocation, DeployRequest, Deployer, DeployerError,
     IdentityError, StackDeployer, Swarm, Verdict,
 };
-use lkg_warmsnap::{LocalStore, RestoreRequest, TakeRequest};
+use lkg_warmsnap::{AnyStore, LocalStore, RestoreRequest, TakeRequest};
 
 use crate::error::ReconcileError;
 use crate::event::Event;
@@ -117,12 +117,13 @@ pub trait Platform {
 }
 
 /// The real platform: a swarm reached through one engine connection, and
-/// the local snapshot store under the state directory.
+/// the snapshot store: the local one under the state directory unless
+/// [`SwarmPlatform::with_store`] names another (a registry).
 #[derive(Debug)]
 pub struct SwarmPlatform {
     swarm: Swarm,
     host: Option<String>,
-    store: LocalStore,
+    store: AnyStore,
     http: reqwest::Client,
     deployer: Mutex<Option<(DeploySpec, Arc<AppDeployer>)>>,
 }
@@ -135,10 +136,18 @@ impl SwarmPlatform {
         Ok(SwarmPlatform {
             swarm,
             host: None,
-            store: LocalStore::new(state_dir),
+            store: AnyStore::Local(LocalStore::new(state_dir)),
             http: crate::probe::http_client()?,
             deployer: Mutex::new(None),
         })
+    }
+
+    /// Keeps snapshots in `store` instead of the local store (e.g. a
+    /// registry every node reaches, `AnyStore::new("oci://...", ...)`).
+    #[must_use]
+    pub fn with_store(mut self, store: AnyStore) -> SwarmPlatform {
+        self.store = store;
+        self
     }
 
     /// Connects to `DOCKER_HOST` (API version negotiated).

@@ -73,6 +73,8 @@
 #![deny(missing_docs)]
 
 mod access;
+#[cfg(feature = "oci")]
+mod any;
 pub mod archive;
 mod direct;
 mod engine;
@@ -90,6 +92,10 @@ mod transfer;
 mod verify;
 
 pub use access::Access;
+#[cfg(all(feature = "oci", feature = "cli"))]
+pub use any::StoreArgs;
+#[cfg(feature = "oci")]
+pub use any::{AnyReader, AnyStaging, AnyStore};
 pub use archive::{ArchiveError, ArchiveSummary, Refusal};
 pub use bollard::Docker;
 pub use engine::{HELPER_IMAGE, HELPER_LABEL, HELPER_PID_LABEL};

@@ -149,6 +149,10 @@ pub enum StoreError {
     #[cfg(feature = "oci")]
     #[error(transparent)]
     Registry(#[from] lkg_registry::RegistryError),
+    /// A store named by a URL that is not one.
+    #[cfg(feature = "oci")]
+    #[error(transparent)]
+    Url(#[from] crate::oci::StoreUrlError),
 }
 
 impl lkg_core::Classify for StoreError {
@@ -156,6 +160,8 @@ impl lkg_core::Classify for StoreError {
         use lkg_core::FailureKind;
         match self {
             StoreError::Name(_) => FailureKind::Input,
+            #[cfg(feature = "oci")]
+            StoreError::Url(_) => FailureKind::Input,
             // A damaged snapshot: the store's answer is "no".
             StoreError::Meta { .. } | StoreError::MissingVolume { .. } | StoreError::Layout { .. } => {
                 FailureKind::Verdict

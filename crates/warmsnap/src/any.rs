@@ -1,0 +1,185 @@
+//! [`AnyStore`]: the store a user names (`--store local` or
+//! `--store oci://HOST/REPO`), one type for the programs that take either.
+
+use std::io::Read;
+use std::path::Path;
+
+use lkg_registry::{Client, ClientOptions};
+
+use crate::meta::Meta;
+use crate::name::AppName;
+use crate::oci::{OciReader, OciStaging, OciStore};
+use crate::store::{
+    LocalReader, LocalStaging, LocalStore, LockMode, SnapshotReader, Staging, Store, StoreError, VolumeSink,
+};
+
+/// The local store or a registry store, chosen at run time.
+///
+/// ```
+/// use lkg_warmsnap::{AnyStore, AppName, Store};
+/// let state = tempfile::tempdir()?;
+/// let options = lkg_registry::ClientOptions::default();
+/// let local = AnyStore::new("local", state.path(), options.clone())?;
+/// assert!(local.location(&AppName::new("gitea")?).ends_with("apps/gitea/snapshot"));
+/// let oci = AnyStore::new("oci://127.0.0.1:5000/lkg/snapshots", state.path(), options)?;
+/// assert_eq!(oci.location(&AppName::new("gitea")?), "oci://127.0.0.1:5000/lkg/snapshots:gitea-last-good");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub enum AnyStore {
+    /// Under the state dir ([`LocalStore`]).
+    Local(LocalStore),
+    /// In a registry repository ([`OciStore`]).
+    Oci(OciStore),
+}
+
+impl AnyStore {
+    /// `local` (under `state_dir`) or `oci://HOST[:PORT]/REPOSITORY` (a
+    /// registry store with `options`, locks and staging under `state_dir`).
+    pub fn new(spec: &str, state_dir: &Path, options: ClientOptions) -> Result<AnyStore, StoreError> {
+        if spec == "local" {
+            return Ok(AnyStore::Local(LocalStore::new(state_dir)));
+        }
+        let repo = OciStore::parse_url(spec)?;
+        Ok(AnyStore::Oci(OciStore::new(Client::new(options)?, &repo, state_dir)))
+    }
+
+    /// Keeps the newest `keep` snapshots per app in a registry store (the
+    /// local store keeps one).
+    #[must_use]
+    pub fn keep(self, keep: usize) -> AnyStore {
+        match self {
+            AnyStore::Oci(store) => AnyStore::Oci(store.keep(keep)),
+            local @ AnyStore::Local(_) => local,
+        }
+    }
+}
+
+impl Store for AnyStore {
+    type Reader = AnyReader;
+    type Staging = AnyStaging;
+
+    fn open(&self, app: &AppName, lock: LockMode) -> Result<Option<AnyReader>, StoreError> {
+        Ok(match self {
+            AnyStore::Local(store) => store.open(app, lock)?.map(AnyReader::Local),
+            AnyStore::Oci(store) => store.open(app, lock)?.map(AnyReader::Oci),
+        })
+    }
+
+    fn stage(&self, app: &AppName) -> Result<AnyStaging, StoreError> {
+        Ok(match self {
+            AnyStore::Local(store) => AnyStaging::Local(store.stage(app)?),
+            AnyStore::Oci(store) => AnyStaging::Oci(store.stage(app)?),
+        })
+    }
+
+    fn apps(&self) -> Result<Vec<AppName>, StoreError> {
+        match self {
+            AnyStore::Local(store) => store.apps(),
+            AnyStore::Oci(store) => store.apps(),
+        }
+    }
+
+    fn location(&self, app: &AppName) -> String {
+        match self {
+            AnyStore::Local(store) => store.location(app),
+            AnyStore::Oci(store) => store.location(app),
+        }
+    }
+}
+
+/// A snapshot of an [`AnyStore`], opened for reading.
+#[derive(Debug)]
+pub enum AnyReader {
+    /// From the local store.
+    Local(LocalReader),
+    /// From a registry store.
+    Oci(OciReader),
+}
+
+impl SnapshotReader for AnyReader {
+    fn meta(&self) -> &Meta {
+        match self {
+            AnyReader::Local(r) => r.meta(),
+            AnyReader::Oci(r) => r.meta(),
+        }
+    }
+
+    fn location(&self) -> String {
+        match self {
+            AnyReader::Local(r) => r.location(),
+            AnyReader::Oci(r) => r.location(),
+        }
+    }
+
+    fn open_volume(&self, name: &str) -> Result<Box<dyn Read + Send>, StoreError> {
+        match self {
+            AnyReader::Local(r) => r.open_volume(name),
+            AnyReader::Oci(r) => r.open_volume(name),
+        }
+    }
+}
+
+/// A replacement being written to an [`AnyStore`].
+#[derive(Debug)]
+pub enum AnyStaging {
+    /// Into the local store.
+    Local(LocalStaging),
+    /// Into a registry store.
+    Oci(OciStaging),
+}
+
+impl Staging for AnyStaging {
+    fn create_volume(&mut self, name: &str) -> Result<Box<dyn VolumeSink>, StoreError> {
+        match self {
+            AnyStaging::Local(s) => s.create_volume(name),
+            AnyStaging::Oci(s) => s.create_volume(name),
+        }
+    }
+
+    fn open_volume(&self, name: &str) -> Result<Box<dyn Read + Send>, StoreError> {
+        match self {
+            AnyStaging::Local(s) => s.open_volume(name),
+            AnyStaging::Oci(s) => s.open_volume(name),
+        }
+    }
+
+    fn commit(self, meta: &Meta) -> Result<String, StoreError> {
+        match self {
+            AnyStaging::Local(s) => s.commit(meta),
+            AnyStaging::Oci(s) => s.commit(meta),
+        }
+    }
+}
+
+/// The command-line options that choose a store (lkg's binaries flatten
+/// them), feature `cli`.
+#[cfg(feature = "cli")]
+#[derive(Debug, Clone, clap::Args)]
+#[allow(clippy::doc_markdown, reason = "the field docs are --help text, where backticks would show")]
+pub struct StoreArgs {
+    /// Where snapshots are kept: local (under the state dir) or a registry
+    /// repository, oci://HOST/REPOSITORY (HOST may carry a :PORT).
+    /// Credentials come from the Docker config (REGISTRY_AUTH_FILE,
+    /// DOCKER_CONFIG); loopback hosts may use plain HTTP.
+    #[arg(long, global = true, env = "LKG_SNAP_STORE", default_value = "local", value_name = "STORE")]
+    pub store: String,
+    /// With an oci:// store: how many snapshots of each app to keep (the
+    /// last-known-good included); older ones are deleted after a take.
+    #[arg(long, global = true, default_value_t = 5, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub keep: u16,
+    /// A registry HOST or HOST:PORT that may be spoken to over plain HTTP (repeatable).
+    #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+}
+
+#[cfg(feature = "cli")]
+impl StoreArgs {
+    /// The store these options name, with locks (and a registry store's
+    /// staging) under `state_dir`.
+    pub fn open(&self, state_dir: &Path) -> Result<AnyStore, StoreError> {
+        let options =
+            ClientOptions { insecure_registries: self.insecure_registries.clone(), ..ClientOptions::default() };
+        Ok(AnyStore::new(&self.store, state_dir, options)?.keep(usize::from(self.keep)))
+    }
+}
