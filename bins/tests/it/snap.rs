@@ -408,3 +408,46 @@ fn a_registry_store_from_the_command_line() {
     let out = snap(state.path(), &["--store", &format!("oci://127.0.0.1:{port}/lkg/x"), "show", "--app", &stack]);
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
 }
+
+#[test]
+fn registry_snapshots_signed_with_a_key_and_refused_without_its_signature() {
+    let env = env();
+    let stack = unique_name("snapsig");
+    let volume = Volume::new(env, &stack, "data");
+    volume.sh("echo signed > /data/marker");
+    let state = tempfile::tempdir().unwrap();
+    let store = format!("oci://{}/lkg/{stack}", env.registry_a);
+    let key = |name: &str| Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/registry").join(name);
+    let (signing, public, other) = (key("signing-key.pem"), key("signing-key.pub"), key("other-key.pub"));
+    let with =
+        |extra: &[&str], args: &[&str]| snap(state.path(), &[&["--store", store.as_str()], extra, args].concat());
+    let sign = ["--sign-key", signing.to_str().unwrap()];
+    let verify = ["--verify-key", public.to_str().unwrap()];
+    let wrong = ["--verify-key", other.to_str().unwrap()];
+
+    let out = with(&sign, &["take", "--app", &stack, "--stack", &stack]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    volume.sh("echo live > /data/marker");
+    // The wrong key: refused before anything is read or restored.
+    let out = with(&wrong, &["restore", "--app", &stack]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("is not signed by the verify key"), "{}", text(&out.stderr));
+    assert_eq!(volume.sh("cat /data/marker"), "live");
+    // The right key: verified, restored.
+    let out = with(&verify, &["verify", "--app", &stack]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = with(&verify, &["restore", "--app", &stack]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(volume.sh("cat /data/marker"), "signed");
+
+    // A snapshot taken without the key is not trusted by a reader that asks for one.
+    let out = with(&[], &["take", "--app", &stack, "--stack", &stack]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = with(&verify, &["show", "--app", &stack]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("is not signed by the verify key"), "{}", text(&out.stderr));
+    // Keys belong to a registry store.
+    let out = snap(state.path(), &[&sign[..], &["show"]].concat());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--sign-key and --verify-key"), "{}", text(&out.stderr));
+}

@@ -30,7 +30,7 @@ pub enum AnyStore {
     /// Under the state dir ([`LocalStore`]).
     Local(LocalStore),
     /// In a registry repository ([`OciStore`]).
-    Oci(OciStore),
+    Oci(Box<OciStore>),
 }
 
 impl AnyStore {
@@ -41,7 +41,7 @@ impl AnyStore {
             return Ok(AnyStore::Local(LocalStore::new(state_dir)));
         }
         let repo = OciStore::parse_url(spec)?;
-        Ok(AnyStore::Oci(OciStore::new(Client::new(options)?, &repo, state_dir)))
+        Ok(AnyStore::Oci(Box::new(OciStore::new(Client::new(options)?, &repo, state_dir))))
     }
 
     /// Keeps the newest `keep` snapshots per app in a registry store (the
@@ -49,7 +49,7 @@ impl AnyStore {
     #[must_use]
     pub fn keep(self, keep: usize) -> AnyStore {
         match self {
-            AnyStore::Oci(store) => AnyStore::Oci(store.keep(keep)),
+            AnyStore::Oci(store) => AnyStore::Oci(Box::new(store.keep(keep))),
             local @ AnyStore::Local(_) => local,
         }
     }
@@ -69,7 +69,7 @@ impl Store for AnyStore {
     fn stage(&self, app: &AppName) -> Result<AnyStaging, StoreError> {
         Ok(match self {
             AnyStore::Local(store) => AnyStaging::Local(store.stage(app)?),
-            AnyStore::Oci(store) => AnyStaging::Oci(store.stage(app)?),
+            AnyStore::Oci(store) => AnyStaging::Oci(Box::new(store.stage(app)?)),
         })
     }
 
@@ -126,7 +126,7 @@ pub enum AnyStaging {
     /// Into the local store.
     Local(LocalStaging),
     /// Into a registry store.
-    Oci(OciStaging),
+    Oci(Box<OciStaging>),
 }
 
 impl Staging for AnyStaging {
@@ -147,7 +147,7 @@ impl Staging for AnyStaging {
     fn commit(self, meta: &Meta) -> Result<String, StoreError> {
         match self {
             AnyStaging::Local(s) => s.commit(meta),
-            AnyStaging::Oci(s) => s.commit(meta),
+            AnyStaging::Oci(s) => (*s).commit(meta),
         }
     }
 }
@@ -171,6 +171,15 @@ pub struct StoreArgs {
     /// A registry HOST or HOST:PORT that may be spoken to over plain HTTP (repeatable).
     #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
     pub insecure_registries: Vec<String>,
+    /// With an oci:// store: sign each snapshot with this cosign key (PKCS#8
+    /// PEM or cosign's encrypted format, password in COSIGN_PASSWORD) before
+    /// it becomes the last-known-good, as a Sigstore bundle referrer.
+    #[arg(long, global = true, value_name = "KEY")]
+    pub sign_key: Option<std::path::PathBuf>,
+    /// With an oci:// store: read only snapshots signed by this public key
+    /// (cosign.pub); any other is refused (exit 1) before a byte of it is read.
+    #[arg(long, global = true, value_name = "PUB")]
+    pub verify_key: Option<std::path::PathBuf>,
 }
 
 #[cfg(feature = "cli")]
@@ -180,6 +189,24 @@ impl StoreArgs {
     pub fn open(&self, state_dir: &Path) -> Result<AnyStore, StoreError> {
         let options =
             ClientOptions { insecure_registries: self.insecure_registries.clone(), ..ClientOptions::default() };
-        Ok(AnyStore::new(&self.store, state_dir, options)?.keep(usize::from(self.keep)))
+        let store = AnyStore::new(&self.store, state_dir, options)?.keep(usize::from(self.keep));
+        let AnyStore::Oci(mut oci) = store else {
+            if self.sign_key.is_some() || self.verify_key.is_some() {
+                return Err(crate::oci::StoreUrlError {
+                    url: self.store.clone(),
+                    problem: "--sign-key and --verify-key sign and check snapshots in a registry".to_owned(),
+                }
+                .into());
+            }
+            return Ok(store);
+        };
+        if let Some(path) = &self.sign_key {
+            let password = std::env::var_os("COSIGN_PASSWORD").map(std::ffi::OsString::into_encoded_bytes);
+            oci = Box::new(oci.sign_with(lkg_registry::sign::SigningKey::from_file(path, password.as_deref())?));
+        }
+        if let Some(path) = &self.verify_key {
+            oci = Box::new(oci.verify_with(lkg_registry::sign::PublicKey::from_file(path)?));
+        }
+        Ok(AnyStore::Oci(oci))
     }
 }

@@ -29,6 +29,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use lkg_registry::cosign::{self, Accept, SignFormat};
+use lkg_registry::sign::{PublicKey, SigningKey};
 use lkg_registry::{
     BlobReader, BlobStream, Bytes, Client, Descriptor, Digest, ImageManifest, Manifest, ManifestKind, Reference,
     RegistryError, media,
@@ -77,6 +79,8 @@ pub struct OciStore {
     local: LocalStore,
     keep: usize,
     uploaded: Arc<AtomicU64>,
+    sign: Option<SigningKey>,
+    verify: Option<PublicKey>,
 }
 
 /// Why an `oci://` store URL is not usable.
@@ -100,7 +104,15 @@ impl OciStore {
     /// ignored), with locks and staging under `state_dir`.
     pub fn new(client: Client, repo: &Reference, state_dir: impl AsRef<Path>) -> OciStore {
         let repo = Reference::new(repo.registry(), repo.repository(), None, None);
-        OciStore { client, repo, local: LocalStore::new(state_dir), keep: DEFAULT_KEEP, uploaded: Arc::default() }
+        OciStore {
+            client,
+            repo,
+            local: LocalStore::new(state_dir),
+            keep: DEFAULT_KEEP,
+            uploaded: Arc::default(),
+            sign: None,
+            verify: None,
+        }
     }
 
     /// Keeps the newest `keep` snapshots of each app (at least 1, the
@@ -109,6 +121,24 @@ impl OciStore {
     #[must_use]
     pub fn keep(mut self, keep: usize) -> OciStore {
         self.keep = keep.max(1);
+        self
+    }
+
+    /// Signs every snapshot manifest with `key` before it becomes the
+    /// last-known-good, as cosign 3 does (a Sigstore bundle referrer):
+    /// `cosign verify --key` checks it too.
+    #[must_use]
+    pub fn sign_with(mut self, key: SigningKey) -> OciStore {
+        self.sign = Some(key);
+        self
+    }
+
+    /// Opens only snapshots whose manifest carries a signature by `key`
+    /// (a bundle or a legacy `.sig`); any other is refused before a byte of
+    /// it is read.
+    #[must_use]
+    pub fn verify_with(mut self, key: PublicKey) -> OciStore {
+        self.verify = Some(key);
         self
     }
 
@@ -163,6 +193,16 @@ impl OciStore {
     /// Reads and checks the snapshot `manifest` of `app`.
     async fn read(&self, app: &AppName, manifest: &Manifest, location: &str) -> Result<Opened, StoreError> {
         let layout = |problem: String| StoreError::Layout { path: PathBuf::from(location), problem };
+        if let Some(key) = &self.verify {
+            let at = self.repo.at_digest(&manifest.digest);
+            let verdict = cosign::verify(&self.client, &at, key, Accept::Any).await?;
+            if !verdict.verified {
+                return Err(StoreError::Unsigned {
+                    location: format!("{location}@{}", manifest.digest),
+                    reason: verdict.error.unwrap_or_else(|| "no signature by the key".to_owned()),
+                });
+            }
+        }
         let ManifestKind::Image(image) = manifest.parse()? else {
             return Err(layout("is an index, not an lkg snapshot manifest".to_owned()));
         };
@@ -259,7 +299,10 @@ impl OciStore {
         // anywhere before the last write leaves last-good where it was.
         self.client.put_manifest(&self.repo, &manifest.digest.to_string(), &manifest).await?;
         self.client.put_manifest(&self.repo, &format!("{app}-{generation}"), &manifest).await?;
-        // Read back as the next reader will read it.
+        if let Some(key) = &self.sign {
+            cosign::sign(&self.client, &self.repo.at_digest(&manifest.digest), key, SignFormat::Bundle).await?;
+        }
+        // Read back as the next reader will read it (signature included).
         let location = self.location(app);
         self.read(app, &manifest, &location).await?;
         self.client.put_manifest(&self.repo, &format!("{app}-{LAST_GOOD}"), &manifest).await?;
@@ -273,6 +316,15 @@ impl OciStore {
         for tag in tags.iter().skip(self.keep) {
             let Some(head) = self.client.head_manifest(&self.repo.at_tag(tag)).await? else { continue };
             if head.digest != *current {
+                // Its signatures first (referrers, and the tag-schema index
+                // of a registry without the referrers API), then itself.
+                for referrer in self.client.referrers(&self.repo, &head.digest, None).await?.manifests {
+                    self.client.delete_manifest(&self.repo, &referrer.digest.to_string()).await?;
+                }
+                let index = self.repo.at_tag(&format!("{}-{}", head.digest.algorithm(), head.digest.hex()));
+                if let Some(index) = self.client.head_manifest(&index).await? {
+                    self.client.delete_manifest(&self.repo, &index.digest.to_string()).await?;
+                }
                 self.client.delete_manifest(&self.repo, &head.digest.to_string()).await?;
             }
         }

@@ -149,6 +149,19 @@ pub enum StoreError {
     #[cfg(feature = "oci")]
     #[error(transparent)]
     Registry(#[from] lkg_registry::RegistryError),
+    /// A registry snapshot without a signature by the key it must carry.
+    #[cfg(feature = "oci")]
+    #[error("the snapshot {location} is not signed by the verify key: {reason}")]
+    Unsigned {
+        /// The snapshot (by digest).
+        location: String,
+        /// Why no signature verified.
+        reason: String,
+    },
+    /// A signing or verify key that cannot be read.
+    #[cfg(feature = "oci")]
+    #[error(transparent)]
+    Key(#[from] lkg_registry::sign::KeyError),
     /// A store named by a URL that is not one.
     #[cfg(feature = "oci")]
     #[error(transparent)]
@@ -161,11 +174,13 @@ impl lkg_core::Classify for StoreError {
         match self {
             StoreError::Name(_) => FailureKind::Input,
             #[cfg(feature = "oci")]
-            StoreError::Url(_) => FailureKind::Input,
+            StoreError::Url(_) | StoreError::Key(_) => FailureKind::Input,
             // A damaged snapshot: the store's answer is "no".
             StoreError::Meta { .. } | StoreError::MissingVolume { .. } | StoreError::Layout { .. } => {
                 FailureKind::Verdict
             }
+            #[cfg(feature = "oci")]
+            StoreError::Unsigned { .. } => FailureKind::Verdict,
             #[cfg(feature = "oci")]
             StoreError::Registry(e) => e.kind(),
             _ => FailureKind::Environment,
