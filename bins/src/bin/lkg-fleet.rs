@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use lkg_cli::{Common, Exit, Failure, Output, Progress};
 use lkg_fleet::{AppRound, AppState, Fleet, FleetError, FleetEvent, FleetState, Fleeter, RoundOutcome, RoundReport};
+use lkg_warmsnap::{AnyStore, StoreArgs};
 
 /// Keep every app of a fleet on its newest safe version, by itself.
 ///
@@ -42,6 +43,9 @@ use lkg_fleet::{AppRound, AppState, Fleet, FleetError, FleetEvent, FleetState, F
 struct Cli {
     #[command(flatten)]
     common: Common,
+    /// Where stateful apps' snapshots go (every app of the fleet).
+    #[command(flatten)]
+    store: StoreArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -106,11 +110,11 @@ fn main() -> std::process::ExitCode {
         let cli = Cli::parse();
         let out = Output::new(cli.common.json);
         let state = cli.common.state_dir()?;
-        lkg_cli::block_on(run(cli.command, &state, out))?
+        lkg_cli::block_on(run(cli.command, &state, &cli.store, out))?
     })
 }
 
-async fn run(command: Command, state: &Path, out: Output) -> Result<Exit, Failure> {
+async fn run(command: Command, state: &Path, store: &StoreArgs, out: Output) -> Result<Exit, Failure> {
     let observer = Observer { progress: Mutex::new(Progress::stderr()) };
     match command {
         Command::Plan { file } => {
@@ -122,7 +126,9 @@ async fn run(command: Command, state: &Path, out: Output) -> Result<Exit, Failur
         }
         Command::Run { file, metrics_file } => {
             let fleet = load(&file)?;
-            let platform = lkg_reconcile::SwarmPlatform::connect(state).await.map_err(|e| Failure::of(&e))?;
+            let store = store.open(state).map_err(|e| Failure::of(&e))?;
+            let platform =
+                lkg_reconcile::SwarmPlatform::connect(state).await.map_err(|e| Failure::of(&e))?.with_store(store);
             let report =
                 Box::pin(Fleeter::new(state, &observer).round(&fleet, &platform)).await.map_err(|e| Failure::of(&e))?;
             observer.clear();
@@ -135,7 +141,9 @@ async fn run(command: Command, state: &Path, out: Output) -> Result<Exit, Failur
         Command::Watch { file, interval, metrics_file, listen, rounds } => {
             let interval = lkg_fleet::parse_duration(&interval)
                 .map_err(|e| Failure::new(Exit::Usage, format!("--interval: {e}")))?;
-            watch(&file, state, interval, metrics_file.as_deref(), listen.as_deref(), rounds, &observer, out).await
+            let store = store.open(state).map_err(|e| Failure::of(&e))?;
+            watch(&file, state, &store, interval, metrics_file.as_deref(), listen.as_deref(), rounds, &observer, out)
+                .await
         }
         Command::Status { file } => {
             let fleet = load(&file)?;
@@ -184,6 +192,7 @@ fn exit_of(outcome: RoundOutcome) -> Exit {
 async fn watch(
     file: &Path,
     state: &Path,
+    store: &AnyStore,
     interval: Duration,
     metrics_file: Option<&Path>,
     listen: Option<&str>,
@@ -223,31 +232,33 @@ async fn watch(
                 eprintln!("lkg-fleet: round skipped: {}", lkg_core::render_chain(&e));
                 last = failure.exit();
             }
-            Ok(fleet) => match lkg_reconcile::SwarmPlatform::connect(state).await {
-                Err(e) => {
-                    eprintln!("lkg-fleet: round skipped: {}", lkg_core::render_chain(&e));
-                    last = Exit::Environment;
-                }
-                Ok(platform) => {
-                    let fleeter = Fleeter::new(state, observer).stop_flag(&stop);
-                    match Box::pin(fleeter.round(&fleet, &platform)).await {
-                        Ok(report) => {
-                            observer.clear();
-                            print_round(&report, out)?;
-                            last = exit_of(report.outcome);
-                        }
-                        Err(e) => {
-                            observer.clear();
-                            eprintln!("lkg-fleet: round failed: {}", lkg_core::render_chain(&e));
-                            last = Failure::of(&e).exit();
-                        }
+            Ok(fleet) => {
+                match lkg_reconcile::SwarmPlatform::connect(state).await.map(|p| p.with_store(store.clone())) {
+                    Err(e) => {
+                        eprintln!("lkg-fleet: round skipped: {}", lkg_core::render_chain(&e));
+                        last = Exit::Environment;
                     }
-                    if let Some(path) = metrics_file {
-                        write_metrics(path, &fleet, state)?;
+                    Ok(platform) => {
+                        let fleeter = Fleeter::new(state, observer).stop_flag(&stop);
+                        match Box::pin(fleeter.round(&fleet, &platform)).await {
+                            Ok(report) => {
+                                observer.clear();
+                                print_round(&report, out)?;
+                                last = exit_of(report.outcome);
+                            }
+                            Err(e) => {
+                                observer.clear();
+                                eprintln!("lkg-fleet: round failed: {}", lkg_core::render_chain(&e));
+                                last = Failure::of(&e).exit();
+                            }
+                        }
+                        if let Some(path) = metrics_file {
+                            write_metrics(path, &fleet, state)?;
+                        }
+                        *served.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = metrics_text(&fleet, state);
                     }
-                    *served.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = metrics_text(&fleet, state);
                 }
-            },
+            }
         }
         done += 1;
         if rounds > 0 && done >= rounds || stop.load(Ordering::SeqCst) {

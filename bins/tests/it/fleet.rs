@@ -212,10 +212,15 @@ fn rounds_install_upgrade_roll_back_hold_and_skip() {
     tag(&recipe1, "1.1.0", old);
     fleet.push("1.0.1", Behaviour::Unhealthy);
     tag(&recipe3, "2.0.0", old);
-    let (code, doc, out) = fleet.round(&[]);
+    // The stateful app's snapshot goes to a registry this round.
+    let store = format!("oci://{}/lkg/{}", env.registry_a, apps[0]);
+    let (code, doc, out) = fleet.round(&["--store", &store]);
     assert_eq!(code, Some(1), "{:?}\n{}", states(&doc), text(&out.stderr));
     assert_eq!(state_of(&doc, &apps[0])["state"], "upgraded", "{:?}", states(&doc));
     assert_eq!(state_of(&doc, &apps[0])["running"], "1.1.0");
+    let tags = lkg_testkit::http_get(&format!("http://{}/v2/lkg/{}/tags/list", env.registry_a, apps[0])).unwrap();
+    assert!(tags.body.contains(&format!("\"{}-last-good\"", apps[0])), "{}", tags.body);
+    assert!(!fleet.state().join("apps").join(&apps[0]).join("snapshot").exists(), "the snapshot is not local");
     assert_eq!(state_of(&doc, &apps[1])["state"], "rolled_back", "{:?}", states(&doc));
     assert_eq!(state_of(&doc, &apps[1])["running"], "1.0.0");
     assert_eq!(state_of(&doc, &apps[2])["state"], "held", "{:?}", states(&doc));
