@@ -449,5 +449,111 @@ fn registry_snapshots_signed_with_a_key_and_refused_without_its_signature() {
     // Keys belong to a registry store.
     let out = snap(state.path(), &[&sign[..], &["show"]].concat());
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("--sign-key and --verify-key"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--sign-key, --verify-key"), "{}", text(&out.stderr));
+}
+
+/// The layers of `app`'s last-known-good in registry `a`'s repository `repo`.
+fn last_good_layers(repo: &str, app: &str) -> Vec<serde_json::Value> {
+    let env = env();
+    let out = Command::new("curl")
+        .args(["-sf", "-H", "Accept: application/vnd.oci.image.manifest.v1+json"])
+        .arg(format!("http://{}/v2/{repo}/manifests/{app}-last-good", env.registry_a))
+        .output()
+        .expect("run curl");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    json(&out)["layers"].as_array().unwrap().clone()
+}
+
+#[test]
+fn registry_snapshots_encrypted_to_age_recipients_are_read_only_with_the_identity() {
+    let env = env();
+    let stack = unique_name("snapage");
+    let volume = Volume::new(env, &stack, "data");
+    volume.sh(&format!("echo plaintext-{stack} > /data/marker"));
+    let state = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let keygen = |name: &str| {
+        let path = keys.path().join(name);
+        let out = Command::new("age-keygen")
+            .arg("-o")
+            .arg(&path)
+            .output()
+            .expect("age-keygen (scripts/testenv installs age)");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let public = Command::new("age-keygen").arg("-y").arg(&path).output().unwrap();
+        (path, text(&public.stdout).trim().to_owned())
+    };
+    let ((identity, recipient), (stranger, _)) = (keygen("key.txt"), keygen("other.txt"));
+    let repo = format!("lkg/{stack}");
+    let store = format!("oci://{}/{repo}", env.registry_a);
+    let mut outputs = Vec::new();
+    let mut with = |extra: &[&str], args: &[&str]| {
+        let out = snap(state.path(), &[&["--store", store.as_str()], extra, args].concat());
+        outputs.push(format!("{}{}", text(&out.stdout), text(&out.stderr)));
+        out
+    };
+    let encrypt = ["--encrypt-to", recipient.as_str()];
+    let decrypt = ["--identity", identity.to_str().unwrap()];
+
+    let out = with(&encrypt, &["take", "--app", &stack, "--stack", &stack]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let layers = last_good_layers(&repo, &stack);
+    assert_eq!(layers[0]["mediaType"], "application/vnd.lkg.snapshot.volume.v1.tar+age", "{layers:#?}");
+    // The registry holds ciphertext only, and the age tool opens it.
+    let digest = layers[0]["digest"].as_str().unwrap().strip_prefix("sha256:").unwrap().to_owned();
+    let blob = env.dir.join(format!("registry-a/data/docker/registry/v2/blobs/sha256/{}/{digest}/data", &digest[..2]));
+    let sealed = fs_err::read(&blob).unwrap();
+    assert!(!sealed.windows(9).any(|w| w == b"plaintext"), "the registry sees the data");
+    let opened = Command::new("sh")
+        .arg("-c")
+        .arg(format!("age -d -i {} {} | tar -xOf - data/marker", identity.display(), blob.display()))
+        .output()
+        .unwrap();
+    assert_eq!(text(&opened.stdout).trim(), format!("plaintext-{stack}"), "{}", text(&opened.stderr));
+
+    // Without the identity, or with another, nothing is read or restored.
+    volume.sh("echo live > /data/marker");
+    let out = with(&[], &["restore", "--app", &stack]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("is encrypted"), "{}", text(&out.stderr));
+    let out = with(&["--identity", stranger.to_str().unwrap()], &["restore", "--app", &stack]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("cannot decrypt"), "{}", text(&out.stderr));
+    assert_eq!(volume.sh("cat /data/marker"), "live", "the volume is untouched");
+    // With it: verified and restored.
+    let out = with(&decrypt, &["verify", "--app", &stack]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    let out = with(&decrypt, &["restore", "--app", &stack]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(volume.sh("cat /data/marker"), format!("plaintext-{stack}"));
+
+    // Unchanged data, same recipients: the encrypted layer is reused, not uploaded again.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = with(&encrypt, &["take", "--app", &stack, "--stack", &stack]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(last_good_layers(&repo, &stack)[0]["digest"], layers[0]["digest"]);
+
+    // A bad identity file is named by line, never quoted.
+    let bad = keys.path().join("bad.txt");
+    fs_err::write(&bad, "# created: today\nAGE-SECRET-KEY-1NOTAKEYATALLSECRETPART\n").unwrap();
+    let out = with(&["--identity", bad.to_str().unwrap()], &["restore", "--app", &stack]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("line 2 is not an age X25519 identity"), "{}", text(&out.stderr));
+    let secrets: Vec<String> = [&identity, &stranger]
+        .iter()
+        .flat_map(|p| {
+            fs_err::read_to_string(p)
+                .unwrap()
+                .lines()
+                .filter(|l| l.starts_with("AGE-SECRET"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .chain(["SECRETPART".to_owned()])
+        .collect();
+    for output in &outputs {
+        for secret in &secrets {
+            assert!(!output.contains(secret.as_str()), "a secret key was printed: {output}");
+        }
+    }
 }

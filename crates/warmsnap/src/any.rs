@@ -180,6 +180,14 @@ pub struct StoreArgs {
     /// (cosign.pub); any other is refused (exit 1) before a byte of it is read.
     #[arg(long, global = true, value_name = "PUB")]
     pub verify_key: Option<std::path::PathBuf>,
+    /// With an oci:// store: encrypt each volume archive to this age
+    /// recipient (age1..., repeatable) before it leaves this machine.
+    #[arg(long, global = true, value_name = "RECIPIENT")]
+    pub encrypt_to: Vec<String>,
+    /// With an oci:// store: an age identity file (AGE-SECRET-KEY-1... lines,
+    /// as age-keygen writes) to read encrypted snapshots (repeatable).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub identity: Vec<std::path::PathBuf>,
 }
 
 #[cfg(feature = "cli")]
@@ -191,10 +199,16 @@ impl StoreArgs {
             ClientOptions { insecure_registries: self.insecure_registries.clone(), ..ClientOptions::default() };
         let store = AnyStore::new(&self.store, state_dir, options)?.keep(usize::from(self.keep));
         let AnyStore::Oci(mut oci) = store else {
-            if self.sign_key.is_some() || self.verify_key.is_some() {
+            if self.sign_key.is_some()
+                || self.verify_key.is_some()
+                || !self.encrypt_to.is_empty()
+                || !self.identity.is_empty()
+            {
                 return Err(crate::oci::StoreUrlError {
                     url: self.store.clone(),
-                    problem: "--sign-key and --verify-key sign and check snapshots in a registry".to_owned(),
+                    problem: "--sign-key, --verify-key, --encrypt-to and --identity sign, check, encrypt and \
+                              decrypt snapshots in a registry"
+                        .to_owned(),
                 }
                 .into());
             }
@@ -207,6 +221,50 @@ impl StoreArgs {
         if let Some(path) = &self.verify_key {
             oci = Box::new(oci.verify_with(lkg_registry::sign::PublicKey::from_file(path)?));
         }
+        if !self.encrypt_to.is_empty() {
+            let recipients = self.encrypt_to.iter().map(|r| recipient(r)).collect::<Result<_, _>>()?;
+            oci = Box::new(oci.encrypt_to(recipients));
+        }
+        if !self.identity.is_empty() {
+            let mut identities = Vec::new();
+            for path in &self.identity {
+                identities.extend(identity_file(path)?);
+            }
+            oci = Box::new(oci.decrypt_with(identities));
+        }
         Ok(AnyStore::Oci(oci))
     }
+}
+
+/// An age X25519 recipient, `age1...`.
+#[cfg(feature = "cli")]
+fn recipient(text: &str) -> Result<age::x25519::Recipient, StoreError> {
+    text.trim().parse().map_err(|_| StoreError::AgeKey {
+        what: format!("--encrypt-to {:?}", lkg_core::clip(text)),
+        problem: "is not an age X25519 recipient (age1..., what age-keygen prints as its public key)".to_owned(),
+    })
+}
+
+/// The X25519 identities of an age identity file. A line that is not one
+/// is named by its number only: the file holds secrets.
+#[cfg(feature = "cli")]
+fn identity_file(path: &Path) -> Result<Vec<age::x25519::Identity>, StoreError> {
+    let what = format!("identity file {}", path.display());
+    let text = lkg_core::input::read_to_string(path, lkg_core::input::MAX_TEXT)
+        .map_err(|e| StoreError::AgeKey { what: what.clone(), problem: format!("cannot be read: {e}") })?;
+    let mut identities = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        identities.push(line.parse().map_err(|_| StoreError::AgeKey {
+            what: what.clone(),
+            problem: format!("line {} is not an age X25519 identity (AGE-SECRET-KEY-1...)", number + 1),
+        })?);
+    }
+    if identities.is_empty() {
+        return Err(StoreError::AgeKey { what, problem: "holds no identity".to_owned() });
+    }
+    Ok(identities)
 }

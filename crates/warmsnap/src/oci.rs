@@ -49,6 +49,12 @@ pub const ARTIFACT_TYPE: &str = "application/vnd.lkg.snapshot.v1";
 pub const META_MEDIA_TYPE: &str = "application/vnd.lkg.snapshot.meta.v1+json";
 /// The media type of a volume archive layer.
 pub const VOLUME_MEDIA_TYPE: &str = "application/vnd.lkg.snapshot.volume.v1.tar";
+/// The media type of a volume archive layer encrypted with age.
+pub const ENCRYPTED_VOLUME_MEDIA_TYPE: &str = "application/vnd.lkg.snapshot.volume.v1.tar+age";
+/// An encrypted layer's annotation: the SHA-256 of the archive inside.
+const PLAIN_SHA256: &str = "dev.lkg.plain.sha256";
+/// An encrypted layer's annotation: which recipients it is encrypted to.
+const RECIPIENTS: &str = "dev.lkg.recipients";
 
 const TITLE: &str = "org.opencontainers.image.title";
 const CREATED: &str = "org.opencontainers.image.created";
@@ -81,6 +87,37 @@ pub struct OciStore {
     uploaded: Arc<AtomicU64>,
     sign: Option<SigningKey>,
     verify: Option<PublicKey>,
+    keys: AgeKeys,
+}
+
+/// age recipients to encrypt to, identities to decrypt with; `Debug`
+/// shows recipients only.
+#[derive(Clone, Default)]
+struct AgeKeys {
+    recipients: Arc<Vec<age::x25519::Recipient>>,
+    identities: Arc<Vec<age::x25519::Identity>>,
+}
+
+impl std::fmt::Debug for AgeKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgeKeys")
+            .field("recipients", &self.recipients.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .field("identities", &self.identities.len())
+            .finish()
+    }
+}
+
+impl AgeKeys {
+    /// Names the recipient set, so that a layer encrypted to the same
+    /// recipients can be reused: the first 16 hex of the SHA-256 of the
+    /// sorted recipients.
+    fn fingerprint(&self) -> String {
+        use sha2::Digest as _;
+        let mut recipients: Vec<String> = self.recipients.iter().map(ToString::to_string).collect();
+        recipients.sort();
+        let hash = sha2::Sha256::digest(recipients.join("\n").as_bytes());
+        lkg_core::hex(&hash[..8])
+    }
 }
 
 /// Why an `oci://` store URL is not usable.
@@ -112,6 +149,7 @@ impl OciStore {
             uploaded: Arc::default(),
             sign: None,
             verify: None,
+            keys: AgeKeys::default(),
         }
     }
 
@@ -139,6 +177,25 @@ impl OciStore {
     #[must_use]
     pub fn verify_with(mut self, key: PublicKey) -> OciStore {
         self.verify = Some(key);
+        self
+    }
+
+    /// Encrypts each volume archive to `recipients` (age, X25519) before it
+    /// leaves this machine: the registry sees only ciphertext (`meta.json`,
+    /// with volume names, sizes and checksums, stays readable). A volume
+    /// whose archive did not change since the last-known-good, encrypted
+    /// to the same recipients, reuses that layer and is not uploaded again.
+    #[must_use]
+    pub fn encrypt_to(mut self, recipients: Vec<age::x25519::Recipient>) -> OciStore {
+        self.keys.recipients = Arc::new(recipients);
+        self
+    }
+
+    /// Decrypts encrypted snapshots with `identities`; without one, an
+    /// encrypted snapshot can be shown but not read.
+    #[must_use]
+    pub fn decrypt_with(mut self, identities: Vec<age::x25519::Identity>) -> OciStore {
+        self.keys.identities = Arc::new(identities);
         self
     }
 
@@ -223,13 +280,19 @@ impl OciStore {
             let Some(record) = title.strip_suffix(".tar").and_then(|name| meta.volume(name)) else {
                 return Err(layout(format!("has a layer {:?} that meta.json does not list", lkg_core::clip(title))));
             };
-            if layer.digest.to_string() != format!("sha256:{}", record.sha256) || layer.size != record.bytes {
+            let encrypted = layer.media_type == ENCRYPTED_VOLUME_MEDIA_TYPE;
+            let agrees = if encrypted {
+                layer.annotations.as_ref().and_then(|a| a.get(PLAIN_SHA256)) == Some(&record.sha256)
+            } else {
+                layer.digest.to_string() == format!("sha256:{}", record.sha256) && layer.size == record.bytes
+            };
+            if !agrees {
                 return Err(layout(format!(
                     "has layer {title} as {} ({} bytes) but meta.json records sha256:{} ({} bytes)",
                     layer.digest, layer.size, record.sha256, record.bytes
                 )));
             }
-            layers.insert(record.name.clone(), layer.digest.clone());
+            layers.insert(record.name.clone(), (layer.digest.clone(), encrypted));
         }
         if let Some(missing) = meta.volumes.iter().find(|v| !layers.contains_key(&v.name)) {
             return Err(StoreError::MissingVolume {
@@ -267,7 +330,16 @@ impl OciStore {
     /// moves the tags; returns the manifest's digest.
     async fn push(&self, app: &AppName, generation: &str, dir: &Path, meta: &Meta) -> Result<Digest, StoreError> {
         let mut layers = Vec::new();
+        let reusable = if self.keys.recipients.is_empty() { BTreeMap::new() } else { self.encrypted_layers(app).await };
         for record in &meta.volumes {
+            if !self.keys.recipients.is_empty() {
+                let layer = match reusable.get(&record.sha256) {
+                    Some(layer) => layer.clone(),
+                    None => self.encrypt_and_upload(dir, record).await?,
+                };
+                layers.push(layer);
+                continue;
+            }
             let digest: Digest = format!("sha256:{}", record.sha256).parse().map_err(RegistryError::from)?;
             self.upload(&dir.join(format!("{}.tar", record.name)), &digest, record.bytes).await?;
             let mut layer = Descriptor::new(VOLUME_MEDIA_TYPE, digest, record.bytes);
@@ -309,6 +381,63 @@ impl OciStore {
         Ok(manifest.digest)
     }
 
+    /// The encrypted layers of `app`'s last-known-good that were encrypted
+    /// to this store's recipients, by the checksum of the archive inside.
+    /// Best effort: none when it cannot be read.
+    async fn encrypted_layers(&self, app: &AppName) -> BTreeMap<String, Descriptor> {
+        let Ok(Some(manifest)) = self.client.get_manifest_opt(&self.last_good(app)).await else {
+            return BTreeMap::new();
+        };
+        let Ok(ManifestKind::Image(image)) = manifest.parse() else { return BTreeMap::new() };
+        let fingerprint = self.keys.fingerprint();
+        image
+            .layers
+            .into_iter()
+            .filter(|l| l.media_type == ENCRYPTED_VOLUME_MEDIA_TYPE)
+            .filter_map(|l| {
+                let annotations = l.annotations.as_ref()?;
+                (annotations.get(RECIPIENTS) == Some(&fingerprint))
+                    .then(|| Some((annotations.get(PLAIN_SHA256)?.clone(), l.clone())))?
+            })
+            .collect()
+    }
+
+    /// Encrypts the staged archive of `record` to the recipients (beside it,
+    /// hashing the ciphertext as it is written) and uploads it.
+    async fn encrypt_and_upload(
+        &self,
+        dir: &Path,
+        record: &crate::meta::VolumeRecord,
+    ) -> Result<Descriptor, StoreError> {
+        let plain = dir.join(format!("{}.tar", record.name));
+        let sealed = dir.join(format!("{}.tar.age", record.name));
+        let recipients = Arc::clone(&self.keys.recipients);
+        let (path, out) = (sealed.clone(), sealed.display().to_string());
+        let (hex, size) = tokio::task::spawn_blocking(move || -> io::Result<(String, u64)> {
+            let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+                .map_err(|e| io::Error::other(format!("cannot encrypt {out}: {e}")))?;
+            let file = fs_err::File::create_new(&path)?;
+            let mut hashing = crate::transfer::HashingWriter::new(io::BufWriter::with_capacity(1 << 20, file), None);
+            let mut writer = encryptor.wrap_output(&mut hashing)?;
+            io::copy(&mut fs_err::File::open(&plain)?, &mut writer)?;
+            writer.finish()?;
+            let (inner, size, hex) = hashing.finish();
+            inner.into_inner().map_err(io::IntoInnerError::into_error)?.sync_all()?;
+            Ok((hex, size))
+        })
+        .await
+        .map_err(io::Error::other)??;
+        let digest: Digest = format!("sha256:{hex}").parse().map_err(RegistryError::from)?;
+        self.upload(&sealed, &digest, size).await?;
+        let mut layer = Descriptor::new(ENCRYPTED_VOLUME_MEDIA_TYPE, digest, size);
+        layer.annotations = Some(BTreeMap::from([
+            (TITLE.to_owned(), format!("{}.tar", record.name)),
+            (PLAIN_SHA256.to_owned(), record.sha256.clone()),
+            (RECIPIENTS.to_owned(), self.keys.fingerprint()),
+        ]));
+        Ok(layer)
+    }
+
     /// Deletes `app`'s snapshots beyond the newest `keep` (never `current`).
     /// Best effort: a registry that refuses deletes keeps them.
     async fn prune(&self, app: &AppName, current: &Digest) -> Result<(), StoreError> {
@@ -335,7 +464,8 @@ impl OciStore {
 /// What a reader found: the meta, and each volume's layer digest.
 struct Opened {
     meta: Meta,
-    layers: BTreeMap<String, Digest>,
+    /// Each volume's layer, and whether it is encrypted.
+    layers: BTreeMap<String, (Digest, bool)>,
 }
 
 /// `app`'s generation tags among `tags`, newest first.
@@ -393,6 +523,7 @@ impl Store for OciStore {
             repo: self.repo.clone(),
             location: format!("{location}@{}", manifest.digest),
             opened,
+            keys: self.keys.clone(),
             _lock: lock,
         }))
     }
@@ -426,6 +557,7 @@ pub struct OciReader {
     repo: Reference,
     location: String,
     opened: Opened,
+    keys: AgeKeys,
     _lock: std::fs::File,
 }
 
@@ -446,7 +578,7 @@ impl SnapshotReader for OciReader {
 
     fn open_volume(&self, name: &str) -> Result<Box<dyn Read + Send>, StoreError> {
         check_object_name("volume", name)?;
-        let Some(digest) = self.opened.layers.get(name) else {
+        let Some((digest, encrypted)) = self.opened.layers.get(name) else {
             return Err(StoreError::MissingVolume {
                 app: self.opened.meta.app.to_string(),
                 volume: name.to_owned(),
@@ -454,11 +586,15 @@ impl SnapshotReader for OciReader {
             });
         };
         let recorded = self.opened.meta.volume(name).map_or(u64::MAX - 1, |v| v.bytes);
+        if *encrypted && self.keys.identities.is_empty() {
+            return Err(StoreError::Encrypted { location: self.location.clone() });
+        }
         let blob = LazyBlob {
             client: self.client.clone(),
             repo: self.repo.clone(),
             digest: digest.clone(),
             handle: handle()?,
+            identities: encrypted.then(|| Arc::clone(&self.keys.identities)),
             reader: None,
         };
         // Never more than recorded (and one byte to tell it grew).
@@ -475,7 +611,9 @@ struct LazyBlob {
     repo: Reference,
     digest: Digest,
     handle: tokio::runtime::Handle,
-    reader: Option<BlobReader>,
+    /// Set for an encrypted layer: what decrypts it.
+    identities: Option<Arc<Vec<age::x25519::Identity>>>,
+    reader: Option<Box<dyn Read + Send>>,
 }
 
 impl Read for LazyBlob {
@@ -485,10 +623,44 @@ impl Read for LazyBlob {
                 .handle
                 .block_on(self.client.blob_stream(&self.repo, &self.digest))
                 .map_err(|e| io::Error::other(StoreError::from(e)))?;
-            self.reader = Some(BlobReader::new(stream, self.handle.clone()));
+            let blob = BlobReader::new(stream, self.handle.clone());
+            self.reader = Some(match &self.identities {
+                None => Box::new(blob),
+                Some(identities) => {
+                    let decryptor = age::Decryptor::new(ErrorsAsStore(blob)).map_err(undecryptable)?;
+                    Box::new(
+                        decryptor.decrypt(identities.iter().map(|i| i as &dyn age::Identity)).map_err(undecryptable)?,
+                    )
+                }
+            });
         }
         let Some(reader) = &mut self.reader else { unreachable!("set above") };
         reader.read(buf).map_err(as_store_error)
+    }
+}
+
+/// Why an encrypted layer cannot be read: no identity fits (bad input), or
+/// its ciphertext does not check (a verdict on the snapshot).
+fn undecryptable(error: age::DecryptError) -> io::Error {
+    let input = matches!(error, age::DecryptError::NoMatchingKeys);
+    let error = match error {
+        age::DecryptError::Io(e) => return e,
+        other => other.to_string(),
+    };
+    io::Error::other(if input {
+        StoreError::Undecryptable { reason: error }
+    } else {
+        StoreError::Layout { path: PathBuf::from("encrypted layer"), problem: format!("does not decrypt: {error}") }
+    })
+}
+
+/// A blob reader whose registry errors are carried as [`StoreError`]s, so
+/// that they survive the decryptor's reads.
+struct ErrorsAsStore(BlobReader);
+
+impl Read for ErrorsAsStore {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).map_err(as_store_error)
     }
 }
 

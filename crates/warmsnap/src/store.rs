@@ -158,6 +158,29 @@ pub enum StoreError {
         /// Why no signature verified.
         reason: String,
     },
+    /// An encrypted registry snapshot, read without an identity.
+    #[cfg(feature = "oci")]
+    #[error("the snapshot {location} is encrypted: give the age identity it was encrypted to (--identity FILE)")]
+    Encrypted {
+        /// The snapshot.
+        location: String,
+    },
+    /// No identity given decrypts the snapshot.
+    #[cfg(feature = "oci")]
+    #[error("cannot decrypt the snapshot with the identities given: {reason}")]
+    Undecryptable {
+        /// What age said.
+        reason: String,
+    },
+    /// An age recipient or identity that cannot be used (its text is never shown).
+    #[cfg(feature = "oci")]
+    #[error("{what}: {problem}")]
+    AgeKey {
+        /// Which argument or file.
+        what: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// A signing or verify key that cannot be read.
     #[cfg(feature = "oci")]
     #[error(transparent)]
@@ -174,7 +197,11 @@ impl lkg_core::Classify for StoreError {
         match self {
             StoreError::Name(_) => FailureKind::Input,
             #[cfg(feature = "oci")]
-            StoreError::Url(_) | StoreError::Key(_) => FailureKind::Input,
+            StoreError::Url(_)
+            | StoreError::Key(_)
+            | StoreError::AgeKey { .. }
+            | StoreError::Encrypted { .. }
+            | StoreError::Undecryptable { .. } => FailureKind::Input,
             // A damaged snapshot: the store's answer is "no".
             StoreError::Meta { .. } | StoreError::MissingVolume { .. } | StoreError::Layout { .. } => {
                 FailureKind::Verdict
