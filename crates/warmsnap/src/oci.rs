@@ -422,7 +422,8 @@ impl OciStore {
             io::copy(&mut fs_err::File::open(&plain)?, &mut writer)?;
             writer.finish()?;
             let (inner, size, hex) = hashing.finish();
-            inner.into_inner().map_err(io::IntoInnerError::into_error)?.sync_all()?;
+            // A staging copy, like the archive: the registry keeps the durable one.
+            inner.into_inner().map_err(io::IntoInnerError::into_error)?;
             Ok((hex, size))
         })
         .await
@@ -690,7 +691,8 @@ pub struct OciStaging {
 impl Staging for OciStaging {
     fn create_volume(&mut self, name: &str) -> Result<Box<dyn VolumeSink>, StoreError> {
         check_object_name("volume", name)?;
-        Ok(Box::new(LocalSink::create(&self.dir.join(format!("{name}.tar")))?))
+        // The registry keeps the durable copy: no fsync of the staging one.
+        Ok(Box::new(LocalSink::create_scratch(&self.dir.join(format!("{name}.tar")))?))
     }
 
     fn open_volume(&self, name: &str) -> Result<Box<dyn Read + Send>, StoreError> {

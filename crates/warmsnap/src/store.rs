@@ -561,13 +561,21 @@ impl Drop for LocalStaging {
 
 pub(crate) struct LocalSink {
     file: BufWriter<fs_err::File>,
+    durable: bool,
 }
 
 impl LocalSink {
-    /// A new archive at `path` (which must not exist).
+    /// A new archive at `path` (which must not exist), made durable by
+    /// [`VolumeSink::finish`].
     pub(crate) fn create(path: &Path) -> Result<LocalSink, StoreError> {
         let file = fs_err::File::create_new(path)?;
-        Ok(LocalSink { file: BufWriter::with_capacity(1 << 20, file) })
+        Ok(LocalSink { file: BufWriter::with_capacity(1 << 20, file), durable: true })
+    }
+
+    /// A new archive at `path` that is only a staging copy: another store
+    /// keeps the durable one (a crash loses a take in progress either way).
+    pub(crate) fn create_scratch(path: &Path) -> Result<LocalSink, StoreError> {
+        Ok(LocalSink { durable: false, ..LocalSink::create(path)? })
     }
 }
 
@@ -588,7 +596,9 @@ impl Write for LocalSink {
 impl VolumeSink for LocalSink {
     fn finish(self: Box<Self>) -> Result<(), StoreError> {
         let file = self.file.into_inner().map_err(io::IntoInnerError::into_error)?;
-        file.sync_all()?;
+        if self.durable {
+            file.sync_all()?;
+        }
         Ok(())
     }
 }
