@@ -287,6 +287,8 @@ impl Request {
 /// The largest manifest or index lkg reads: 4 MiB, the most the distribution
 /// spec asks a registry to accept.
 const MAX_MANIFEST: usize = 4 << 20;
+/// The largest blob [`Client::get_blob`] reads into memory.
+pub const MAX_SMALL_BLOB: usize = 16 << 20;
 /// The largest token-server answer lkg reads.
 const MAX_TOKEN_ANSWER: usize = 1 << 20;
 /// The largest page of a tag list lkg reads.
@@ -929,12 +931,23 @@ impl Client {
     }
 
     /// A blob's content, whole and verified. For small blobs (configs,
-    /// signature payloads); stream layers with [`Client::blob_stream`].
+    /// signature payloads): one larger than [`MAX_SMALL_BLOB`] is refused
+    /// as it arrives, so a hostile registry cannot make lkg hold an
+    /// unbounded answer in memory; stream layers with [`Client::blob_stream`].
     pub async fn get_blob(&self, repo: &Reference, digest: &Digest) -> Result<Vec<u8>, RegistryError> {
         let mut stream = self.blob_stream(repo, digest).await?;
         let mut out = Vec::new();
         while let Some(chunk) = stream.next().await {
             out.extend_from_slice(&chunk?);
+            if out.len() > MAX_SMALL_BLOB {
+                return Err(RegistryError::Malformed {
+                    what: format!("blob {digest} in {}/{}", repo.registry(), repo.repository()),
+                    reason: format!(
+                        "it is larger than {} MiB, more than a config or a signature holds",
+                        MAX_SMALL_BLOB >> 20
+                    ),
+                });
+            }
         }
         Ok(out)
     }

@@ -71,7 +71,9 @@ pub mod sign;
 pub use auth::{Anonymous, Credential, CredentialSource, DockerConfig, StaticCredentials};
 /// The byte buffer of blobs and artifacts in this crate's API.
 pub use bytes::Bytes;
-pub use client::{BlobReader, BlobStream, Client, ClientOptions, ManifestHead, Mount, RetryPolicy, Scope};
+pub use client::{
+    BlobReader, BlobStream, Client, ClientOptions, MAX_SMALL_BLOB, ManifestHead, Mount, RetryPolicy, Scope,
+};
 pub use digest::VerifyDigest;
 pub use error::RegistryError;
 pub use lkg_inputs_lock::{Algorithm, Digest, DigestError, DigestWriter};

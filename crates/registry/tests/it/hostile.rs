@@ -83,3 +83,17 @@ async fn a_manifest_larger_than_4_mib_is_refused_unread() {
     assert!(matches!(err, RegistryError::Malformed { .. }), "{err:?}");
     assert!(err.to_string().contains("larger than 4 MiB"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_blob_larger_than_16_mib_is_refused_as_it_arrives() {
+    // A config whose digest is right, but far larger than any config: a
+    // registry that serves it must not make lkg hold all of it.
+    let body = Arc::new(vec![b'{'; lkg_registry::MAX_SMALL_BLOB + (1 << 20)]);
+    let digest = lkg_registry::Digest::sha256(&body);
+    let served = Arc::clone(&body);
+    let registry = serve(move |_| response(200, &[("Content-Type", "application/octet-stream")], &served));
+    let r: Reference = format!("{registry}/big/app").parse().unwrap();
+    let err = impatient().get_blob(&r, &digest).await.unwrap_err();
+    assert!(matches!(err, RegistryError::Malformed { .. }), "{err:?}");
+    assert!(err.to_string().contains("larger than 16 MiB"), "{err}");
+}
