@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use lkg_cli::{Common, Exit, Failure, Output, Progress};
 use lkg_fleet::{AppRound, AppState, Fleet, FleetError, FleetEvent, FleetState, Fleeter, RoundOutcome, RoundReport};
+use lkg_warmsnap::remote::Agent;
 use lkg_warmsnap::{AnyStore, StoreArgs};
 
 /// Keep every app of a fleet on its newest safe version, by itself.
@@ -126,9 +127,13 @@ async fn run(command: Command, state: &Path, store: &StoreArgs, out: Output) -> 
         }
         Command::Run { file, metrics_file } => {
             let fleet = load(&file)?;
+            let agent = store.agent();
             let store = store.open(state).map_err(|e| Failure::of(&e))?;
-            let platform =
-                lkg_reconcile::SwarmPlatform::connect(state).await.map_err(|e| Failure::of(&e))?.with_store(store);
+            let platform = lkg_reconcile::SwarmPlatform::connect(state)
+                .await
+                .map_err(|e| Failure::of(&e))?
+                .with_store(store)
+                .with_agent(agent);
             let report =
                 Box::pin(Fleeter::new(state, &observer).round(&fleet, &platform)).await.map_err(|e| Failure::of(&e))?;
             observer.clear();
@@ -141,9 +146,8 @@ async fn run(command: Command, state: &Path, store: &StoreArgs, out: Output) -> 
         Command::Watch { file, interval, metrics_file, listen, rounds } => {
             let interval = lkg_fleet::parse_duration(&interval)
                 .map_err(|e| Failure::new(Exit::Usage, format!("--interval: {e}")))?;
-            let store = store.open(state).map_err(|e| Failure::of(&e))?;
-            watch(&file, state, &store, interval, metrics_file.as_deref(), listen.as_deref(), rounds, &observer, out)
-                .await
+            let at = (store.open(state).map_err(|e| Failure::of(&e))?, store.agent());
+            watch(&file, state, &at, interval, metrics_file.as_deref(), listen.as_deref(), rounds, &observer, out).await
         }
         Command::Status { file } => {
             let fleet = load(&file)?;
@@ -192,7 +196,7 @@ fn exit_of(outcome: RoundOutcome) -> Exit {
 async fn watch(
     file: &Path,
     state: &Path,
-    store: &AnyStore,
+    (store, agent): &(AnyStore, Agent),
     interval: Duration,
     metrics_file: Option<&Path>,
     listen: Option<&str>,
@@ -233,7 +237,10 @@ async fn watch(
                 last = failure.exit();
             }
             Ok(fleet) => {
-                match lkg_reconcile::SwarmPlatform::connect(state).await.map(|p| p.with_store(store.clone())) {
+                match lkg_reconcile::SwarmPlatform::connect(state)
+                    .await
+                    .map(|p| p.with_store(store.clone()).with_agent(agent.clone()))
+                {
                     Err(e) => {
                         eprintln!("lkg-fleet: round skipped: {}", lkg_core::render_chain(&e));
                         last = Exit::Environment;

@@ -458,9 +458,9 @@ fn update_exit(outcome: Outcome) -> Exit {
 }
 
 /// The swarm, and the snapshot store `store` names.
-async fn connect(state: &Path, store: &StoreArgs) -> Result<SwarmPlatform, Failure> {
-    let store = store.open(state).map_err(|e| Failure::of(&e))?;
-    Ok(SwarmPlatform::connect(state).await.map_err(|e| failure(&e))?.with_store(store))
+async fn connect(state: &Path, args: &StoreArgs) -> Result<SwarmPlatform, Failure> {
+    let store = args.open(state).map_err(|e| Failure::of(&e))?;
+    Ok(SwarmPlatform::connect(state).await.map_err(|e| failure(&e))?.with_store(store).with_agent(args.agent()))
 }
 
 fn read_notes(file: &Path) -> Result<ReleaseNotes, Failure> {

@@ -7,8 +7,10 @@ use std::sync::Mutex;
 
 use clap::{Parser, Subcommand};
 use lkg_cli::{Common, Exit, Failure, Output, Progress};
+use lkg_warmsnap::remote::Agent;
 use lkg_warmsnap::{
-    Access, AppName, Event, Meta, RestoreRequest, SnapError, Store, StoreArgs, StoreError, TakeRequest, Verdict,
+    Access, AnyStore, AppName, Event, Meta, RestoreRequest, SnapError, Store, StoreArgs, StoreError, TakeRequest,
+    Verdict,
 };
 
 /// Last-known-good snapshots of a swarm stack's volumes.
@@ -71,6 +73,17 @@ enum Command {
         /// one; archive always goes through the engine.
         #[arg(long, value_enum, default_value_t = Access::Auto)]
         access: Access,
+        /// The swarm node (id or hostname) whose volumes to take, when it is
+        /// not the node of the engine lkg talks to: lkg's agent takes them
+        /// there as a swarm job and uploads them to the --store oci://
+        /// registry, which that node must reach (docs/multi-node.md).
+        #[arg(long, value_name = "NODE")]
+        node: Option<String>,
+        /// With --node: a volume to take (repeatable); default: the volumes
+        /// of the app's last-known-good. The manager cannot list another
+        /// node's volumes.
+        #[arg(long = "volume", value_name = "NAME", requires = "node")]
+        volumes: Vec<String>,
     },
     /// Re-read the snapshot and check every size, checksum and entry (exit 1 names what differs).
     Verify {
@@ -92,6 +105,12 @@ enum Command {
         /// the engine.
         #[arg(long, value_enum, default_value_t = Access::Auto)]
         access: Access,
+        /// Restore onto this swarm node (id or hostname), for example to move
+        /// an app off a lost node: lkg's agent pulls the snapshot from the
+        /// --store oci:// registry there, checks it, and fills the volumes,
+        /// creating those the node lacks (docs/multi-node.md).
+        #[arg(long, value_name = "NODE")]
+        node: Option<String>,
     },
     /// Show an app's snapshot, or list the apps that have one.
     Show {
@@ -106,27 +125,29 @@ fn main() -> std::process::ExitCode {
         let cli = Cli::parse();
         let out = Output::new(cli.common.json);
         let store = cli.store.open(&cli.common.state_dir()?).map_err(|e| Failure::of(&e))?;
-        lkg_cli::block_on(run(cli.command, &store, out))?
+        let agent = cli.store.agent();
+        lkg_cli::block_on(run(cli.command, &store, &agent, out))?
     })
 }
 
-async fn run<S: Store>(command: Command, store: &S, out: Output) -> Result<Exit, Failure> {
+async fn run(command: Command, store: &AnyStore, agent: &Agent, out: Output) -> Result<Exit, Failure> {
     let progress = TtyProgress(Mutex::new(Progress::stderr()));
     let exit = match command {
-        Command::Take { app, stack, version, commit, domain, access } => {
+        Command::Take { app, stack, version, commit, domain, access, node, volumes } => {
             let mut request = TakeRequest::new(app_name(&app)?, &stack).map_err(|e| usage(&e))?.access(access);
             request.version = version;
             request.commit = commit;
             request.domain = domain;
-            take(store, &request, out, &progress).await
+            let at = At { agent, node: node.as_deref() };
+            take(store, &request, &at, &volumes, out, &progress).await
         }
         Command::Verify { app } => verify(store, &app_name(&app)?, out, &progress).await,
-        Command::Restore { app, stack, access } => {
+        Command::Restore { app, stack, access, node } => {
             let mut request = RestoreRequest::new(app_name(&app)?).access(access);
             if let Some(stack) = stack {
                 request = request.stack(&stack).map_err(|e| usage(&e))?;
             }
-            restore(store, &request, out, &progress).await
+            restore(store, &request, &At { agent, node: node.as_deref() }, out, &progress).await
         }
         Command::Show { app: Some(app) } => show(store, &app_name(&app)?, out).await,
         Command::Show { app: None } => {
@@ -139,14 +160,25 @@ async fn run<S: Store>(command: Command, store: &S, out: Output) -> Result<Exit,
     exit
 }
 
-async fn take<S: Store>(
-    store: &S,
+/// Where a take or restore reaches the volumes: through the engine, or on
+/// another node through lkg's agent.
+struct At<'a> {
+    agent: &'a Agent,
+    node: Option<&'a str>,
+}
+
+async fn take(
+    store: &AnyStore,
     request: &TakeRequest,
+    at: &At<'_>,
+    volumes: &[String],
     out: Output,
     progress: &TtyProgress,
 ) -> Result<Exit, Failure> {
     let docker = lkg_warmsnap::connect().await.map_err(|e| failure(&SnapError::from(e)))?;
-    let report = lkg_warmsnap::take(&docker, store, request, progress).await.map_err(|e| failure(&e))?;
+    let report = lkg_warmsnap::remote::take_at(&docker, store, at.agent, request, at.node, volumes, progress)
+        .await
+        .map_err(|e| failure(&e))?;
     progress.clear();
     out.emit(&report, |w| {
         header(w, "took the snapshot of", &report.meta)?;
@@ -202,14 +234,17 @@ async fn verify<S: Store>(store: &S, app: &AppName, out: Output, progress: &TtyP
     .with_hint("do not restore it; take a new snapshot from a known-good deployment"))
 }
 
-async fn restore<S: Store>(
-    store: &S,
+async fn restore(
+    store: &AnyStore,
     request: &RestoreRequest,
+    at: &At<'_>,
     out: Output,
     progress: &TtyProgress,
 ) -> Result<Exit, Failure> {
     let docker = lkg_warmsnap::connect().await.map_err(|e| failure(&SnapError::from(e)))?;
-    let report = lkg_warmsnap::restore(&docker, store, request, progress).await.map_err(|e| failure(&e))?;
+    let report = lkg_warmsnap::remote::restore_at(&docker, store, at.agent, request, at.node, progress)
+        .await
+        .map_err(|e| failure(&e))?;
     progress.clear();
     out.emit(&report, |w| {
         header(w, &format!("restored into stack {} the snapshot of", report.stack), &report.snapshot)?;

@@ -1,8 +1,9 @@
-//! `lkg-reconcile update` of a stateful app on the three-node swarm of
-//! `scripts/testenv up --nodes 3`: the data's node is found through the
-//! manager, an app that could start on an empty volume elsewhere is refused
-//! before anything changes, and `--pin-to-data-node` holds it there.
-//! docs/multi-node.md.
+//! `lkg-reconcile update` and `lkg-snap` of a stateful app on the three-node
+//! swarm of `scripts/testenv up --nodes 3`: the data's node is found through
+//! the manager, an app that could start on an empty volume elsewhere is
+//! refused before anything changes, `--pin-to-data-node` holds it there, and
+//! data on a worker is snapshotted and restored there by lkg's agent, with
+//! the registry on the bridge as the store. docs/multi-node.md.
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -262,17 +263,17 @@ fn multi_node_data_on_a_worker_is_refused_before_anything_changes() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains(&format!("is not constrained to its data's node {}", worker.node_id)), "{stderr}");
     assert!(stderr.contains(&format!("`node.id == {}`", worker.node_id)), "{stderr}");
-    // lkg snapshots through the engine it talks to (the manager's): it says
-    // it cannot reach the worker's volume rather than snapshot nothing.
-    assert!(stderr.contains(&format!("the data is on node {}", worker.node_id)), "{stderr}");
     app.assert_untouched(&before);
 
-    // Pinning does not make the worker's volume reachable: still refused.
+    // Pinned, but with the local store: the worker cannot reach this
+    // machine's snapshots, so lkg's agent could not keep them there. Refused,
+    // saying which store would do.
     let out = app.update(worker, "1.1.0", &["--last-good", "1.0.0", "--pin-to-data-node"]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(!stderr.contains("is not constrained"), "{stderr}");
-    assert!(stderr.contains("snapshots and restores reach volumes only through that engine"), "{stderr}");
+    assert!(stderr.contains(&format!("the data is on node {}", worker.node_id)), "{stderr}");
+    assert!(stderr.contains("pass --store oci://"), "{stderr}");
     app.assert_untouched(&before);
     app.serving_on(worker, "1.0.0");
     assert_eq!(app.marker(worker), "known-good");
@@ -305,4 +306,201 @@ fn multi_node_a_failed_update_rolls_back_with_the_snapshot_from_the_registry_sto
     assert!(!app.state().join("apps").join(&app.name).join("snapshot").exists(), "nothing kept locally");
     let tags = http_get(&format!("http://{}/v2/lkg/{}/tags/list", app.nodes.registry, app.name)).unwrap();
     assert!(tags.body.contains(&format!("\"{}-last-good\"", app.name)), "{}", tags.body);
+}
+
+impl NodeApp {
+    /// The registry store every node reaches, one repository per test.
+    fn store(&self) -> String {
+        format!("oci://{}/lkg/{}", self.nodes.registry, self.name)
+    }
+
+    fn store_args(&self) -> Vec<String> {
+        vec!["--store".into(), self.store(), "--insecure-registry".into(), self.nodes.registry.clone()]
+    }
+
+    /// `lkg-snap ARGS --json` against the manager, with the registry store.
+    fn snap(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_lkg-snap"))
+            .arg("--state-dir")
+            .arg(self.state())
+            .args(self.store_args())
+            .args(args)
+            .arg("--json")
+            .envs(self.nodes.vars())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run lkg-snap")
+    }
+
+    fn volume(&self) -> String {
+        format!("{}_data", self.name)
+    }
+
+    /// Removes the stack (not its volumes) and waits until its containers are gone.
+    fn undeploy(&self) {
+        self.nodes.docker(&["stack", "rm", &self.name]);
+        let label = format!("label=com.docker.stack.namespace={}", self.name);
+        wait_until("the stack's containers to go", Duration::from_secs(60), Duration::from_millis(250), || {
+            self.nodes.nodes.iter().all(|n| n.docker(&["ps", "-aq", "--filter", &label]).is_empty()).then_some(())
+        });
+    }
+
+    /// Every file of the volume on `node`: type and mode, owner, size,
+    /// mtime, link count, link target, and each file's SHA-256.
+    fn listing(&self, node: &Node) -> String {
+        let script = "cd /data && find . | sort | while read -r p; do stat -c '%n %f %u:%g %s %Y %h %N' \"$p\"; done \
+                      && find . -type f | sort | xargs sha256sum";
+        let mount = format!("{}:/data", self.volume());
+        node.docker(&["run", "--rm", "-v", &mount, &self.nodes.busybox_image, "sh", "-c", script])
+    }
+
+    /// lkg's agent jobs of this app still on the swarm.
+    fn agent_jobs(&self) -> String {
+        self.nodes.docker(&["service", "ls", "-q", "--filter", &format!("label=org.lkg.warmsnap.helper={}", self.name)])
+    }
+}
+
+#[test]
+fn multi_node_a_stateful_app_on_a_worker_upgrades_and_rolls_back_there_through_the_agent() {
+    let app = NodeApp::new("mn-agent");
+    app.nodes.import(&App::new("1.1.0").behaviour(lkg_testkit::Behaviour::Unhealthy));
+    let worker = app.nodes.node(2);
+    app.write_compose(Some(&worker.constraint()));
+    let store = app.store_args();
+    let with_store: Vec<&str> = store.iter().map(String::as_str).collect();
+    let out = app.update(worker, "1.0.0", &with_store);
+    assert_eq!(out.status.code(), Some(0), "install: {}", text(&out.stderr));
+    app.serving_on(worker, "1.0.0");
+    let put = http_request("PUT", &app.url(worker, "/marker"), Some(b"known-good")).unwrap();
+    assert_eq!(put.status, 200);
+
+    // A healthy target: the agent snapshots the worker's volume into the
+    // registry, and the upgrade runs on the worker with the data.
+    let out = app.update(worker, "1.1.0", &with_store);
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{report:#}\n{}", text(&out.stderr));
+    assert_eq!(report["outcome"], "upgraded", "{report:#}");
+    assert!(report["notes"].to_string().contains(&format!("is on node {}", worker.node_id)), "{report:#}");
+    let tags = http_get(&format!("http://{}/v2/lkg/{}/tags/list", app.nodes.registry, app.name)).unwrap();
+    assert!(tags.body.contains(&format!("\"{}-last-good\"", app.name)), "{}", tags.body);
+    app.serving_on(worker, "1.1.0");
+    assert_eq!(app.nodes.task_nodes(&app.service()), std::slice::from_ref(&worker.node_id));
+    assert_eq!(app.marker(worker), "known-good");
+    assert!(app.agent_jobs().is_empty(), "the agent's jobs are removed: {}", app.agent_jobs());
+    assert!(
+        app.nodes.manager().docker(&["volume", "ls", "-q", "--filter", &format!("name={}", app.volume())]).is_empty()
+    );
+
+    // A broken target that writes to the data before it is found unhealthy:
+    // the rollback restores the snapshot on the worker.
+    let child = Command::new(env!("CARGO_BIN_EXE_lkg-reconcile"))
+        .arg("--state-dir")
+        .arg(app.state())
+        .args(["update", "--app", &app.name, "-c"])
+        .arg(app.compose())
+        .args(["--target", "1.1.0-unhealthy", "--health", &app.url(worker, "/health"), "--health-passes", "2"])
+        .args(["--health-interval", "0.3", "--health-deadline", "20", "--deploy-timeout", "90"])
+        .args(["--resolve-image", "never", "--json"])
+        .args(&with_store)
+        .envs(app.nodes.vars())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run lkg-reconcile");
+    wait_until("the broken target to answer", Duration::from_secs(60), Duration::from_millis(100), || {
+        http_get(&app.url(worker, "/health")).ok().filter(|r| r.status == 503)
+    });
+    let put = http_request("PUT", &app.url(worker, "/marker"), Some(b"written-by-the-broken-target")).unwrap();
+    assert_eq!(put.status, 200);
+    let out = child.wait_with_output().unwrap();
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(1), "{report:#}\n{}", text(&out.stderr));
+    assert_eq!(report["outcome"], "rolled_back", "{report:#}");
+    assert_eq!(report["data_restored"], true, "{report:#}");
+    app.serving_on(worker, "1.1.0");
+    assert_eq!(app.marker(worker), "known-good", "the data came back from the registry, on the worker");
+    assert_eq!(app.nodes.task_nodes(&app.service()), std::slice::from_ref(&worker.node_id));
+    assert!(app.agent_jobs().is_empty(), "{}", app.agent_jobs());
+    assert!(!app.state().join("apps").join(&app.name).join("snapshot").exists(), "nothing kept locally");
+}
+
+#[test]
+fn multi_node_a_snapshot_taken_on_a_worker_is_restored_onto_another_node() {
+    let app = NodeApp::new("mn-move");
+    let (from, to) = (app.nodes.node(2), app.nodes.node(3));
+    app.seed_on(from);
+    app.undeploy();
+    // Owners, modes (setuid too), a symlink, a hard link, an old mtime.
+    let script = "mkdir -p /data/d/e && echo x > /data/d/f && chown 1234:5678 /data/d/f && chmod 4750 /data/d/f \
+                  && ln -s ../marker /data/d/link && ln /data/d/f /data/d/hard && chmod 700 /data/d/e \
+                  && touch -d @1000000000 /data/d/f && dd if=/dev/urandom of=/data/big bs=1M count=8 2>/dev/null";
+    let mount = format!("{}:/data", app.volume());
+    from.docker(&["run", "--rm", "-v", &mount, &app.nodes.busybox_image, "sh", "-c", script]);
+    let before = app.listing(from);
+    assert!(before.contains("./d/link") && before.contains("1234:5678"), "{before}");
+
+    // The manager cannot list the worker's volumes: without a last-good to
+    // take their names from, lkg asks for them.
+    let out = app.snap(&["take", "--app", &app.name, "--stack", &app.name, "--node", &from.node_id]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--volume"), "{}", text(&out.stderr));
+    // A volume the node does not have is refused, not snapshotted empty.
+    let missing = format!("{}_nothere", app.name);
+    let out =
+        app.snap(&["take", "--app", &app.name, "--stack", &app.name, "--node", &from.node_id, "--volume", &missing]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("volume {missing} does not exist on this node")), "{stderr}");
+    assert!(stderr.contains(&format!("lkg's agent on node {}", from.node_id)), "{stderr}");
+
+    let out = app.snap(&[
+        "take",
+        "--app",
+        &app.name,
+        "--stack",
+        &app.name,
+        "--node",
+        &from.node_id,
+        "--volume",
+        &app.volume(),
+    ]);
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{report:#}\n{}", text(&out.stderr));
+    assert_eq!(report["volumes"][0]["name"], app.volume(), "{report:#}");
+    assert!(report["volumes"][0]["summary"]["bytes"].as_u64().unwrap() > 8 << 20, "{report:#}");
+
+    // Node 2 is lost: its last-known-good goes onto node 3.
+    let out = app.snap(&["restore", "--app", &app.name, "--node", &to.node_id]);
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{report:#}\n{}", text(&out.stderr));
+    assert_eq!(report["volumes"][0]["existed"], false, "created on node 3: {report:#}");
+    assert_eq!(app.listing(to), before, "node 3 holds exactly the data");
+    let labels = to.docker(&["volume", "inspect", &app.volume(), "--format", "{{json .Labels}}"]);
+    assert!(labels.contains(&format!("\"com.docker.stack.namespace\":\"{}\"", app.name)), "{labels}");
+
+    // Restoring again over the existing volume replaces its content exactly.
+    to.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &mount,
+        &app.nodes.busybox_image,
+        "sh",
+        "-c",
+        "rm -rf /data/d && echo junk > /data/extra",
+    ]);
+    let out = app.snap(&["restore", "--app", &app.name, "--node", &to.node_id]);
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{report:#}\n{}", text(&out.stderr));
+    assert_eq!(report["volumes"][0]["existed"], true, "{report:#}");
+    assert_eq!(app.listing(to), before, "the extra file is gone, the removed ones are back");
+
+    // The app deployed on node 3 serves the data.
+    let seed = app.dir.path().join("on-3.yml");
+    std::fs::write(&seed, compose(app.port, "lkg-fixture/app:1.0.0", Some(&to.constraint()))).unwrap();
+    app.nodes.docker(&["stack", "deploy", "--resolve-image", "never", "-c", &seed.display().to_string(), &app.name]);
+    app.serving_on(to, "1.0.0");
+    assert_eq!(app.marker(to), "known-good");
+    assert!(app.agent_jobs().is_empty(), "{}", app.agent_jobs());
 }

@@ -7,10 +7,13 @@
 //! more nodes, a stateful `update` (not a first install, which has no data
 //! yet) asks [`lkg_swarm::Swarm::placement`] where the stack's volumes are and
 //! refuses (exit 2, nothing touched) unless they are all on one node that is
-//! `ready` and `active`, that node is the one lkg talks to, and every service
-//! mounting a volume is held on it by its constraints, as deployed and in the
-//! target's files; `deploy.pin_to_data_node` (`--pin-to-data-node`) adds the
+//! `ready` and `active`, and every service mounting a volume is held on it by
+//! its constraints, as deployed and in the target's files; `deploy.pin_to_data_node` (`--pin-to-data-node`) adds the
 //! constraint `node.id == <node>` through lkg's overlay compose file instead.
+//! When that node is not the one lkg talks to, the snapshot and a rollback's
+//! restore run there as swarm jobs of lkg's agent, which needs a registry
+//! store every node reaches (`--store oci://...`); with the local store the
+//! update is refused.
 //! After a deploy, a stateful service with a running task on another node
 //! is a failed verdict (`wrong_node`), and the health gate fails the same way.
 //! See docs/multi-node.md.
@@ -32,13 +35,22 @@ pub struct DataNode {
     /// Services (short names) whose deploys get `node.id == <id>` added.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub pin: BTreeSet<String>,
+    /// The stack's volumes there.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub volumes: BTreeSet<String>,
+    /// The node is not the one of the engine lkg talks to: snapshots and
+    /// restores run there as jobs of lkg's agent, through a registry store.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remote: bool,
 }
 
 impl DataNode {
     /// What a [`StackPlacement::check`] found, as the spec records it.
     pub fn from_location(location: DataLocation) -> Option<DataNode> {
         match location {
-            DataLocation::Node { node, pin } => Some(DataNode { id: node.id, hostname: node.hostname, pin }),
+            DataLocation::Node { node, pin, volumes, local } => {
+                Some(DataNode { id: node.id, hostname: node.hostname, pin, volumes, remote: !local })
+            }
             _ => None,
         }
     }
@@ -108,7 +120,13 @@ mod tests {
             }],
             volumes: BTreeMap::new(),
         };
-        let data = DataNode { id: "n1".to_owned(), hostname: "vm".to_owned(), pin: BTreeSet::new() };
+        let data = DataNode {
+            id: "n1".to_owned(),
+            hostname: "vm".to_owned(),
+            pin: BTreeSet::new(),
+            volumes: BTreeSet::new(),
+            remote: false,
+        };
         let check = data.check(&placement);
         assert!(!check.pass);
         assert_eq!(

@@ -24,6 +24,7 @@ use lkg_swarm::{
     CommandDeployer, ComposeFiles, DeployError, DeployInvocation, DeployRequest, Deployer, DeployerError,
     IdentityError, StackDeployer, Swarm, Verdict,
 };
+use lkg_warmsnap::remote::{Agent, restore_at, take_at};
 use lkg_warmsnap::{AnyStore, LocalStore, RestoreRequest, TakeRequest};
 
 use crate::error::ReconcileError;
@@ -124,6 +125,7 @@ pub struct SwarmPlatform {
     swarm: Swarm,
     host: Option<String>,
     store: AnyStore,
+    agent: Agent,
     http: reqwest::Client,
     deployer: Mutex<Option<(DeploySpec, Arc<AppDeployer>)>>,
 }
@@ -137,6 +139,7 @@ impl SwarmPlatform {
             swarm,
             host: None,
             store: AnyStore::Local(LocalStore::new(state_dir)),
+            agent: Agent::default(),
             http: crate::probe::http_client()?,
             deployer: Mutex::new(None),
         })
@@ -148,6 +151,20 @@ impl SwarmPlatform {
     pub fn with_store(mut self, store: AnyStore) -> SwarmPlatform {
         self.store = store;
         self
+    }
+
+    /// Runs snapshots and restores of data on another node with `agent`
+    /// (default: [`Agent::default`], from `LKG_AGENT_IMAGE` or `LKG_AGENT`).
+    #[must_use]
+    pub fn with_agent(mut self, agent: Agent) -> SwarmPlatform {
+        self.agent = agent;
+        self
+    }
+
+    /// The node snapshots and restores of `spec` run on through lkg's
+    /// agent: its data's, when that is not the engine's node.
+    fn remote_node(spec: &AppSpec) -> Option<&DataNode> {
+        spec.data_node.as_ref().filter(|node| node.remote)
     }
 
     /// Connects to `DOCKER_HOST` (API version negotiated).
@@ -264,6 +281,10 @@ impl Platform for SwarmPlatform {
     }
 
     async fn has_volumes(&self, spec: &AppSpec) -> Result<bool, ReconcileError> {
+        if let Some(node) = Self::remote_node(spec) {
+            // The engine lkg talks to lists its own volumes only.
+            return Ok(!node.volumes.is_empty());
+        }
         Ok(!self.swarm.volumes(&spec.stack).await?.is_empty())
     }
 
@@ -343,7 +364,12 @@ impl Platform for SwarmPlatform {
             .map_err(lkg_warmsnap::SnapError::from)?
             .version(version)
             .access(spec.deploy.snapshot_access);
-        let taken = lkg_warmsnap::take(self.swarm.docker(), &self.store, &request, &NoProgress).await?;
+        let (node, volumes) = match Self::remote_node(spec) {
+            Some(node) => (Some(node.id.as_str()), node.volumes.iter().cloned().collect()),
+            None => (None, Vec::new()),
+        };
+        let docker = self.swarm.docker();
+        let taken = take_at(docker, &self.store, &self.agent, &request, node, &volumes, &NoProgress).await?;
         Ok(SnapshotRef { version: taken.meta.version.clone(), ts: taken.meta.ts, location: taken.location })
     }
 
@@ -357,7 +383,8 @@ impl Platform for SwarmPlatform {
             .stack(&spec.stack)
             .map_err(lkg_warmsnap::SnapError::from)?
             .access(spec.deploy.snapshot_access);
-        lkg_warmsnap::restore(self.swarm.docker(), &self.store, &request, &NoProgress).await?;
+        let node = Self::remote_node(spec).map(|node| node.id.as_str());
+        restore_at(self.swarm.docker(), &self.store, &self.agent, &request, node, &NoProgress).await?;
         Ok(())
     }
 
@@ -391,7 +418,24 @@ impl Platform for SwarmPlatform {
         let compose = ComposeFiles::load(&spec.compose)?;
         let constraints = compose.placement_constraints(&self.variables(spec, target));
         let location = placement.check(Some(&constraints), spec.deploy.pin_to_data_node)?;
-        Ok(DataNode::from_location(location))
+        let node = DataNode::from_location(location);
+        if let Some(node) = node.as_ref().filter(|n| n.remote)
+            && matches!(self.store, AnyStore::Local(_))
+        {
+            let describe = |id: &str, hostname: &str| {
+                if hostname.is_empty() { id.to_owned() } else { format!("{id} ({hostname})") }
+            };
+            let local = placement.nodes.iter().find(|n| n.id == placement.local_node);
+            return Err(lkg_swarm::PlacementRefusal {
+                stack: spec.stack.clone(),
+                problems: vec![lkg_swarm::PlacementProblem::NotLocal {
+                    node: describe(&node.id, &node.hostname),
+                    local: local.map_or_else(|| placement.local_node.clone(), lkg_swarm::SwarmNode::describe),
+                }],
+            }
+            .into());
+        }
+        Ok(node)
     }
 
     async fn engine_answers(&self) -> bool {

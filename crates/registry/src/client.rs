@@ -350,7 +350,7 @@ impl Client {
             .read_timeout(options.read_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
-            .map_err(|e| RegistryError::Setup(e.to_string()))?;
+            .map_err(|e| RegistryError::Setup(lkg_core::render_chain(&e)))?;
         Ok(Client {
             inner: Arc::new(Inner {
                 http,

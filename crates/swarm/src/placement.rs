@@ -181,6 +181,11 @@ pub enum DataLocation {
         /// need `node.id == <node>` added: all of them with `pin`, none
         /// otherwise (they are already held there).
         pin: BTreeSet<String>,
+        /// The stack's volumes on it.
+        volumes: BTreeSet<String>,
+        /// Whether it is the node of the engine lkg talks to: otherwise only
+        /// a job on the node (lkg's agent) reaches the volumes.
+        local: bool,
     },
 }
 
@@ -245,8 +250,10 @@ pub enum PlacementProblem {
         /// The constraints.
         constraints: Vec<String>,
     },
-    /// The data is on another node than the engine lkg talks to, so lkg's
-    /// snapshot and restore (which use that engine) cannot reach it.
+    /// The data is on another node than the engine lkg talks to, and the
+    /// snapshot store is local to lkg's machine, which that node cannot
+    /// reach. [`StackPlacement::check`] does not report it: whether it is a
+    /// problem depends on the store, which the caller knows.
     NotLocal {
         /// The data's node (described).
         node: String,
@@ -300,9 +307,9 @@ impl fmt::Display for PlacementProblem {
             ),
             PlacementProblem::NotLocal { node, local } => write!(
                 f,
-                "the data is on node {node}, but lkg talks to the engine of node {local}, and snapshots and restores \
-                 reach volumes only through that engine; run lkg with DOCKER_HOST set to node {node}'s engine (a \
-                 manager), or move the data"
+                "the data is on node {node}, but lkg talks to the engine of node {local} and keeps snapshots on this \
+                 machine, which node {node} cannot reach; pass --store oci://HOST/REPOSITORY (a registry every \
+                 node reaches) so that lkg's agent snapshots and restores the data on its node"
             ),
         }
     }
@@ -410,7 +417,7 @@ impl StackPlacement {
     ///
     /// On a single-node swarm, always (the data is on the one node, and no
     /// constraint is needed). Otherwise every volume must be on one node, the
-    /// same for all, `ready` and `active`, the one lkg talks to; and each
+    /// same for all, `ready` and `active`; and each
     /// service that mounts a volume must be held there by its constraints,
     /// both as deployed (what a rollback redeploys) and in `target`
     /// (service short name -> the constraints the target's files give it),
@@ -498,11 +505,13 @@ impl StackPlacement {
                 pinned.insert(short);
             }
         }
-        if node.id != self.local_node {
-            problems.push(PlacementProblem::NotLocal { node: node.describe(), local: self.describe(&self.local_node) });
-        }
         if problems.is_empty() {
-            Ok(DataLocation::Node { node: Box::new(node.clone()), pin: pinned })
+            Ok(DataLocation::Node {
+                node: Box::new(node.clone()),
+                pin: pinned,
+                volumes: self.volumes.keys().cloned().collect(),
+                local: node.id == self.local_node,
+            })
         } else {
             Err(PlacementRefusal { stack: self.stack.clone(), problems })
         }
@@ -557,11 +566,18 @@ fn task_volumes(task: &Task) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
+/// The node named `name` (its id, or a hostname no other node has).
+pub fn find_node<'n>(nodes: &'n [SwarmNode], name: &str) -> Option<&'n SwarmNode> {
+    nodes.iter().find(|n| n.id == name).or_else(|| {
+        let mut named = nodes.iter().filter(|n| n.hostname == name);
+        named.next().filter(|_| named.next().is_none())
+    })
+}
+
 impl Swarm {
-    /// Reads where `stack`'s data and tasks are, through the manager's API
-    /// (see the [module docs](crate::placement) for what it can and cannot
-    /// see). The engine lkg talks to must be a manager.
-    pub async fn placement(&self, stack: &str) -> Result<StackPlacement, QueryError> {
+    /// The node of the engine lkg talks to (empty outside a swarm), and
+    /// every node of the swarm.
+    pub async fn nodes(&self) -> Result<(String, Vec<SwarmNode>), QueryError> {
         let docker: &Docker = self.docker();
         let info = docker.info().await.map_err(|source| QueryError::Engine {
             what: "read the engine's swarm state (/info)".to_owned(),
@@ -575,6 +591,15 @@ impl Swarm {
             .iter()
             .map(SwarmNode::from_engine)
             .collect();
+        Ok((local_node, nodes))
+    }
+
+    /// Reads where `stack`'s data and tasks are, through the manager's API
+    /// (see the [module docs](crate::placement) for what it can and cannot
+    /// see). The engine lkg talks to must be a manager.
+    pub async fn placement(&self, stack: &str) -> Result<StackPlacement, QueryError> {
+        let docker: &Docker = self.docker();
+        let (local_node, nodes) = self.nodes().await?;
         let services = stack_services(docker, stack).await?;
         let mut stateful = Vec::new();
         let mut volumes: BTreeMap<String, BTreeMap<String, BTreeSet<Evidence>>> = BTreeMap::new();
@@ -707,12 +732,20 @@ mod tests {
     #[test]
     fn a_service_held_on_its_data_node_passes() {
         let p = placement("n1", &["n1"], &["node.labels.lkg-test.node == node1"]);
-        let Ok(DataLocation::Node { node, pin }) = p.check(Some(&target(&["node.id==n1"])), false) else {
+        let Ok(DataLocation::Node { node, pin, local, .. }) = p.check(Some(&target(&["node.id==n1"])), false) else {
             panic!("refused")
         };
-        assert_eq!((node.id.as_str(), pin.len()), ("n1", 0));
+        assert_eq!((node.id.as_str(), pin.len(), local), ("n1", 0, true));
         // `node.role == manager` holds it too on a swarm with one manager.
         assert!(p.check(Some(&target(&["node.role == manager"])), false).is_ok());
+        // On a worker: found, with the volumes, and said not to be local.
+        let p = placement("n1", &["n2"], &["node.id == n2"]);
+        let Ok(DataLocation::Node { node, volumes, local, .. }) = p.check(Some(&target(&["node.id==n2"])), false)
+        else {
+            panic!("refused")
+        };
+        assert_eq!((node.id.as_str(), local), ("n2", false));
+        assert_eq!(volumes, BTreeSet::from(["s_data".to_owned()]));
     }
 
     #[test]
@@ -759,11 +792,7 @@ mod tests {
         assert!(
             matches!(
                 refusal.problems[..],
-                [
-                    PlacementProblem::NodeDown { .. },
-                    PlacementProblem::NodeUnavailable { .. },
-                    PlacementProblem::NotLocal { .. }
-                ]
+                [PlacementProblem::NodeDown { .. }, PlacementProblem::NodeUnavailable { .. }]
             ),
             "{refusal}"
         );

@@ -67,6 +67,9 @@ pub struct MultiNode {
     pub app_rootfs: PathBuf,
     /// The busybox image on every node.
     pub busybox_image: String,
+    /// lkg's static agent (scripts/build-agent), which lkg runs as a job
+    /// on a volume's node.
+    pub agent: PathBuf,
     /// The nodes, manager first.
     pub nodes: Vec<Node>,
 }
@@ -145,7 +148,7 @@ impl MultiNode {
 
     /// Environment variables that point lkg's binaries at the manager.
     pub fn vars(&self) -> Vec<(&'static str, String)> {
-        vec![("DOCKER_HOST", self.manager_host.clone())]
+        vec![("DOCKER_HOST", self.manager_host.clone()), ("LKG_AGENT", self.agent.display().to_string())]
     }
 
     /// `docker ARGS` against the manager (panics unless it succeeds).

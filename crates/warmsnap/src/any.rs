@@ -188,10 +188,30 @@ pub struct StoreArgs {
     /// as age-keygen writes) to read encrypted snapshots (repeatable).
     #[arg(long, global = true, value_name = "FILE")]
     pub identity: Vec<std::path::PathBuf>,
+    /// With an oci:// store: lkg's static agent binary. For volumes on
+    /// another node than the engine's, lkg packs it into an image, pushes
+    /// that to the store and runs it there as a swarm job (default:
+    /// lkg-agent beside this program; scripts/build-agent builds it).
+    #[arg(long, global = true, env = "LKG_AGENT", value_name = "PATH")]
+    pub agent: Option<std::path::PathBuf>,
+    /// Instead of --agent: an image every node can pull whose entry point is
+    /// lkg-agent.
+    #[arg(long, global = true, env = "LKG_AGENT_IMAGE", value_name = "IMAGE")]
+    pub agent_image: Option<String>,
 }
 
 #[cfg(feature = "cli")]
 impl StoreArgs {
+    /// The agent these options name (see [`crate::remote`]).
+    pub fn agent(&self) -> crate::remote::Agent {
+        let source = match (&self.agent_image, &self.agent) {
+            (Some(image), _) if !image.is_empty() => crate::remote::AgentSource::Image(image.clone()),
+            (_, Some(path)) if !path.as_os_str().is_empty() => crate::remote::AgentSource::Binary(path.clone()),
+            _ => crate::remote::AgentSource::from_env(),
+        };
+        crate::remote::Agent::new(source)
+    }
+
     /// The store these options name, with locks (and a registry store's
     /// staging) under `state_dir`.
     pub fn open(&self, state_dir: &Path) -> Result<AnyStore, StoreError> {
@@ -237,8 +257,7 @@ impl StoreArgs {
 }
 
 /// An age X25519 recipient, `age1...`.
-#[cfg(feature = "cli")]
-fn recipient(text: &str) -> Result<age::x25519::Recipient, StoreError> {
+pub(crate) fn recipient(text: &str) -> Result<age::x25519::Recipient, StoreError> {
     text.trim().parse().map_err(|_| StoreError::AgeKey {
         what: format!("--encrypt-to {:?}", lkg_core::clip(text)),
         problem: "is not an age X25519 recipient (age1..., what age-keygen prints as its public key)".to_owned(),
@@ -247,8 +266,7 @@ fn recipient(text: &str) -> Result<age::x25519::Recipient, StoreError> {
 
 /// The X25519 identities of an age identity file. A line that is not one
 /// is named by its number only: the file holds secrets.
-#[cfg(feature = "cli")]
-fn identity_file(path: &Path) -> Result<Vec<age::x25519::Identity>, StoreError> {
+pub(crate) fn identity_file(path: &Path) -> Result<Vec<age::x25519::Identity>, StoreError> {
     let what = format!("identity file {}", path.display());
     let text = lkg_core::input::read_to_string(path, lkg_core::input::MAX_TEXT)
         .map_err(|e| StoreError::AgeKey { what: what.clone(), problem: format!("cannot be read: {e}") })?;

@@ -38,7 +38,7 @@ const READ_CHUNK: usize = 1024 * 1024;
 const READ_AHEAD: usize = 4;
 
 /// What [`inspect`] found in an archive it accepts.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct ArchiveSummary {
     /// Size of the archive in bytes.

@@ -173,6 +173,43 @@ pub enum SnapError {
         #[source]
         source: Box<SnapError>,
     },
+    /// A volume lkg's agent was to take does not exist on its node: the
+    /// job's mount created it, empty.
+    #[error(
+        "volume {volume} does not exist on {node} (the agent's mount found a volume created just now, empty): \
+         check the node and the volume's name, and remove the empty volume there (`docker volume rm {volume}` on \
+         that node)"
+    )]
+    NoSuchVolume {
+        /// The volume.
+        volume: String,
+        /// `node <described>`, or `this node` inside the agent.
+        node: String,
+    },
+    /// lkg's agent failed on the volumes' node.
+    #[error("lkg's agent on node {node} failed: {message}")]
+    Agent {
+        /// The node (described).
+        node: String,
+        /// The agent's error and its causes.
+        message: String,
+        /// The agent's classification of it.
+        kind: lkg_core::FailureKind,
+    },
+    /// The agent's swarm job could not be run or watched to its end.
+    #[error("lkg's agent job on node {node} {problem}")]
+    Job {
+        /// The node (described).
+        node: String,
+        /// What went wrong, and what to do.
+        problem: String,
+    },
+    /// The agent (a static `lkg-agent` binary, or its image) is not usable.
+    #[error("lkg's agent {problem}")]
+    AgentUnavailable {
+        /// What is wrong, and what to do.
+        problem: String,
+    },
     /// A blocking task panicked or was cancelled (a bug).
     #[error("internal error: a background task failed")]
     Task(#[from] tokio::task::JoinError),
@@ -195,7 +232,10 @@ impl Classify for SnapError {
             | SnapError::NoVolumes { .. }
             | SnapError::NoSnapshot { .. }
             | SnapError::DirectUnavailable { .. }
-            | SnapError::Unmappable { .. } => FailureKind::Input,
+            | SnapError::Unmappable { .. }
+            | SnapError::NoSuchVolume { .. }
+            | SnapError::AgentUnavailable { .. } => FailureKind::Input,
+            SnapError::Agent { kind, .. } => *kind,
             // The snapshot does not check: lkg answered "no".
             SnapError::Refused { .. } | SnapError::Mismatch { .. } => FailureKind::Verdict,
             SnapError::Store(e) => e.kind(),

@@ -74,6 +74,8 @@
 
 mod access;
 #[cfg(feature = "oci")]
+pub mod agent;
+#[cfg(feature = "oci")]
 mod any;
 pub mod archive;
 mod direct;
@@ -84,6 +86,8 @@ mod name;
 #[cfg(feature = "oci")]
 pub mod oci;
 mod progress;
+#[cfg(feature = "oci")]
+pub mod remote;
 mod restore;
 mod store;
 mod swap;

@@ -232,6 +232,33 @@ impl OciStore {
         &self.repo
     }
 
+    /// The client it speaks to the registry with.
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The registries its client may speak plain HTTP to.
+    pub(crate) fn insecure_registries(&self) -> Vec<String> {
+        self.client.options().insecure_registries.clone()
+    }
+
+    /// The age recipients it encrypts to, `age1...`.
+    pub(crate) fn recipients(&self) -> Vec<String> {
+        self.keys.recipients.iter().map(ToString::to_string).collect()
+    }
+
+    /// Its age identities as an identity file (secret: only for the swarm
+    /// secret that hands them to lkg's agent).
+    pub(crate) fn identity_lines(&self) -> String {
+        use age::secrecy::ExposeSecret as _;
+        let mut lines = String::new();
+        for identity in self.keys.identities.iter() {
+            lines.push_str(identity.to_string().expose_secret());
+            lines.push('\n');
+        }
+        lines
+    }
+
     /// Bytes of volume archives this store has uploaded since it was made
     /// (archives already in the repository are not uploaded again).
     pub fn uploaded_bytes(&self) -> u64 {
@@ -326,26 +353,56 @@ impl OciStore {
         Ok(())
     }
 
+    /// The layer of `record`'s archive, staged in `dir` as `<volume>.tar`:
+    /// uploaded unless the repository has it, or (encrypting) one of
+    /// `reusable` (see [`OciStore::reusable_layers`]), else encrypted and
+    /// uploaded.
+    pub(crate) async fn volume_layer(
+        &self,
+        dir: &Path,
+        record: &crate::meta::VolumeRecord,
+        reusable: &BTreeMap<String, Descriptor>,
+    ) -> Result<Descriptor, StoreError> {
+        if !self.keys.recipients.is_empty() {
+            return match reusable.get(&record.sha256) {
+                Some(layer) => Ok(layer.clone()),
+                None => self.encrypt_and_upload(dir, record).await,
+            };
+        }
+        let digest: Digest = format!("sha256:{}", record.sha256).parse().map_err(RegistryError::from)?;
+        self.upload(&dir.join(format!("{}.tar", record.name)), &digest, record.bytes).await?;
+        let mut layer = Descriptor::new(VOLUME_MEDIA_TYPE, digest, record.bytes);
+        layer.annotations = Some(BTreeMap::from([(TITLE.to_owned(), format!("{}.tar", record.name))]));
+        Ok(layer)
+    }
+
+    /// The layers of `app`'s last-known-good that a new snapshot may reuse:
+    /// none unless encrypting (a plain layer is found by its digest).
+    pub(crate) async fn reusable_layers(&self, app: &AppName) -> BTreeMap<String, Descriptor> {
+        if self.keys.recipients.is_empty() { BTreeMap::new() } else { self.encrypted_layers(app).await }
+    }
+
     /// Pushes the snapshot of `meta` (volumes already staged in `dir`) and
     /// moves the tags; returns the manifest's digest.
     async fn push(&self, app: &AppName, generation: &str, dir: &Path, meta: &Meta) -> Result<Digest, StoreError> {
         let mut layers = Vec::new();
-        let reusable = if self.keys.recipients.is_empty() { BTreeMap::new() } else { self.encrypted_layers(app).await };
+        let reusable = self.reusable_layers(app).await;
         for record in &meta.volumes {
-            if !self.keys.recipients.is_empty() {
-                let layer = match reusable.get(&record.sha256) {
-                    Some(layer) => layer.clone(),
-                    None => self.encrypt_and_upload(dir, record).await?,
-                };
-                layers.push(layer);
-                continue;
-            }
-            let digest: Digest = format!("sha256:{}", record.sha256).parse().map_err(RegistryError::from)?;
-            self.upload(&dir.join(format!("{}.tar", record.name)), &digest, record.bytes).await?;
-            let mut layer = Descriptor::new(VOLUME_MEDIA_TYPE, digest, record.bytes);
-            layer.annotations = Some(BTreeMap::from([(TITLE.to_owned(), format!("{}.tar", record.name))]));
-            layers.push(layer);
+            layers.push(self.volume_layer(dir, record, &reusable).await?);
         }
+        self.publish(app, generation, meta, layers).await
+    }
+
+    /// Pushes `meta` and the manifest of `layers` (one per volume, in
+    /// `meta.json` order, already in the repository) and moves the tags;
+    /// returns the manifest's digest.
+    async fn publish(
+        &self,
+        app: &AppName,
+        generation: &str,
+        meta: &Meta,
+        layers: Vec<Descriptor>,
+    ) -> Result<Digest, StoreError> {
         let text = meta.to_json();
         let config = Descriptor::of(META_MEDIA_TYPE, &text);
         if self.client.blob_exists(&self.repo, &config.digest).await?.is_none() {
@@ -590,17 +647,63 @@ impl SnapshotReader for OciReader {
         if *encrypted && self.keys.identities.is_empty() {
             return Err(StoreError::Encrypted { location: self.location.clone() });
         }
-        let blob = LazyBlob {
-            client: self.client.clone(),
-            repo: self.repo.clone(),
-            digest: digest.clone(),
-            handle: handle()?,
-            identities: encrypted.then(|| Arc::clone(&self.keys.identities)),
-            reader: None,
-        };
-        // Never more than recorded (and one byte to tell it grew).
-        Ok(Box::new(blob.take(recorded.saturating_add(1))))
+        layer_reader(
+            &self.client,
+            &self.repo,
+            digest,
+            (*encrypted).then(|| Arc::clone(&self.keys.identities)),
+            recorded,
+        )
     }
+}
+
+impl OciReader {
+    /// The layer of volume `name` in the snapshot's manifest, and whether it
+    /// is encrypted.
+    pub(crate) fn layer(&self, name: &str) -> Option<(&Digest, bool)> {
+        self.opened.layers.get(name).map(|(digest, encrypted)| (digest, *encrypted))
+    }
+}
+
+impl OciStore {
+    /// Reads layer `digest` of the store's repository as the archive of a
+    /// volume recorded at `recorded` bytes: checked against its digest as it
+    /// flows, decrypted when encrypted (`None` otherwise), never more than
+    /// `recorded` bytes and one.
+    pub(crate) fn layer_reader(
+        &self,
+        digest: &Digest,
+        encrypted: bool,
+        recorded: u64,
+    ) -> Result<Box<dyn Read + Send>, StoreError> {
+        if encrypted && self.keys.identities.is_empty() {
+            return Err(StoreError::Encrypted { location: format!("{}@{digest}", self.location_of_repo()) });
+        }
+        layer_reader(&self.client, &self.repo, digest, encrypted.then(|| Arc::clone(&self.keys.identities)), recorded)
+    }
+
+    fn location_of_repo(&self) -> String {
+        format!("oci://{}/{}", self.repo.registry(), self.repo.repository())
+    }
+}
+
+fn layer_reader(
+    client: &Client,
+    repo: &Reference,
+    digest: &Digest,
+    identities: Option<Arc<Vec<age::x25519::Identity>>>,
+    recorded: u64,
+) -> Result<Box<dyn Read + Send>, StoreError> {
+    let blob = LazyBlob {
+        client: client.clone(),
+        repo: repo.clone(),
+        digest: digest.clone(),
+        handle: handle()?,
+        identities,
+        reader: None,
+    };
+    // Never more than recorded (and one byte to tell it grew).
+    Ok(Box::new(blob.take(recorded.saturating_add(1))))
 }
 
 /// A layer that is requested at its first read, on the thread that reads
@@ -701,6 +804,15 @@ impl Staging for OciStaging {
     }
 
     fn commit(self, meta: &Meta) -> Result<String, StoreError> {
+        self.commit_layers(meta, None)
+    }
+}
+
+impl OciStaging {
+    /// Commits `meta` with `layers` (one per volume, in `meta.json` order)
+    /// already in the repository, uploaded by lkg's agent on the volumes'
+    /// node; `None`: the volumes staged here.
+    pub(crate) fn commit_layers(self, meta: &Meta, layers: Option<Vec<Descriptor>>) -> Result<String, StoreError> {
         meta.check(&self.app).map_err(|source| StoreError::Meta { path: self.dir.join("meta.json"), source })?;
         for name in fs_err::read_dir(&self.dir)? {
             let name = name?.file_name();
@@ -713,7 +825,27 @@ impl Staging for OciStaging {
             }
         }
         let handle = handle()?;
-        let digest = handle.block_on(self.store.push(&self.app, &self.generation, &self.dir, meta))?;
+        let digest = match layers {
+            None => handle.block_on(self.store.push(&self.app, &self.generation, &self.dir, meta))?,
+            Some(layers) => {
+                let titled = |l: &Descriptor| {
+                    l.annotations
+                        .as_ref()
+                        .and_then(|a| a.get(TITLE))
+                        .and_then(|t| t.strip_suffix(".tar"))
+                        .map(str::to_owned)
+                };
+                if layers.len() != meta.volumes.len()
+                    || layers.iter().zip(&meta.volumes).any(|(l, v)| titled(l).as_deref() != Some(v.name.as_str()))
+                {
+                    return Err(StoreError::Layout {
+                        path: self.dir.clone(),
+                        problem: "the agent's layers do not match meta.json's volumes".to_owned(),
+                    });
+                }
+                handle.block_on(self.store.publish(&self.app, &self.generation, meta, layers))?
+            }
+        };
         // Retention is housekeeping: the new last-known-good is in place.
         let _ = handle.block_on(self.store.prune(&self.app, &digest));
         Ok(format!("{}@{digest}", self.store.location(&self.app)))

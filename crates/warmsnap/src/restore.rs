@@ -326,31 +326,7 @@ async fn stage<R: SnapshotReader>(
             };
             place.remove_leftovers().map_err(io("remove what an interrupted restore left beside"))?;
             let Some(staged) = place.stage().map_err(io("stage the restore of"))? else { return Ok(None) };
-            let mut extractor = Extractor::new(staged.root());
-            let extracted = read_archive(archive, counter, &mut extractor)
-                .map_err(|e| match e {
-                    WalkError::Archive(ArchiveError::Read(source)) => {
-                        SnapError::Io { action: "read the archive of", volume: record.name.clone(), source }
-                    }
-                    WalkError::Archive(source) => {
-                        SnapError::Refused { volume: record.name.clone(), location: location.clone(), source }
-                    }
-                    WalkError::Visit(source) => io("stage the restore of")(source),
-                })
-                .and_then(|summary| {
-                    extractor.finish().map_err(io("stage the restore of"))?;
-                    if summary.bytes != record.bytes || summary.sha256 != record.sha256 {
-                        return Err(SnapError::Mismatch {
-                            volume: record.name.clone(),
-                            location,
-                            expected_bytes: record.bytes,
-                            expected_sha256: record.sha256.clone(),
-                            actual_bytes: summary.bytes,
-                            actual_sha256: summary.sha256,
-                        });
-                    }
-                    Ok(summary.bytes)
-                });
+            let extracted = extract_checked(archive, staged.root(), &record, &target, &location, counter);
             match extracted {
                 Ok(bytes) => Ok(Some((staged, bytes))),
                 Err(e) => {
@@ -367,6 +343,45 @@ async fn stage<R: SnapshotReader>(
         reporter.done(bytes);
         staged
     }))
+}
+
+/// Extracts `archive` into the empty directory `root` (volume `target`'s
+/// new tree) while checking every entry, then its size and SHA-256 against
+/// `record`; returns its size.
+pub(crate) fn extract_checked(
+    archive: impl Read + Send,
+    root: &std::path::Path,
+    record: &VolumeRecord,
+    target: &str,
+    location: &str,
+    counter: &AtomicU64,
+) -> Result<u64, SnapError> {
+    let io = |action: &'static str| {
+        let volume = target.to_owned();
+        move |source| SnapError::Io { action, volume, source }
+    };
+    let mut extractor = Extractor::new(root);
+    let summary = read_archive(archive, counter, &mut extractor).map_err(|e| match e {
+        WalkError::Archive(ArchiveError::Read(source)) => {
+            SnapError::Io { action: "read the archive of", volume: record.name.clone(), source }
+        }
+        WalkError::Archive(source) => {
+            SnapError::Refused { volume: record.name.clone(), location: location.to_owned(), source }
+        }
+        WalkError::Visit(source) => io("stage the restore of")(source),
+    })?;
+    extractor.finish().map_err(io("stage the restore of"))?;
+    if summary.bytes != record.bytes || summary.sha256 != record.sha256 {
+        return Err(SnapError::Mismatch {
+            volume: record.name.clone(),
+            location: location.to_owned(),
+            expected_bytes: record.bytes,
+            expected_sha256: record.sha256.clone(),
+            actual_bytes: summary.bytes,
+            actual_sha256: summary.sha256,
+        });
+    }
+    Ok(summary.bytes)
 }
 
 /// Removes stagings that will not be swapped in. Best effort: the next

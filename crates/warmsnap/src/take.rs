@@ -86,6 +86,20 @@ impl TakeRequest {
         self
     }
 
+    /// The `meta.json` of a snapshot of `records` taken now for this request.
+    pub(crate) fn meta(&self, records: Vec<VolumeRecord>) -> Meta {
+        let now = Timestamp::now();
+        Meta::new(
+            self.app.clone(),
+            &self.stack,
+            self.domain.clone(),
+            self.version.clone(),
+            self.commit.clone(),
+            now.round(jiff::Unit::Second).unwrap_or(now),
+            records,
+        )
+    }
+
     /// Sets how volumes are read.
     #[must_use]
     pub fn access(mut self, access: Access) -> TakeRequest {
@@ -202,16 +216,7 @@ pub async fn take<S: Store>(
 
     // Someone may have deployed while the volumes were read.
     engine.check_quiet(&request.app, &request.stack, &names, Purpose::Take).await?;
-    let now = Timestamp::now();
-    let meta = Meta::new(
-        request.app.clone(),
-        &request.stack,
-        request.domain.clone(),
-        request.version.clone(),
-        request.commit.clone(),
-        now.round(jiff::Unit::Second).unwrap_or(now),
-        records,
-    );
+    let meta = request.meta(records);
     let committed = meta.clone();
     let location = blocking(move || staging.commit(&committed)).await??;
     engine.sweep_late_helpers(&request.app).await;
@@ -280,7 +285,7 @@ async fn copy_direct(
 
 /// Walks the mount point on this thread; hashes and writes the archive on
 /// another, so that reading files overlaps hashing and writing them.
-fn archive_mount_point(
+pub(crate) fn archive_mount_point(
     volume: &str,
     mountpoint: &Path,
     sink: Box<dyn VolumeSink>,
