@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use lkg_testkit::{Env, env, http_request, unique_name};
 
 use crate::common::{json, text};
+use crate::multi_node::NodeApp;
 use crate::reconcile::CliApp;
 
 /// Restarts the test environment's engine; returns how long it was away.
@@ -187,4 +188,124 @@ fn engine_restart_during_a_restore_keeps_the_snapshot_and_the_next_restore_finis
     assert_eq!(fs_err::read_to_string(Path::new(&mountpoint).join("marker")).unwrap(), "snapshotted");
     assert_eq!(fs_err::metadata(Path::new(&mountpoint).join("big.bin")).unwrap().len(), 512 << 20);
     env.docker(&["volume", "rm", &vol]);
+}
+
+/// The last-known-good's manifest digest, as `lkg-snap show` reads it from
+/// the registry store.
+fn last_good_location(app: &NodeApp) -> String {
+    let out = app.snap(&["show", "--app", &app.name]);
+    assert_eq!(out.status.code(), Some(0), "show: {}", text(&out.stderr));
+    json(&out)["snapshot"]["location"].as_str().expect("show reports the location").to_owned()
+}
+
+/// Waits until lkg's agent job for `app` is on the swarm (its task on the
+/// way to the node, or running there).
+fn wait_for_agent_job(app: &NodeApp) {
+    lkg_testkit::wait_until("lkg's agent job to start", Duration::from_secs(60), Duration::from_millis(50), || {
+        (!app.agent_jobs().is_empty()).then_some(())
+    });
+}
+
+/// Writes `mib` MiB of random data into the app's volume on `node` (beside
+/// the app, which keeps running): the agent's job then takes seconds.
+fn fill(app: &NodeApp, node: &lkg_testkit::Node, mib: u32) {
+    let mount = format!("{}:/data", app.volume());
+    let script = format!("dd if=/dev/urandom of=/data/fill bs=1M count={mib} 2>/dev/null");
+    node.docker(&["run", "--rm", "-v", &mount, &app.nodes.busybox_image, "sh", "-c", &script]);
+}
+
+/// Worker 2 is lost (its engine and containers killed) while lkg's agent
+/// snapshots its volume there, and again while a reconcile's snapshot runs
+/// there: each run fails and says so, the store's last-known-good stays the
+/// previous one, and once the node is back the next take, and `recover`,
+/// finish the job with the data intact.
+#[test]
+fn engine_restart_a_worker_lost_during_an_agent_snapshot_or_a_reconcile_keeps_the_last_known_good() {
+    let app = NodeApp::new("mn-lost");
+    let worker = app.nodes.node(2);
+    app.write_compose(Some(&worker.constraint()));
+    let store = app.store_args();
+    let with_store: Vec<&str> = store.iter().map(String::as_str).collect();
+    let out = app.update(worker, "1.0.0", &with_store);
+    assert_eq!(out.status.code(), Some(0), "install: {}", text(&out.stderr));
+    app.serving_on(worker, "1.0.0");
+    let put = http_request("PUT", &app.url(worker, "/marker"), Some(b"known-good")).unwrap();
+    assert_eq!(put.status, 200);
+    let out = app.update(worker, "1.1.0", &with_store);
+    assert_eq!(out.status.code(), Some(0), "upgrade: {}", text(&out.stderr));
+    app.serving_on(worker, "1.1.0");
+    let before = last_good_location(&app);
+    fill(&app, worker, 300);
+
+    // 1. During a reconcile's snapshot: the update cannot finish, and the
+    // rollback cannot deploy on a lost node either; it never reports success.
+    let mut args: Vec<String> = vec!["--state-dir".into(), app.state().display().to_string()];
+    args.extend(["update", "--app", &app.name, "-c"].map(String::from));
+    args.push(app.compose().display().to_string());
+    args.extend(["--target", "1.1.0-unhealthy", "--health", &app.url(worker, "/health")].map(String::from));
+    args.extend(["--deploy-timeout", "20", "--resolve-image", "never", "--json"].map(String::from));
+    args.extend(store.iter().cloned());
+    let child = Command::new(env!("CARGO_BIN_EXE_lkg-reconcile"))
+        .args(&args)
+        .envs(app.nodes.vars())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run lkg-reconcile");
+    wait_for_agent_job(&app);
+    app.nodes.kill_node(2);
+    let out = child.wait_with_output().unwrap();
+    let what = format!("exit {:?}: {}\n{}", out.status.code(), text(&out.stderr), text(&out.stdout));
+    assert_ne!(out.status.code(), Some(0), "{what}");
+    let report: Option<serde_json::Value> = serde_json::from_slice(&out.stdout).ok();
+    if let Some(report) = &report {
+        assert_ne!(report["outcome"], "upgraded", "{what}");
+    }
+    assert!(what.contains(&format!("node {}", worker.node_id)), "the error names the lost node: {what}");
+    assert_eq!(last_good_location(&app), before, "the store's last-known-good is the previous one: {what}");
+    assert!(app.agent_jobs().is_empty(), "the job is removed: {}", app.agent_jobs());
+
+    // The node comes back: `recover` finishes the run (the data was never
+    // touched: last-good goes back on it).
+    app.nodes.revive();
+    let recover = Command::new(env!("CARGO_BIN_EXE_lkg-reconcile"))
+        .arg("--state-dir")
+        .arg(app.state())
+        .args(["recover", "--app", &app.name, "--json"])
+        .envs(app.nodes.vars())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(recover.status.code(), Some(0), "{what}\nrecover: {}", text(&recover.stderr));
+    app.serving_on(worker, "1.1.0");
+    assert_eq!(app.marker(worker), "known-good", "the data is intact");
+
+    // 2. During `lkg-snap take` on the node.
+    app.undeploy();
+    let child = Command::new(env!("CARGO_BIN_EXE_lkg-snap"))
+        .arg("--state-dir")
+        .arg(app.state())
+        .args(&store)
+        .args(["take", "--app", &app.name, "--stack", &app.name, "--node", &worker.node_id, "--json"])
+        .envs(app.nodes.vars())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run lkg-snap");
+    wait_for_agent_job(&app);
+    app.nodes.kill_node(2);
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "an environment failure: {stderr}");
+    assert!(stderr.contains(&format!("lkg's agent job on node {}", worker.node_id)), "{stderr}");
+    assert_eq!(last_good_location(&app), before, "{stderr}");
+    assert!(app.agent_jobs().is_empty(), "{}", app.agent_jobs());
+
+    // Back again: the take is run again and replaces the last-known-good.
+    app.nodes.revive();
+    let out = app.snap(&["take", "--app", &app.name, "--stack", &app.name, "--node", &worker.node_id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_ne!(last_good_location(&app), before);
 }

@@ -15,9 +15,9 @@ use crate::common::{json, text};
 
 /// A stateful fixture app on the multi-node swarm, removed (stack and
 /// volumes on every node) on drop.
-struct NodeApp {
-    nodes: &'static MultiNode,
-    name: String,
+pub(crate) struct NodeApp {
+    pub(crate) nodes: &'static MultiNode,
+    pub(crate) name: String,
     port: u16,
     dir: tempfile::TempDir,
 }
@@ -45,7 +45,7 @@ services:
 }
 
 impl NodeApp {
-    fn new(prefix: &str) -> NodeApp {
+    pub(crate) fn new(prefix: &str) -> NodeApp {
         let nodes = multi_node();
         for version in ["1.0.0", "1.1.0"] {
             nodes.import(&App::new(version));
@@ -54,13 +54,13 @@ impl NodeApp {
     }
 
     /// Writes lkg's compose file (the version comes in as `${LKG_VERSION_TAG}`).
-    fn write_compose(&self, constraint: Option<&str>) {
+    pub(crate) fn write_compose(&self, constraint: Option<&str>) {
         std::fs::write(self.compose(), compose(self.port, "lkg-fixture/app:${LKG_VERSION_TAG}", constraint)).unwrap();
     }
 
     /// Deploys 1.0.0 with the docker CLI (not lkg), held on `node`: the app
     /// as an operator left it, its data on that node.
-    fn seed_on(&self, node: &Node) {
+    pub(crate) fn seed_on(&self, node: &Node) {
         let seed = self.dir.path().join("seed.yml");
         std::fs::write(&seed, compose(self.port, "lkg-fixture/app:1.0.0", Some(&node.constraint()))).unwrap();
         self.nodes.docker(&[
@@ -77,20 +77,20 @@ impl NodeApp {
         assert_eq!(put.status, 200, "{}", put.body);
     }
 
-    fn compose(&self) -> PathBuf {
+    pub(crate) fn compose(&self) -> PathBuf {
         self.dir.path().join("compose.yml")
     }
 
-    fn state(&self) -> PathBuf {
+    pub(crate) fn state(&self) -> PathBuf {
         self.dir.path().join("state")
     }
 
-    fn url(&self, node: &Node, path: &str) -> String {
+    pub(crate) fn url(&self, node: &Node, path: &str) -> String {
         format!("http://{}:{}{path}", node.addr, self.port)
     }
 
     /// Waits until the app answers `version` on `node`'s address.
-    fn serving_on(&self, node: &Node, version: &str) {
+    pub(crate) fn serving_on(&self, node: &Node, version: &str) {
         wait_until(
             &format!("{version} to answer on {}", node.name),
             Duration::from_secs(60),
@@ -100,7 +100,7 @@ impl NodeApp {
     }
 
     /// `lkg-reconcile update` against the manager, health checked on `node`.
-    fn update(&self, node: &Node, target: &str, extra: &[&str]) -> Output {
+    pub(crate) fn update(&self, node: &Node, target: &str, extra: &[&str]) -> Output {
         let health = self.url(node, "/health");
         let compose = self.compose().display().to_string();
         let mut args = vec![
@@ -136,16 +136,16 @@ impl NodeApp {
             .expect("run lkg-reconcile")
     }
 
-    fn service(&self) -> String {
+    pub(crate) fn service(&self) -> String {
         format!("{}_app", self.name)
     }
 
     /// The service's spec version: it changes with any update lkg makes.
-    fn spec_version(&self) -> String {
+    pub(crate) fn spec_version(&self) -> String {
         self.nodes.docker(&["service", "inspect", &self.service(), "--format", "{{.Version.Index}}"])
     }
 
-    fn marker(&self, node: &Node) -> String {
+    pub(crate) fn marker(&self, node: &Node) -> String {
         http_get(&self.url(node, "/marker")).expect("GET /marker").body
     }
 
@@ -310,16 +310,16 @@ fn multi_node_a_failed_update_rolls_back_with_the_snapshot_from_the_registry_sto
 
 impl NodeApp {
     /// The registry store every node reaches, one repository per test.
-    fn store(&self) -> String {
+    pub(crate) fn store(&self) -> String {
         format!("oci://{}/lkg/{}", self.nodes.registry, self.name)
     }
 
-    fn store_args(&self) -> Vec<String> {
+    pub(crate) fn store_args(&self) -> Vec<String> {
         vec!["--store".into(), self.store(), "--insecure-registry".into(), self.nodes.registry.clone()]
     }
 
     /// `lkg-snap ARGS --json` against the manager, with the registry store.
-    fn snap(&self, args: &[&str]) -> Output {
+    pub(crate) fn snap(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_lkg-snap"))
             .arg("--state-dir")
             .arg(self.state())
@@ -332,22 +332,22 @@ impl NodeApp {
             .expect("run lkg-snap")
     }
 
-    fn volume(&self) -> String {
+    pub(crate) fn volume(&self) -> String {
         format!("{}_data", self.name)
     }
 
-    /// Removes the stack (not its volumes) and waits until its containers are gone.
-    fn undeploy(&self) {
+    /// Removes the stack (not its volumes) and waits until none of its containers runs.
+    pub(crate) fn undeploy(&self) {
         self.nodes.docker(&["stack", "rm", &self.name]);
         let label = format!("label=com.docker.stack.namespace={}", self.name);
         wait_until("the stack's containers to go", Duration::from_secs(60), Duration::from_millis(250), || {
-            self.nodes.nodes.iter().all(|n| n.docker(&["ps", "-aq", "--filter", &label]).is_empty()).then_some(())
+            self.nodes.nodes.iter().all(|n| n.docker(&["ps", "-q", "--filter", &label]).is_empty()).then_some(())
         });
     }
 
     /// Every file of the volume on `node`: type and mode, owner, size,
     /// mtime, link count, link target, and each file's SHA-256.
-    fn listing(&self, node: &Node) -> String {
+    pub(crate) fn listing(&self, node: &Node) -> String {
         let script = "cd /data && find . | sort | while read -r p; do stat -c '%n %f %u:%g %s %Y %h %N' \"$p\"; done \
                       && find . -type f | sort | xargs sha256sum";
         let mount = format!("{}:/data", self.volume());
@@ -355,7 +355,7 @@ impl NodeApp {
     }
 
     /// lkg's agent jobs of this app still on the swarm.
-    fn agent_jobs(&self) -> String {
+    pub(crate) fn agent_jobs(&self) -> String {
         self.nodes.docker(&["service", "ls", "-q", "--filter", &format!("label=org.lkg.warmsnap.helper={}", self.name)])
     }
 }

@@ -180,6 +180,30 @@ impl MultiNode {
         nodes
     }
 
+    /// Kills worker `i`'s engine with SIGKILL, its containers with it (a
+    /// lost node): `scripts/testenv kill-node i`. [`MultiNode::revive`]
+    /// starts it again.
+    pub fn kill_node(&self, i: usize) {
+        crate::env::run_testenv(&crate::env::env_dir(), &["kill-node", &i.to_string()])
+            .unwrap_or_else(|e| panic!("scripts/testenv kill-node {i}: {e}"));
+    }
+
+    /// Starts the engines that are not running (`scripts/testenv up --nodes
+    /// 3`) and waits until the manager lists every node `Ready` again.
+    pub fn revive(&self) {
+        crate::env::run_testenv(&crate::env::env_dir(), &["up", "--nodes", &NODES.to_string()])
+            .unwrap_or_else(|e| panic!("scripts/testenv up --nodes {NODES}: {e}"));
+        crate::wait_until(
+            "every node to be Ready",
+            std::time::Duration::from_secs(120),
+            std::time::Duration::from_millis(500),
+            || {
+                let listed = self.docker(&["node", "ls", "--format", "{{.Status}}"]);
+                (listed.lines().count() == self.nodes.len() && listed.lines().all(|l| l == "Ready")).then_some(())
+            },
+        );
+    }
+
     /// Removes stack `stack` and its volumes on every node. Best effort,
     /// never panics, for `Drop`; waits at most 20 s per node for its containers.
     pub fn remove_stack(&self, stack: &str) {
