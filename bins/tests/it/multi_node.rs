@@ -277,6 +277,19 @@ fn multi_node_data_on_a_worker_is_refused_before_anything_changes() {
     app.assert_untouched(&before);
     app.serving_on(worker, "1.0.0");
     assert_eq!(app.marker(worker), "known-good");
+
+    // Pinned, with a registry store: lkg's agent snapshots the data on the
+    // worker, and the upgrade runs there.
+    let store = app.store_args();
+    let mut args = vec!["--last-good", "1.0.0", "--pin-to-data-node"];
+    args.extend(store.iter().map(String::as_str));
+    let out = app.update(worker, "1.1.0", &args);
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{report:#}\n{}", text(&out.stderr));
+    assert_eq!(report["outcome"], "upgraded", "{report:#}");
+    app.serving_on(worker, "1.1.0");
+    assert_eq!(app.nodes.task_nodes(&app.service()), std::slice::from_ref(&worker.node_id));
+    assert_eq!(app.marker(worker), "known-good");
 }
 
 #[test]
