@@ -467,6 +467,29 @@ fn multi_node_a_snapshot_taken_on_a_worker_is_restored_onto_another_node() {
     assert!(stderr.contains(&format!("volume {missing} does not exist on this node")), "{stderr}");
     assert!(stderr.contains(&format!("lkg's agent on node {}", from.node_id)), "{stderr}");
 
+    // A job a killed run left (it would write beside the next one) is
+    // removed before the take's own starts.
+    let label = format!("org.lkg.warmsnap.helper={}", app.name);
+    let (constraint, leftover) = (from.constraint(), format!("{}-leftover", app.name));
+    app.nodes.docker(&[
+        "service",
+        "create",
+        "--detach",
+        "--mode",
+        "replicated-job",
+        "--restart-condition",
+        "none",
+        "--label",
+        &label,
+        "--constraint",
+        &constraint,
+        "--name",
+        &leftover,
+        &app.nodes.busybox_image,
+        "sleep",
+        "600",
+    ]);
+    assert!(!app.agent_jobs().is_empty());
     let out = app.snap(&[
         "take",
         "--app",
@@ -478,6 +501,7 @@ fn multi_node_a_snapshot_taken_on_a_worker_is_restored_onto_another_node() {
         "--volume",
         &app.volume(),
     ]);
+    assert!(app.agent_jobs().is_empty(), "the leftover job is gone: {}", app.agent_jobs());
     let report = json(&out);
     assert_eq!(out.status.code(), Some(0), "{report:#}\n{}", text(&out.stderr));
     assert_eq!(report["volumes"][0]["name"], app.volume(), "{report:#}");

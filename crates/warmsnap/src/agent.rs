@@ -77,10 +77,6 @@ pub enum AgentJob {
         volumes: Vec<MountedVolume>,
         /// age recipients (`age1...`) to encrypt to; none: plain layers.
         recipients: Vec<String>,
-        /// When lkg created the job (Unix seconds): a volume whose data
-        /// directory is empty and younger was created by the job's mount,
-        /// so the volume did not exist on the node.
-        created: i64,
     },
     /// Replace these volumes' content with these layers.
     Restore {
@@ -170,12 +166,12 @@ pub async fn run(request: &AgentRequest, scratch: &Path) -> Result<AgentReport, 
     let repo = Reference::new(&request.registry, &request.repository, None, None);
     let mut store = OciStore::new(client, &repo, scratch);
     match &request.job {
-        AgentJob::Take { volumes, recipients, created } => {
+        AgentJob::Take { volumes, recipients } => {
             if !recipients.is_empty() {
                 let recipients = recipients.iter().map(|r| crate::any::recipient(r)).collect::<Result<_, _>>()?;
                 store = store.encrypt_to(recipients);
             }
-            take(&store, &request.app, volumes, *created, scratch).await
+            take(&store, &request.app, volumes, scratch).await
         }
         AgentJob::Restore { volumes, identity_file } => {
             if let Some(path) = identity_file {
@@ -190,13 +186,18 @@ async fn take(
     store: &OciStore,
     app: &AppName,
     volumes: &[MountedVolume],
-    created: i64,
     scratch: &Path,
 ) -> Result<AgentReport, SnapError> {
     let dir = scratch.join("take");
     fs_err::create_dir_all(&dir).map_err(StoreError::from)?;
     let reusable = store.reusable_layers(app).await;
     let before = store.uploaded_bytes();
+    // The engine created the job's volumes just before it started this
+    // process, on this node's clock: anything created within that window
+    // may be the job's own doing.
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     let mut report = AgentReport::default();
     for volume in volumes {
         let (name, path) = (volume.name.clone(), volume.path.clone());
@@ -204,7 +205,7 @@ async fn take(
         let summary = tokio::task::spawn_blocking({
             let tar = tar.clone();
             move || -> Result<ArchiveSummary, SnapError> {
-                check_takeable(&name, &path, created)?;
+                check_takeable(&name, &path, started)?;
                 let sink = Box::new(LocalSink::create_scratch(&tar)?);
                 let counter = AtomicU64::new(0);
                 let (bytes, sha256) = crate::take::archive_mount_point(&name, &path, sink, &counter)?;
@@ -242,17 +243,22 @@ async fn take(
     Ok(report)
 }
 
+/// How long before the agent started a volume may have been created by its
+/// job's mount (the container is created, then started).
+const CREATED_BY_THE_JOB: i64 = 30;
+
 /// A take refuses a volume that the job's own mount created (it did not
-/// exist on the node: lkg would keep an empty snapshot as the last-known-good)
-/// and one that an interrupted restore left a staging in.
-fn check_takeable(name: &str, path: &Path, created: i64) -> Result<(), SnapError> {
+/// exist on the node: lkg would keep an empty snapshot as the last-known-good):
+/// empty, and created within [`CREATED_BY_THE_JOB`] seconds before the agent
+/// `started` (Unix seconds, the node's clock). It also refuses one that an
+/// interrupted restore left a staging in.
+fn check_takeable(name: &str, path: &Path, started: i64) -> Result<(), SnapError> {
     let io = |source| SnapError::Io { action: "read", volume: name.to_owned(), source };
     let metadata = fs_err::metadata(path).map_err(io)?;
     let mut entries = fs_err::read_dir(path).map_err(io)?;
     let empty = entries.next().is_none();
-    // The engine creates a volume's data directory when it creates the
-    // volume; a second's slack for clocks that round.
-    if empty && metadata.ctime() >= created - 1 {
+    // The engine creates a volume's data directory when it creates the volume.
+    if empty && metadata.ctime() >= started - CREATED_BY_THE_JOB {
         return Err(SnapError::NoSuchVolume { volume: name.to_owned(), node: "this node".to_owned() });
     }
     for entry in fs_err::read_dir(path).map_err(io)? {

@@ -30,7 +30,6 @@ use bollard::models::{
 };
 use bollard::query_parameters::{ListTasksOptionsBuilder, LogsOptionsBuilder};
 use futures_util::StreamExt;
-use jiff::Timestamp;
 use lkg_core::Progress;
 use lkg_registry::{Bytes, Descriptor, ImageManifest, Manifest, media};
 use lkg_swarm::docker::{STACK_NAMESPACE_LABEL, stack_services};
@@ -144,11 +143,7 @@ pub async fn take_on_node(
     let image = agent_image(store, &agent.source).await?;
     let labels = BTreeMap::from([(STACK_NAMESPACE_LABEL.to_owned(), request.stack.clone())]);
     let mounts: Vec<Mount> = volumes.iter().map(|v| mount(v, "local", &BTreeMap::new(), &labels, true)).collect();
-    let job = AgentJob::Take {
-        volumes: volumes.iter().map(|v| mounted(v)).collect(),
-        recipients: store.recipients(),
-        created: Timestamp::now().as_second(),
-    };
+    let job = AgentJob::Take { volumes: volumes.iter().map(|v| mounted(v)).collect(), recipients: store.recipients() };
     let count = volumes.len();
     for (index, volume) in volumes.iter().enumerate() {
         Reporter::new(progress, Phase::Take, volume, (index, count), None).bytes(0);
@@ -466,6 +461,7 @@ async fn run_job(
         (HELPER_PID_LABEL.to_owned(), std::process::id().to_string()),
     ]);
     let engine = |what: String| move |source| SnapError::Engine { what, source };
+    remove_leftover_jobs(docker, app).await?;
     let mut secret_id = None;
     let mut secrets = Vec::new();
     if let Some(identities) = identities {
@@ -540,6 +536,37 @@ async fn run_job(
         }
     }
     result
+}
+
+/// Removes the agent jobs (and their secrets) of `app` that a killed lkg
+/// run left: runs of an app are serialised by its lock, so a job of the app
+/// that exists now belongs to no run, and must not write to the volumes
+/// beside the next one.
+async fn remove_leftover_jobs(docker: &Docker, app: &AppName) -> Result<(), SnapError> {
+    let filters = HashMap::from([("label", vec![format!("{HELPER_LABEL}={app}")])]);
+    let services = docker
+        .list_services(Some(bollard::query_parameters::ListServicesOptionsBuilder::default().filters(&filters).build()))
+        .await
+        .map_err(|source| SnapError::Engine { what: format!("list the agent jobs of app {app}"), source })?;
+    for service in services {
+        if let Some(id) = service.id {
+            docker
+                .delete_service(&id)
+                .await
+                .map_err(|source| SnapError::Engine { what: format!("remove the leftover agent job {id}"), source })?;
+        }
+    }
+    let secrets = docker
+        .list_secrets(Some(bollard::query_parameters::ListSecretsOptionsBuilder::default().filters(&filters).build()))
+        .await
+        .map_err(|source| SnapError::Engine { what: format!("list the agent secrets of app {app}"), source })?;
+    for secret in secrets {
+        if let Some(id) = secret.id {
+            // In use by a job's task that is going: the next run removes it.
+            let _ = docker.delete_secret(&id).await;
+        }
+    }
+    Ok(())
 }
 
 /// Waits for the job's task to end, then reads the agent's last line.
