@@ -196,6 +196,9 @@ async fn take(
                 &s.sha256[..16],
             )?;
         }
+        if let Some(uploaded) = report.uploaded_bytes {
+            writeln!(w, "uploaded {} of archives (the registry had the rest)", Progress::bytes(uploaded))?;
+        }
         writeln!(w, "stored in {}", report.location)
     })?;
     Ok(Exit::Ok)

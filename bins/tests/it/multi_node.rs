@@ -506,6 +506,14 @@ fn multi_node_a_snapshot_taken_on_a_worker_is_restored_onto_another_node() {
     assert_eq!(out.status.code(), Some(0), "{report:#}\n{}", text(&out.stderr));
     assert_eq!(report["volumes"][0]["name"], app.volume(), "{report:#}");
     assert!(report["volumes"][0]["summary"]["bytes"].as_u64().unwrap() > 8 << 20, "{report:#}");
+    assert!(report["uploaded_bytes"].as_u64().unwrap() > 8 << 20, "{report:#}");
+    // Unchanged: taken again on the node, nothing uploaded again (the
+    // names now come from the last-known-good).
+    let out = app.snap(&["take", "--app", &app.name, "--stack", &app.name, "--node", &from.node_id]);
+    let again = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{again:#}\n{}", text(&out.stderr));
+    assert_eq!(again["uploaded_bytes"], 0, "{again:#}");
+    assert_eq!(again["volumes"][0]["summary"]["sha256"], report["volumes"][0]["summary"]["sha256"]);
 
     // Node 2 is lost: its last-known-good goes onto node 3.
     let out = app.snap(&["restore", "--app", &app.name, "--node", &to.node_id]);

@@ -532,6 +532,7 @@ fn registry_snapshots_encrypted_to_age_recipients_are_read_only_with_the_identit
     let out = with(&encrypt, &["take", "--app", &stack, "--stack", &stack]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(last_good_layers(&repo, &stack)[0]["digest"], layers[0]["digest"]);
+    assert!(text(&out.stdout).contains("uploaded 0 B of archives"), "{}", text(&out.stdout));
 
     // A bad identity file is named by line, never quoted.
     let bad = keys.path().join("bad.txt");

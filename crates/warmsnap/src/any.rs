@@ -86,6 +86,13 @@ impl Store for AnyStore {
             AnyStore::Oci(store) => store.location(app),
         }
     }
+
+    fn uploaded_bytes(&self) -> Option<u64> {
+        match self {
+            AnyStore::Local(store) => store.uploaded_bytes(),
+            AnyStore::Oci(store) => Store::uploaded_bytes(&**store),
+        }
+    }
 }
 
 /// A snapshot of an [`AnyStore`], opened for reading.

@@ -606,6 +606,10 @@ impl Store for OciStore {
     fn location(&self, app: &AppName) -> String {
         format!("oci://{}/{}:{app}-{LAST_GOOD}", self.repo.registry(), self.repo.repository())
     }
+
+    fn uploaded_bytes(&self) -> Option<u64> {
+        Some(OciStore::uploaded_bytes(self))
+    }
 }
 
 /// A snapshot in a registry, opened for reading; holds the local lock.

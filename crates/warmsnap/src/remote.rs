@@ -150,6 +150,7 @@ pub async fn take_on_node(
     }
     let report = run_job(docker, store, agent, &image, &node, &request.app, mounts, job, None).await?;
     let report = check_report(&node, report, &volumes)?;
+    let uploaded = report.uploaded;
     // Someone may have deployed while the agent read the volumes.
     check_undeployed(docker, &request.stack).await?;
 
@@ -175,7 +176,7 @@ pub async fn take_on_node(
     let meta = request.meta(records);
     let committed = meta.clone();
     let location = blocking(move || staging.commit_layers(&committed, Some(layers))).await??;
-    Ok(TakeReport { location, meta, volumes: taken })
+    Ok(TakeReport { location, meta, volumes: taken, uploaded_bytes: Some(uploaded) })
 }
 
 /// Restores `request.app`'s last-known-good into its stack's volumes on

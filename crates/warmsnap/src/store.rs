@@ -53,6 +53,14 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     /// Where `app`'s last-known-good is (or would be), for messages.
     fn location(&self, app: &AppName) -> String;
+
+    /// Bytes of volume archives this store has sent elsewhere since it was
+    /// made (a registry store counts its uploads; an archive the registry
+    /// had is not sent). `None`: the store keeps archives where they are
+    /// written.
+    fn uploaded_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// How a reader holds the app's snapshot lock.

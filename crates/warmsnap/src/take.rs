@@ -118,6 +118,9 @@ pub struct TakeReport {
     pub meta: Meta,
     /// How each volume was read and what its archive holds.
     pub volumes: Vec<TakenVolume>,
+    /// With a registry store: bytes of archives uploaded (0 when the
+    /// registry had every one); `None` with the local store.
+    pub uploaded_bytes: Option<u64>,
 }
 
 /// One volume of a [`TakeReport`].
@@ -218,9 +221,11 @@ pub async fn take<S: Store>(
     engine.check_quiet(&request.app, &request.stack, &names, Purpose::Take).await?;
     let meta = request.meta(records);
     let committed = meta.clone();
+    let before = store.uploaded_bytes();
     let location = blocking(move || staging.commit(&committed)).await??;
+    let uploaded_bytes = store.uploaded_bytes().zip(before).map(|(after, before)| after - before);
     engine.sweep_late_helpers(&request.app).await;
-    Ok(TakeReport { location, meta, volumes: taken })
+    Ok(TakeReport { location, meta, volumes: taken, uploaded_bytes })
 }
 
 /// Copies one volume into `sink` through a helper container (its archive
