@@ -226,11 +226,7 @@ fn engine_restart_a_worker_lost_during_an_agent_snapshot_or_a_reconcile_keeps_th
     app.write_compose(Some(&worker.constraint()));
     let store = app.store_args();
     let with_store: Vec<&str> = store.iter().map(String::as_str).collect();
-    let out = app.update(worker, "1.0.0", &with_store);
-    assert_eq!(out.status.code(), Some(0), "install: {}", text(&out.stderr));
-    app.serving_on(worker, "1.0.0");
-    let put = http_request("PUT", &app.url(worker, "/marker"), Some(b"known-good")).unwrap();
-    assert_eq!(put.status, 200);
+    app.install_with_data(worker, &with_store);
     let out = app.update(worker, "1.1.0", &with_store);
     assert_eq!(out.status.code(), Some(0), "upgrade: {}", text(&out.stderr));
     app.serving_on(worker, "1.1.0");
@@ -239,20 +235,7 @@ fn engine_restart_a_worker_lost_during_an_agent_snapshot_or_a_reconcile_keeps_th
 
     // 1. During a reconcile's snapshot: the update cannot finish, and the
     // rollback cannot deploy on a lost node either; it never reports success.
-    let mut args: Vec<String> = vec!["--state-dir".into(), app.state().display().to_string()];
-    args.extend(["update", "--app", &app.name, "-c"].map(String::from));
-    args.push(app.compose().display().to_string());
-    args.extend(["--target", "1.1.0-unhealthy", "--health", &app.url(worker, "/health")].map(String::from));
-    args.extend(["--deploy-timeout", "20", "--resolve-image", "never", "--json"].map(String::from));
-    args.extend(store.iter().cloned());
-    let child = Command::new(env!("CARGO_BIN_EXE_lkg-reconcile"))
-        .args(&args)
-        .envs(app.nodes.vars())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run lkg-reconcile");
+    let child = app.update_command(worker, "1.1.0-unhealthy", "20", &with_store).spawn().expect("run lkg-reconcile");
     wait_for_agent_job(&app);
     app.nodes.kill_node(2);
     let out = child.wait_with_output().unwrap();

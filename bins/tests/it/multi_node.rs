@@ -101,39 +101,28 @@ impl NodeApp {
 
     /// `lkg-reconcile update` against the manager, health checked on `node`.
     pub(crate) fn update(&self, node: &Node, target: &str, extra: &[&str]) -> Output {
+        self.update_command(node, target, "90", extra).output().expect("run lkg-reconcile")
+    }
+
+    /// The command of [`NodeApp::update`], each deploy given `deploy_timeout`
+    /// seconds, its output piped: to be spawned.
+    pub(crate) fn update_command(&self, node: &Node, target: &str, deploy_timeout: &str, extra: &[&str]) -> Command {
         let health = self.url(node, "/health");
         let compose = self.compose().display().to_string();
-        let mut args = vec![
-            "update",
-            "--app",
-            &self.name,
-            "-c",
-            &compose,
-            "--target",
-            target,
-            "--health",
-            &health,
-            "--health-passes",
-            "2",
-            "--health-interval",
-            "0.3",
-            "--health-deadline",
-            "20",
-            "--deploy-timeout",
-            "90",
-            "--resolve-image",
-            "never",
-            "--json",
-        ];
+        let mut args = vec!["update", "--app", &self.name, "-c", &compose, "--target", target, "--health", &health];
+        args.extend(["--health-passes", "2", "--health-interval", "0.3", "--health-deadline", "20"]);
+        args.extend(["--deploy-timeout", deploy_timeout, "--resolve-image", "never", "--json"]);
         args.extend_from_slice(extra);
-        Command::new(env!("CARGO_BIN_EXE_lkg-reconcile"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lkg-reconcile"));
+        command
             .arg("--state-dir")
             .arg(self.state())
             .args(&args)
             .envs(self.nodes.vars())
             .stdin(Stdio::null())
-            .output()
-            .expect("run lkg-reconcile")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
     }
 
     pub(crate) fn service(&self) -> String {
@@ -302,11 +291,7 @@ fn multi_node_a_failed_update_rolls_back_with_the_snapshot_from_the_registry_sto
     // node's last-known-good would survive.
     let store = format!("oci://{}/lkg/{}", app.nodes.registry, app.name);
     let with_store = ["--store", store.as_str(), "--insecure-registry", app.nodes.registry.as_str()];
-    let out = app.update(manager, "1.0.0", &with_store);
-    assert_eq!(out.status.code(), Some(0), "install: {}", text(&out.stderr));
-    app.serving_on(manager, "1.0.0");
-    let put = http_request("PUT", &app.url(manager, "/marker"), Some(b"known-good")).unwrap();
-    assert_eq!(put.status, 200);
+    app.install_with_data(manager, &with_store);
 
     let out = app.update(manager, "1.1.0-unhealthy", &with_store);
     let report = json(&out);
@@ -367,6 +352,16 @@ impl NodeApp {
         node.docker(&["run", "--rm", "-v", &mount, &self.nodes.busybox_image, "sh", "-c", script])
     }
 
+    /// Installs 1.0.0 on `node` with lkg (`extra` options) and puts the
+    /// data marker `known-good` in its volume there.
+    pub(crate) fn install_with_data(&self, node: &Node, extra: &[&str]) {
+        let out = self.update(node, "1.0.0", extra);
+        assert_eq!(out.status.code(), Some(0), "install: {}", text(&out.stderr));
+        self.serving_on(node, "1.0.0");
+        let put = http_request("PUT", &self.url(node, "/marker"), Some(b"known-good")).unwrap();
+        assert_eq!(put.status, 200, "{}", put.body);
+    }
+
     /// lkg's agent jobs of this app still on the swarm.
     pub(crate) fn agent_jobs(&self) -> String {
         self.nodes.docker(&["service", "ls", "-q", "--filter", &format!("label=org.lkg.warmsnap.helper={}", self.name)])
@@ -381,11 +376,7 @@ fn multi_node_a_stateful_app_on_a_worker_upgrades_and_rolls_back_there_through_t
     app.write_compose(Some(&worker.constraint()));
     let store = app.store_args();
     let with_store: Vec<&str> = store.iter().map(String::as_str).collect();
-    let out = app.update(worker, "1.0.0", &with_store);
-    assert_eq!(out.status.code(), Some(0), "install: {}", text(&out.stderr));
-    app.serving_on(worker, "1.0.0");
-    let put = http_request("PUT", &app.url(worker, "/marker"), Some(b"known-good")).unwrap();
-    assert_eq!(put.status, 200);
+    app.install_with_data(worker, &with_store);
 
     // A healthy target: the agent snapshots the worker's volume into the
     // registry, and the upgrade runs on the worker with the data.
@@ -406,21 +397,7 @@ fn multi_node_a_stateful_app_on_a_worker_upgrades_and_rolls_back_there_through_t
 
     // A broken target that writes to the data before it is found unhealthy:
     // the rollback restores the snapshot on the worker.
-    let child = Command::new(env!("CARGO_BIN_EXE_lkg-reconcile"))
-        .arg("--state-dir")
-        .arg(app.state())
-        .args(["update", "--app", &app.name, "-c"])
-        .arg(app.compose())
-        .args(["--target", "1.1.0-unhealthy", "--health", &app.url(worker, "/health"), "--health-passes", "2"])
-        .args(["--health-interval", "0.3", "--health-deadline", "20", "--deploy-timeout", "90"])
-        .args(["--resolve-image", "never", "--json"])
-        .args(&with_store)
-        .envs(app.nodes.vars())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run lkg-reconcile");
+    let child = app.update_command(worker, "1.1.0-unhealthy", "90", &with_store).spawn().expect("run lkg-reconcile");
     wait_until("the broken target to answer", Duration::from_secs(60), Duration::from_millis(100), || {
         http_get(&app.url(worker, "/health")).ok().filter(|r| r.status == 503)
     });
