@@ -643,6 +643,7 @@ async fn last_line(docker: &Docker, service: &str) -> Option<Result<AgentReport,
         let mut text = String::new();
         while let Some(Ok(output)) = logs.next().await {
             text.push_str(&String::from_utf8_lossy(&output.into_bytes()));
+            keep_tail(&mut text, MAX_LOG);
         }
         for line in text.lines().rev() {
             if let Some(json) = line.strip_prefix(REPORT_PREFIX) {
@@ -655,6 +656,24 @@ async fn last_line(docker: &Docker, service: &str) -> Option<Result<AgentReport,
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     None
+}
+
+/// The most of a job's log lkg holds: the agent's report is its last line
+/// (an image given with --agent-image may print anything before it).
+const MAX_LOG: usize = 4 << 20;
+
+/// Drops the start of `text` once it is longer than `limit`, keeping the
+/// last half of `limit` (cut at a line start when there is one).
+fn keep_tail(text: &mut String, limit: usize) {
+    if text.len() <= limit {
+        return;
+    }
+    let mut cut = text.len() - limit / 2;
+    while !text.is_char_boundary(cut) {
+        cut += 1;
+    }
+    let cut = text[cut..].find('\n').map_or(cut, |at| cut + at + 1);
+    text.drain(..cut);
 }
 
 /// The image reference the job runs: the one given, or the binary's image,
@@ -778,6 +797,18 @@ mod tests {
         minimal.extend_from_slice(&[3, 0, 0, 0]);
         minimal.resize(64 + 56, 0);
         assert!(!is_static_elf(&minimal));
+    }
+
+    #[test]
+    fn a_long_log_keeps_its_last_lines_only() {
+        let mut text = format!("{}\nlkg-agent-report: {{}}\n", "x".repeat(100));
+        keep_tail(&mut text, 1000);
+        assert!(text.starts_with('x'), "short: kept whole");
+        keep_tail(&mut text, 60);
+        assert_eq!(text, "lkg-agent-report: {}\n");
+        let mut text = "é".repeat(100);
+        keep_tail(&mut text, 50);
+        assert!(text.len() <= 26 && text.chars().all(|c| c == 'é'), "{text}");
     }
 
     #[test]
