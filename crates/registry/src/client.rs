@@ -1206,6 +1206,98 @@ impl Client {
             reason: format!("uploading blob {digest}: {}", without_url(&e)),
         })?;
         if response.status() != StatusCode::CREATED {
+            return Err(Client::unexpected_stream(repo, response, &Method::PUT, &url).await);
+        }
+        Ok(())
+    }
+
+    /// What a streamed request's failure answer means: a transient status
+    /// (the registry overloaded or restarting) is "could not ask", as it is
+    /// for a request that was retried; anything else is
+    /// [`Client::unexpected`].
+    async fn unexpected_stream(
+        repo: &Reference,
+        response: reqwest::Response,
+        method: &Method,
+        url: &str,
+    ) -> RegistryError {
+        let status = response.status();
+        if crate::retry::is_transient(status) {
+            return RegistryError::Unreachable {
+                registry: repo.api_host().to_owned(),
+                reason: format!(
+                    "{method} {} answered {status} (a streamed upload is not retried): {}",
+                    display_url(url),
+                    body_text(response).await
+                ),
+            };
+        }
+        Client::unexpected(response, method, url).await
+    }
+}
+
+/// An upload whose content the registry has received and whose digest is
+/// not yet given: [`Client::upload_unfinished`] starts it,
+/// [`Client::finish_upload`] names the digest and makes it a blob.
+#[derive(Debug, Clone)]
+pub struct UnfinishedUpload {
+    location: String,
+}
+
+impl Client {
+    /// Streams `content` into a new upload session in one chunked `PATCH`,
+    /// for a blob whose digest is known only once its last byte is written
+    /// (an archive uploaded while it is produced). Nothing is a blob until
+    /// [`Client::finish_upload`]; an abandoned session is the registry's to
+    /// purge. Not retried (a stream cannot be replayed).
+    pub async fn upload_unfinished(
+        &self,
+        repo: &Reference,
+        content: BlobStream,
+    ) -> Result<UnfinishedUpload, RegistryError> {
+        let session = self.start_upload(repo).await?;
+        let auth = self.authorization(repo.registry(), repo.api_host(), &[Scope::push(repo.repository())]).await?;
+        let mut rb = self
+            .inner
+            .http
+            .patch(&session)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(content));
+        if let Some(a) = auth {
+            rb = rb.header(header::AUTHORIZATION, a);
+        }
+        self.inner.requests.fetch_add(1, Ordering::Relaxed);
+        let response = rb.send().await.map_err(|e| RegistryError::Unreachable {
+            registry: repo.api_host().to_owned(),
+            reason: format!("streaming an upload: {}", without_url(&e)),
+        })?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(Client::unexpected_stream(repo, response, &Method::PATCH, &session).await);
+        }
+        // The session may move with every chunk (distribution's does).
+        let location = self.location(repo, &response).unwrap_or(session);
+        Ok(UnfinishedUpload { location })
+    }
+
+    /// Makes `upload` the blob `digest`: the registry checks the digest
+    /// against what it received and refuses a mismatch.
+    pub async fn finish_upload(
+        &self,
+        repo: &Reference,
+        upload: UnfinishedUpload,
+        digest: &Digest,
+    ) -> Result<(), RegistryError> {
+        let url = Client::finish_url(&upload.location, digest);
+        let make = || {
+            Request::new(Method::PUT, url.clone())
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .header(header::CONTENT_LENGTH, "0")
+        };
+        let response = self.execute(repo, &[Scope::push(repo.repository())], &make).await?;
+        if response.status() != StatusCode::CREATED {
+            if response.status() == StatusCode::NOT_FOUND && self.blob_exists(repo, digest).await?.is_some() {
+                return Ok(()); // a retried PUT whose first answer was lost
+            }
             return Err(Client::unexpected(response, &Method::PUT, &url).await);
         }
         Ok(())

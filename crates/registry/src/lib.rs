@@ -73,6 +73,7 @@ pub use auth::{Anonymous, Credential, CredentialSource, DockerConfig, StaticCred
 pub use bytes::Bytes;
 pub use client::{
     BlobReader, BlobStream, Client, ClientOptions, MAX_SMALL_BLOB, ManifestHead, Mount, RetryPolicy, Scope,
+    UnfinishedUpload,
 };
 pub use digest::VerifyDigest;
 pub use error::RegistryError;

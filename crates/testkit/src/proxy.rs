@@ -17,7 +17,7 @@ pub struct HttpRequest {
     pub target: String,
     /// The headers, in order.
     pub headers: Vec<(String, String)>,
-    /// The body (`Content-Length` bytes).
+    /// The body (`Content-Length` bytes, or a chunked body decoded).
     pub body: Vec<u8>,
     /// The request line and headers, as received.
     pub head: Vec<u8>,
@@ -56,9 +56,40 @@ pub fn read_request(reader: &mut BufReader<TcpStream>) -> Option<HttpRequest> {
         .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(0);
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).ok()?;
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked"));
+    let body = if chunked {
+        read_chunked(reader)?
+    } else {
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body).ok()?;
+        body
+    };
     Some(HttpRequest { method, target, headers, body, head })
+}
+
+/// Reads a chunked body (streamed uploads), trailers skipped.
+fn read_chunked(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        let size = usize::from_str_radix(line.trim().split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            loop {
+                let mut trailer = String::new();
+                if reader.read_line(&mut trailer).ok()? == 0 || trailer.trim().is_empty() {
+                    return Some(body);
+                }
+            }
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        reader.read_exact(&mut body[start..]).ok()?;
+        let mut crlf = [0; 2];
+        reader.read_exact(&mut crlf).ok()?;
+    }
 }
 
 /// A complete response with `Connection: close`.
@@ -167,7 +198,13 @@ fn proxy_connection(client: TcpStream, upstream: &str, state: &Mutex<ProxyState>
     let head = String::from_utf8_lossy(&req.head);
     let mut forwarded = String::new();
     for (i, line) in head.split("\r\n").enumerate() {
-        if i > 0 && line.to_ascii_lowercase().starts_with("connection:") {
+        let lower = line.to_ascii_lowercase();
+        if i > 0 && lower.starts_with("connection:") {
+            continue;
+        }
+        // A chunked body goes on decoded, with its length.
+        if i > 0 && lower.starts_with("transfer-encoding:") {
+            let _ = write!(forwarded, "Content-Length: {}\r\n", req.body.len());
             continue;
         }
         if line.is_empty() {
