@@ -21,7 +21,8 @@ use lkg_warmsnap::{
 /// (--access auto, the default) or else streamed through the engine's archive
 /// endpoint of a helper container that never runs, and replaces the previous
 /// snapshot atomically,
-/// only after it has been read back and checked. Restore never touches a
+/// only after it has been checked (read back; with a registry store, as it is
+/// uploaded). Restore never touches a
 /// live volume before every checksum and every archive entry has passed:
 /// with direct access it extracts each archive beside the volume's data
 /// while checking it, then swaps the new content in with one atomic rename;
@@ -30,9 +31,11 @@ use lkg_warmsnap::{
 ///
 /// With --store oci://HOST[:PORT]/REPOSITORY the snapshots live in a
 /// registry instead, as OCI artifacts (docs/snapshots.md, "Registry store"):
-/// a volume archive already in the repository is not uploaded again, every
-/// byte read back is checked against its digest, and <app>-last-good moves
-/// only after the whole snapshot is there.
+/// a volume archive already in the repository is not uploaded again, a
+/// volume new to it is uploaded while it is archived, a volume whose files
+/// did not change since the last-good (same paths, metadata, inodes and
+/// ctimes) is not even read, every byte read back is checked against its
+/// digest, and <app>-last-good moves only after the whole snapshot is there.
 ///
 /// Exit codes: 0 ok; 1 a snapshot does not verify (damaged, tampered, unsafe
 /// entries) or `show` found none; 2 bad input; 4 a restore stopped half-way
@@ -185,9 +188,10 @@ async fn take(
         for volume in &report.volumes {
             let s = &volume.summary;
             let access = if volume.access == Access::Direct { "direct" } else { "archive" };
+            let unchanged = if volume.unchanged { ", unchanged: the last-good's archive kept" } else { "" };
             writeln!(
                 w,
-                "  {:<32} {:>10}  {} files, {} dirs, {} links  sha256 {}…  ({access})",
+                "  {:<32} {:>10}  {} files, {} dirs, {} links  sha256 {}…  ({access}{unchanged})",
                 volume.name,
                 Progress::bytes(s.bytes),
                 s.files,

@@ -208,7 +208,7 @@ async fn take(
                 check_takeable(&name, &path, started)?;
                 let sink = Box::new(LocalSink::create_scratch(&tar)?);
                 let counter = AtomicU64::new(0);
-                let (bytes, sha256) = crate::take::archive_mount_point(&name, &path, sink, &counter)?;
+                let (bytes, sha256, _) = crate::take::archive_mount_point(&name, &path, sink, &counter)?;
                 let archive = fs_err::File::open(&tar).map_err(StoreError::from)?;
                 let summary = inspect(archive, &counter).map_err(|source| SnapError::Refused {
                     volume: name.clone(),

@@ -157,6 +157,27 @@ impl Staging for AnyStaging {
             AnyStaging::Oci(s) => (*s).commit(meta),
         }
     }
+
+    fn reads_back(&self) -> bool {
+        match self {
+            AnyStaging::Local(s) => s.reads_back(),
+            AnyStaging::Oci(s) => s.reads_back(),
+        }
+    }
+
+    fn adopt_unchanged(&mut self, name: &str, print: &str) -> Result<Option<(u64, String)>, StoreError> {
+        match self {
+            AnyStaging::Local(s) => s.adopt_unchanged(name, print),
+            AnyStaging::Oci(s) => s.adopt_unchanged(name, print),
+        }
+    }
+
+    fn note_print(&mut self, name: &str, print: &str) {
+        match self {
+            AnyStaging::Local(s) => s.note_print(name, print),
+            AnyStaging::Oci(s) => s.note_print(name, print),
+        }
+    }
 }
 
 /// The command-line options that choose a store (lkg's binaries flatten

@@ -285,6 +285,17 @@ pub(crate) fn read_archive(
     })
 }
 
+/// [`inspect`] of an archive whose chunks arrive on `rx` as another thread
+/// writes them (and hashes them: the summary's `bytes` and `sha256` are
+/// left for the writer to fill in).
+pub(crate) fn check_chunks(rx: mpsc::Receiver<Vec<u8>>) -> Result<ArchiveSummary, ArchiveError> {
+    let mut top = Counting { inner: Chunks { rx, chunk: Vec::new(), pos: 0 }, bytes: 0, eof: false };
+    check_archive(&mut top, &mut Drain(vec![0u8; READ_BUFFER])).map_err(|e| match e {
+        WalkError::Archive(e) => e,
+        WalkError::Visit(source) => ArchiveError::Read(source),
+    })
+}
+
 fn check_archive(top: &mut Counting<Chunks>, visitor: &mut dyn Visitor) -> Result<ArchiveSummary, WalkError> {
     let mut rules = Rules::new();
     let mut summary = ArchiveSummary::default();

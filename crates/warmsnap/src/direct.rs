@@ -23,28 +23,145 @@ use std::time::{Duration, SystemTime};
 use fs_err::os::unix::fs::OpenOptionsExt;
 use tar::{EntryType, Header};
 
-use crate::archive::{Admitted, Kind, ROOT, Visitor};
+use lkg_core::hex;
+use sha2::{Digest, Sha256};
 
-/// Writes the volume archive of the directory `root` to `out`.
-pub(crate) fn archive_directory<W: Write>(root: &Path, out: W) -> io::Result<W> {
-    let metadata = fs_err::symlink_metadata(root)?;
-    if !metadata.is_dir() {
-        return Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{} is not a directory", root.display())));
+use crate::archive::{Admitted, ArchiveSummary, Kind, ROOT, Visitor};
+
+/// Writes the volume archive of the directory `root` to `out`; returns `out`
+/// and the [`Print`] of what was archived.
+pub(crate) fn archive_directory<W: Write>(root: &Path, out: W) -> io::Result<(W, Print)> {
+    let mut walk = Walk::new(tar::Builder::new(out), true, racy_from_now());
+    walk.root(root)?;
+    Ok((walk.builder.into_inner()?, walk.print.finish()))
+}
+
+/// The [`Print`] an archive of the directory `root` would have now: the same
+/// walk, reading no file's content.
+pub(crate) fn print_directory(root: &Path) -> io::Result<Print> {
+    print_with(root, racy_from_now())
+}
+
+/// [`print_directory`] for which an entry is racy from `racy_from`
+/// (nanoseconds since the Unix epoch).
+fn print_with(root: &Path, racy_from: i128) -> io::Result<Print> {
+    let mut walk = Walk::new(tar::Builder::new(io::sink()), false, racy_from);
+    walk.root(root)?;
+    Ok(walk.print.finish())
+}
+
+/// The ctime (nanoseconds since the Unix epoch) from which an entry is
+/// racy for a walk starting now.
+fn racy_from_now() -> i128 {
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    i128::try_from(now).unwrap_or(i128::MAX) - RACY.as_nanos().cast_signed()
+}
+
+/// What a walk of a volume saw of each entry it archives (path, type, mode,
+/// owners, size, mtime and ctime to the nanosecond, inode, device, links),
+/// hashed in walk order, and the counts its archive has.
+///
+/// Every change to what an archive holds changes an entry's ctime (which no
+/// caller can set) or the list of paths, so an equal print on the same
+/// machine means an equal archive; a take adopts the last-known-good's
+/// archive of a volume whose print did not change, without reading it.
+/// An entry whose ctime is within [`RACY`] of the walk's start could still
+/// change within the same clock tick unnoticed: such a walk has no print.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Print {
+    /// `v1:` and 64 hex digits, or `None` (racy).
+    pub(crate) value: Option<String>,
+    /// The counts of the archive (`bytes` and `sha256` left empty).
+    pub(crate) summary: ArchiveSummary,
+}
+
+/// How recent a ctime makes a print unusable (coarse kernel clocks tick
+/// every few milliseconds; a second more covers file systems that keep
+/// whole seconds).
+const RACY: Duration = Duration::from_secs(2);
+
+struct Printer {
+    hasher: Sha256,
+    racy_from: i128,
+    racy: bool,
+    summary: ArchiveSummary,
+}
+
+impl Printer {
+    fn new(racy_from: i128) -> Printer {
+        Printer {
+            hasher: Sha256::new_with_prefix(b"lkg volume print v1\0"),
+            racy_from,
+            racy: false,
+            summary: ArchiveSummary::default(),
+        }
     }
-    let mut walk = Walk { builder: tar::Builder::new(out), links: HashMap::new() };
-    let mut rel = ROOT.as_bytes().to_vec();
-    walk.append(&metadata, EntryType::Directory, &rel, io::empty())?;
-    walk.directory(root, &mut rel)?;
-    walk.builder.into_inner()
+
+    fn entry(&mut self, rel: &[u8], metadata: &Metadata, typ: EntryType) {
+        self.hasher.update(rel);
+        self.hasher.update([0]);
+        for value in [
+            u64::from(metadata.mode()),
+            u64::from(metadata.uid()),
+            u64::from(metadata.gid()),
+            metadata.size(),
+            metadata.mtime().cast_unsigned(),
+            metadata.mtime_nsec().cast_unsigned(),
+            metadata.ctime().cast_unsigned(),
+            metadata.ctime_nsec().cast_unsigned(),
+            metadata.ino(),
+            metadata.dev(),
+            metadata.nlink(),
+            metadata.rdev(),
+        ] {
+            self.hasher.update(value.to_le_bytes());
+        }
+        let ctime = i128::from(metadata.ctime()) * 1_000_000_000 + i128::from(metadata.ctime_nsec());
+        self.racy |= ctime >= self.racy_from;
+        let summary = &mut self.summary;
+        summary.entries += 1;
+        match typ {
+            EntryType::Directory => summary.directories += 1,
+            EntryType::Regular => {
+                summary.files += 1;
+                summary.content_bytes += metadata.size();
+            }
+            EntryType::Link => summary.hard_links += 1,
+            EntryType::Symlink => summary.symlinks += 1,
+            _ => {}
+        }
+    }
+
+    fn finish(self) -> Print {
+        let value = (!self.racy).then(|| format!("v1:{}", hex(&self.hasher.finalize())));
+        Print { value, summary: self.summary }
+    }
 }
 
 struct Walk<W: Write> {
     builder: tar::Builder<W>,
+    /// Whether to write the archive (else only the print).
+    archive: bool,
     /// First archive path of each multiply-linked inode, by (device, inode).
     links: HashMap<(u64, u64), Vec<u8>>,
+    print: Printer,
 }
 
 impl<W: Write> Walk<W> {
+    fn new(builder: tar::Builder<W>, archive: bool, racy_from: i128) -> Walk<W> {
+        Walk { builder, archive, links: HashMap::new(), print: Printer::new(racy_from) }
+    }
+
+    fn root(&mut self, root: &Path) -> io::Result<()> {
+        let metadata = fs_err::symlink_metadata(root)?;
+        if !metadata.is_dir() {
+            return Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{} is not a directory", root.display())));
+        }
+        let mut rel = ROOT.as_bytes().to_vec();
+        self.append(&metadata, EntryType::Directory, &rel, io::empty())?;
+        self.directory(root, &mut rel)
+    }
+
     fn directory(&mut self, dir: &Path, rel: &mut Vec<u8>) -> io::Result<()> {
         // Sorted like Go's filepath.Walk (os.ReadDir sorts by name, bytewise).
         let mut names = fs_err::read_dir(dir)?.map(|e| e.map(|e| e.file_name())).collect::<io::Result<Vec<_>>>()?;
@@ -62,9 +179,12 @@ impl<W: Write> Walk<W> {
             } else if kind.is_file() {
                 self.file(&path, &metadata, rel)?;
             } else if kind.is_symlink() {
-                let target = fs_err::read_link(&path)?;
-                let mut header = header(&metadata, EntryType::Symlink, 0);
-                self.builder.append_link(&mut header, as_path(rel), target)?;
+                self.print.entry(rel, &metadata, EntryType::Symlink);
+                if self.archive {
+                    let target = fs_err::read_link(&path)?;
+                    let mut header = header(&metadata, EntryType::Symlink, 0);
+                    self.builder.append_link(&mut header, as_path(rel), target)?;
+                }
             } else if kind.is_fifo() || kind.is_char_device() || kind.is_block_device() {
                 // Kept so that the check refuses the volume by name, as it does
                 // for the archive path: lkg keeps no snapshot it cannot restore.
@@ -87,11 +207,19 @@ impl<W: Write> Walk<W> {
         if metadata.nlink() > 1 {
             let key = (metadata.dev(), metadata.ino());
             if let Some(first) = self.links.get(&key) {
+                self.print.entry(rel, metadata, EntryType::Link);
+                if !self.archive {
+                    return Ok(());
+                }
                 let mut header = header(metadata, EntryType::Link, 0);
                 let first = first.clone();
                 return self.builder.append_link(&mut header, as_path(rel), as_path(&first));
             }
             self.links.insert(key, rel.to_vec());
+        }
+        if !self.archive {
+            self.print.entry(rel, metadata, EntryType::Regular);
+            return Ok(());
         }
         let file = fs_err::File::open(path)?;
         let size = metadata.len();
@@ -100,6 +228,10 @@ impl<W: Write> Walk<W> {
     }
 
     fn append(&mut self, metadata: &Metadata, typ: EntryType, rel: &[u8], data: impl Read) -> io::Result<()> {
+        self.print.entry(rel, metadata, typ);
+        if !self.archive {
+            return Ok(());
+        }
         let size = if typ == EntryType::Regular { metadata.len() } else { 0 };
         let mut header = header(metadata, typ, size);
         self.builder.append_data(&mut header, as_path(rel), data)
@@ -298,6 +430,60 @@ mod tests {
     use super::*;
     use crate::archive::inspect;
 
+    /// A tree with every kind of entry a print counts.
+    fn tree(root: &Path) {
+        fs_err::create_dir_all(root.join("a/b")).unwrap();
+        fs_err::write(root.join("a/b/f"), b"hi\n").unwrap();
+        fs_err::write(root.join("a.txt"), b"x").unwrap();
+        fs_err::hard_link(root.join("a/b/f"), root.join("hard")).unwrap();
+        symlink("a/b/f", root.join("link")).unwrap();
+    }
+
+    #[test]
+    fn a_print_counts_what_the_archive_holds_and_follows_every_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        tree(root);
+        let (archive, archived) = archive_directory(root, Vec::new()).unwrap();
+        let summary = inspect(archive.as_slice(), &AtomicU64::new(0)).unwrap();
+        let print = print_with(root, i128::MAX).unwrap();
+        assert_eq!(print.summary, ArchiveSummary { bytes: 0, sha256: String::new(), ..summary });
+        assert_eq!(archived.summary, print.summary, "the archive's walk prints the same");
+        let value = print.value.clone().expect("nothing is racy");
+        assert!(value.starts_with("v1:") && value.len() == 67, "{value}");
+        assert_eq!(print_with(root, i128::MAX).unwrap(), print, "an unchanged tree prints the same");
+
+        // Each change an archive would show changes the print.
+        let mut seen = vec![value];
+        let mut changed = |what: &str, change: &dyn Fn()| {
+            change();
+            let value = print_with(root, i128::MAX).unwrap().value.unwrap();
+            assert!(!seen.contains(&value), "{what} left the print as it was");
+            seen.push(value);
+        };
+        changed("a mode", &|| fs_err::set_permissions(root.join("a.txt"), Permissions::from_mode(0o600)).unwrap());
+        changed("a size", &|| fs_err::write(root.join("a.txt"), b"xy").unwrap());
+        changed("a rename", &|| fs_err::rename(root.join("a.txt"), root.join("c.txt")).unwrap());
+        changed("a new file", &|| fs_err::write(root.join("a/new"), b"").unwrap());
+        changed("a removed link", &|| fs_err::remove_file(root.join("hard")).unwrap());
+        changed("an mtime", &|| {
+            let file = fs_err::File::options().write(true).open(root.join("c.txt")).unwrap();
+            file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000)).unwrap();
+        });
+    }
+
+    #[test]
+    fn an_entry_changed_within_the_racy_window_leaves_no_print() {
+        let dir = tempfile::tempdir().unwrap();
+        tree(dir.path());
+        // Just written: a change within the same clock tick would not show.
+        let print = print_directory(dir.path()).unwrap();
+        assert_eq!(print.value, None);
+        assert_eq!(print.summary.files, 2, "the counts are there all the same");
+        let (_, archived) = archive_directory(dir.path(), Vec::new()).unwrap();
+        assert_eq!(archived.value, None, "nor does the archive's walk record one");
+    }
+
     #[test]
     fn writes_an_archive_the_check_accepts_in_walk_order() {
         let dir = tempfile::tempdir().unwrap();
@@ -312,7 +498,7 @@ mod tests {
         fs_err::create_dir_all(root.join(&long).join("e".repeat(120))).unwrap();
         fs_err::set_permissions(root.join("a"), std::fs::Permissions::from_mode(0o750)).unwrap();
 
-        let archive = archive_directory(root, Vec::new()).unwrap();
+        let (archive, _) = archive_directory(root, Vec::new()).unwrap();
         let summary = inspect(archive.as_slice(), &AtomicU64::new(0)).unwrap();
         assert_eq!((summary.files, summary.hard_links, summary.symlinks, summary.directories), (3, 1, 1, 5));
 
@@ -365,7 +551,7 @@ mod tests {
         filetime::set_file_mtime(root.join("a/b"), old).unwrap();
         fs_err::set_permissions(root, std::fs::Permissions::from_mode(0o701)).unwrap();
         filetime::set_file_mtime(root, old).unwrap();
-        let archive = archive_directory(root, Vec::new()).unwrap();
+        let (archive, _) = archive_directory(root, Vec::new()).unwrap();
 
         let target = tempfile::tempdir().unwrap();
         let mut extractor = Extractor::new(target.path());

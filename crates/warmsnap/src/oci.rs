@@ -33,7 +33,7 @@ use lkg_registry::cosign::{self, Accept, SignFormat};
 use lkg_registry::sign::{PublicKey, SigningKey};
 use lkg_registry::{
     BlobReader, BlobStream, Bytes, Client, Descriptor, Digest, ImageManifest, Manifest, ManifestKind, Reference,
-    RegistryError, media,
+    RegistryError, UnfinishedUpload, media,
 };
 
 use crate::meta::Meta;
@@ -55,6 +55,9 @@ pub const ENCRYPTED_VOLUME_MEDIA_TYPE: &str = "application/vnd.lkg.snapshot.volu
 const PLAIN_SHA256: &str = "dev.lkg.plain.sha256";
 /// An encrypted layer's annotation: which recipients it is encrypted to.
 const RECIPIENTS: &str = "dev.lkg.recipients";
+/// A layer's annotation: the print of the volume when its archive was
+/// taken (see [`Staging::adopt_unchanged`]).
+const PRINT: &str = "dev.lkg.print";
 
 const TITLE: &str = "org.opencontainers.image.title";
 const CREATED: &str = "org.opencontainers.image.created";
@@ -369,10 +372,8 @@ impl OciStore {
                 None => self.encrypt_and_upload(dir, record).await,
             };
         }
-        let digest: Digest = format!("sha256:{}", record.sha256).parse().map_err(RegistryError::from)?;
-        self.upload(&dir.join(format!("{}.tar", record.name)), &digest, record.bytes).await?;
-        let mut layer = Descriptor::new(VOLUME_MEDIA_TYPE, digest, record.bytes);
-        layer.annotations = Some(BTreeMap::from([(TITLE.to_owned(), format!("{}.tar", record.name))]));
+        let layer = plain_layer(&record.name, &record.sha256, record.bytes)?;
+        self.upload(&dir.join(format!("{}.tar", record.name)), &layer.digest, record.bytes).await?;
         Ok(layer)
     }
 
@@ -382,13 +383,32 @@ impl OciStore {
         if self.keys.recipients.is_empty() { BTreeMap::new() } else { self.encrypted_layers(app).await }
     }
 
-    /// Pushes the snapshot of `meta` (volumes already staged in `dir`) and
-    /// moves the tags; returns the manifest's digest.
-    async fn push(&self, app: &AppName, generation: &str, dir: &Path, meta: &Meta) -> Result<Digest, StoreError> {
+    /// Pushes the snapshot of `meta` and moves the tags; returns the
+    /// manifest's digest. Each volume's layer is `staged` (already in the
+    /// repository), or its archive is in `dir`. Each layer carries its
+    /// volume's print, if it has one.
+    async fn push(
+        &self,
+        app: &AppName,
+        generation: &str,
+        dir: &Path,
+        meta: &Meta,
+        mut staged: BTreeMap<String, Staged>,
+        prints: &BTreeMap<String, String>,
+    ) -> Result<Digest, StoreError> {
         let mut layers = Vec::new();
         let reusable = self.reusable_layers(app).await;
         for record in &meta.volumes {
-            layers.push(self.volume_layer(dir, record, &reusable).await?);
+            let mut layer = match staged.remove(&record.name) {
+                Some(Staged::InRepository(layer)) => layer,
+                None => self.volume_layer(dir, record, &reusable).await?,
+            };
+            let annotations = layer.annotations.get_or_insert_default();
+            match prints.get(&record.name) {
+                Some(print) => annotations.insert(PRINT.to_owned(), print.clone()),
+                None => annotations.remove(PRINT),
+            };
+            layers.push(layer);
         }
         self.publish(app, generation, meta, layers).await
     }
@@ -485,15 +505,60 @@ impl OciStore {
         })
         .await
         .map_err(io::Error::other)??;
+        let layer = self.sealed_layer(&record.name, &hex, size, &record.sha256)?;
+        self.upload(&sealed, &layer.digest, size).await?;
+        Ok(layer)
+    }
+
+    /// The layer of volume `name`'s archive (SHA-256 `plain`) encrypted to
+    /// this store's recipients: `hex` and `size` are the ciphertext's.
+    fn sealed_layer(&self, name: &str, hex: &str, size: u64, plain: &str) -> Result<Descriptor, StoreError> {
         let digest: Digest = format!("sha256:{hex}").parse().map_err(RegistryError::from)?;
-        self.upload(&sealed, &digest, size).await?;
         let mut layer = Descriptor::new(ENCRYPTED_VOLUME_MEDIA_TYPE, digest, size);
         layer.annotations = Some(BTreeMap::from([
-            (TITLE.to_owned(), format!("{}.tar", record.name)),
-            (PLAIN_SHA256.to_owned(), record.sha256.clone()),
+            (TITLE.to_owned(), format!("{name}.tar")),
+            (PLAIN_SHA256.to_owned(), plain.to_owned()),
             (RECIPIENTS.to_owned(), self.keys.fingerprint()),
         ]));
         Ok(layer)
+    }
+
+    /// The volumes of `app`'s last-known-good, each with its layer if a new
+    /// snapshot may adopt it unchanged: it has a print, is of this store's
+    /// kind (plain, or encrypted to the same recipients) and its blob is in
+    /// the repository. Best effort: nothing when it cannot be read (or, with
+    /// a verify key, is not signed by it).
+    async fn previous_layers(&self, app: &AppName) -> BTreeMap<String, Option<Adoptable>> {
+        let mut previous = BTreeMap::new();
+        let Ok(Some(manifest)) = self.client.get_manifest_opt(&self.last_good(app)).await else { return previous };
+        let Ok(opened) = self.read(app, &manifest, &self.location(app)).await else { return previous };
+        let Ok(ManifestKind::Image(image)) = manifest.parse() else { return previous };
+        let fingerprint = self.keys.fingerprint();
+        for layer in image.layers {
+            let annotations = layer.annotations.clone().unwrap_or_default();
+            let Some(record) =
+                annotations.get(TITLE).and_then(|t| t.strip_suffix(".tar")).and_then(|n| opened.meta.volume(n))
+            else {
+                continue;
+            };
+            let fits = if self.keys.recipients.is_empty() {
+                layer.media_type == VOLUME_MEDIA_TYPE
+            } else {
+                layer.media_type == ENCRYPTED_VOLUME_MEDIA_TYPE && annotations.get(RECIPIENTS) == Some(&fingerprint)
+            };
+            let adoptable = match annotations.get(PRINT) {
+                Some(print)
+                    if fits
+                        && self.client.blob_exists(&self.repo, &layer.digest).await.ok().flatten()
+                            == Some(layer.size) =>
+                {
+                    Some(Adoptable { print: print.clone(), bytes: record.bytes, sha256: record.sha256.clone(), layer })
+                }
+                _ => None,
+            };
+            previous.insert(record.name.clone(), adoptable);
+        }
+        previous
     }
 
     /// Deletes `app`'s snapshots beyond the newest `keep` (never `current`).
@@ -590,7 +655,19 @@ impl Store for OciStore {
         let lock = self.local.lock(app, LockMode::Exclusive)?;
         let generation = new_generation();
         let dir = self.local.new_staging(app, &generation)?;
-        Ok(OciStaging { store: self.clone(), app: app.clone(), generation, dir, _lock: lock })
+        let handle = handle()?;
+        let previous = handle.block_on(self.previous_layers(app));
+        Ok(OciStaging {
+            store: self.clone(),
+            app: app.clone(),
+            generation,
+            dir,
+            previous,
+            staged: Arc::default(),
+            prints: BTreeMap::new(),
+            handle,
+            _lock: lock,
+        })
     }
 
     fn apps(&self) -> Result<Vec<AppName>, StoreError> {
@@ -784,22 +861,54 @@ fn as_store_error(error: io::Error) -> io::Error {
     }
 }
 
-/// A snapshot being written: volumes go to a local staging directory, and
-/// [`Staging::commit`] uploads them.
+/// A snapshot being written. A volume the last-known-good does not have
+/// goes to the registry while it is archived (encrypted on the way when
+/// encrypting), and nowhere else; any other is staged in a local directory
+/// first, and
+/// [`Staging::commit`] uploads it unless the repository has its digest. A
+/// volume whose print did not change adopts the last-known-good's layer.
 #[derive(Debug)]
 pub struct OciStaging {
     store: OciStore,
     app: AppName,
     generation: String,
     dir: PathBuf,
+    /// The last-known-good's volumes, with the layer each may adopt.
+    previous: BTreeMap<String, Option<Adoptable>>,
+    /// Layers settled before the commit, by volume.
+    staged: Arc<std::sync::Mutex<BTreeMap<String, Staged>>>,
+    /// Each volume's print, by volume.
+    prints: BTreeMap<String, String>,
+    handle: tokio::runtime::Handle,
     _lock: std::fs::File,
+}
+
+/// A last-known-good layer that a volume with the same print adopts.
+#[derive(Debug, Clone)]
+struct Adoptable {
+    print: String,
+    bytes: u64,
+    sha256: String,
+    layer: Descriptor,
+}
+
+/// A volume's layer settled before the commit.
+#[derive(Debug)]
+enum Staged {
+    /// In the repository (uploaded while archived, or adopted).
+    InRepository(Descriptor),
 }
 
 impl Staging for OciStaging {
     fn create_volume(&mut self, name: &str) -> Result<Box<dyn VolumeSink>, StoreError> {
         check_object_name("volume", name)?;
-        // The registry keeps the durable copy: no fsync of the staging one.
-        Ok(Box::new(LocalSink::create_scratch(&self.dir.join(format!("{name}.tar")))?))
+        if self.previous.contains_key(name) {
+            // Likely in the repository already: archived first, uploaded only
+            // if its digest is new. The registry keeps the durable copy: no
+            // fsync of the staging one.
+            return Ok(Box::new(LocalSink::create_scratch(&self.dir.join(format!("{name}.tar")))?));
+        }
+        Ok(Box::new(StreamingSink::start(self, name)?))
     }
 
     fn open_volume(&self, name: &str) -> Result<Box<dyn Read + Send>, StoreError> {
@@ -810,6 +919,200 @@ impl Staging for OciStaging {
     fn commit(self, meta: &Meta) -> Result<String, StoreError> {
         self.commit_layers(meta, None)
     }
+
+    fn reads_back(&self) -> bool {
+        false
+    }
+
+    fn adopt_unchanged(&mut self, name: &str, print: &str) -> Result<Option<(u64, String)>, StoreError> {
+        let Some(Some(adoptable)) = self.previous.get(name) else { return Ok(None) };
+        if adoptable.print != print {
+            return Ok(None);
+        }
+        let staged = Staged::InRepository(adoptable.layer.clone());
+        self.staged.lock().expect("staged layers").insert(name.to_owned(), staged);
+        Ok(Some((adoptable.bytes, adoptable.sha256.clone())))
+    }
+
+    fn note_print(&mut self, name: &str, print: &str) {
+        self.prints.insert(name.to_owned(), print.to_owned());
+    }
+}
+
+/// The archive of a volume new to the store, uploaded as it is written
+/// (sealed on the way when encrypting): one streamed upload, finished with
+/// the digest once the archive is complete. Nothing is staged on disk, so
+/// nothing can be retried: an upload that fails fails the take (the
+/// last-known-good stays where it was; run it again).
+struct StreamingSink {
+    name: String,
+    store: OciStore,
+    staged: Arc<std::sync::Mutex<BTreeMap<String, Staged>>>,
+    inlet: Option<Inlet>,
+}
+
+enum Inlet {
+    Plain(Upload),
+    Sealed(age::stream::StreamWriter<Upload>),
+}
+
+/// A streamed upload in progress.
+struct Upload {
+    tx: Option<tokio::sync::mpsc::Sender<Result<Bytes, RegistryError>>>,
+    task: tokio::task::JoinHandle<Result<UnfinishedUpload, RegistryError>>,
+    handle: tokio::runtime::Handle,
+    pending: Vec<u8>,
+    /// The SHA-256 of a sealed layer (a plain one's is the archive's).
+    hasher: Option<sha2::Sha256>,
+    bytes: u64,
+}
+
+/// The size of the chunks a streamed upload sends.
+const STREAM_CHUNK: usize = 1 << 20;
+
+impl StreamingSink {
+    fn start(staging: &OciStaging, name: &str) -> Result<StreamingSink, StoreError> {
+        let store = &staging.store;
+        let sealing = !store.keys.recipients.is_empty();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, RegistryError>>(4);
+        let content: BlobStream =
+            Box::pin(futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|chunk| (chunk, rx)) },
+            ));
+        let (client, repo) = (store.client.clone(), store.repo.clone());
+        let task = staging.handle.spawn(async move { client.upload_unfinished(&repo, content).await });
+        let upload = Upload {
+            tx: Some(tx),
+            task,
+            handle: staging.handle.clone(),
+            pending: Vec::with_capacity(STREAM_CHUNK),
+            hasher: sealing.then(sha2::Sha256::default),
+            bytes: 0,
+        };
+        let inlet = if sealing {
+            let recipients = store.keys.recipients.iter().map(|r| r as &dyn age::Recipient);
+            let encryptor = age::Encryptor::with_recipients(recipients)
+                .map_err(|e| io::Error::other(format!("cannot encrypt the archive of {name}: {e}")))?;
+            Inlet::Sealed(encryptor.wrap_output(upload)?)
+        } else {
+            Inlet::Plain(upload)
+        };
+        Ok(StreamingSink {
+            name: name.to_owned(),
+            store: store.clone(),
+            staged: Arc::clone(&staging.staged),
+            inlet: Some(inlet),
+        })
+    }
+}
+
+impl io::Write for StreamingSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.inlet.as_mut().expect("an unfinished sink") {
+            Inlet::Plain(upload) => upload.write(buf),
+            Inlet::Sealed(writer) => writer.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(()) // chunks go as they fill; the last with `finish`
+    }
+}
+
+impl io::Write for Upload {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use sha2::Digest as _;
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(buf);
+        }
+        self.bytes += buf.len() as u64;
+        self.pending.extend_from_slice(buf);
+        if self.pending.len() >= STREAM_CHUNK {
+            self.send()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Upload {
+    /// Sends what is pending. An upload that stopped says why.
+    fn send(&mut self) -> io::Result<()> {
+        let chunk = std::mem::replace(&mut self.pending, Vec::with_capacity(STREAM_CHUNK));
+        let sent = match &self.tx {
+            Some(tx) => chunk.is_empty() || tx.blocking_send(Ok(Bytes::from(chunk))).is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        self.tx = None;
+        let error = match self.handle.block_on(&mut self.task) {
+            Ok(Err(e)) => StoreError::Registry(e),
+            Ok(Ok(_)) => StoreError::Io(io::Error::other("the registry ended the upload early")),
+            Err(e) => StoreError::Io(io::Error::other(format!("the upload stopped: {e}"))),
+        };
+        Err(io::Error::other(error))
+    }
+
+    /// Ends the stream and makes it blob `digest`.
+    fn finish(mut self, store: &OciStore, digest: &Digest) -> Result<(), StoreError> {
+        self.send().map_err(|e| {
+            match e.into_inner().map(<dyn std::error::Error + Send + Sync>::downcast::<StoreError>) {
+                Some(Ok(error)) => *error,
+                Some(Err(other)) => StoreError::Io(io::Error::other(other)),
+                None => StoreError::Io(io::Error::other("the upload failed")),
+            }
+        })?;
+        self.tx = None;
+        let upload = match self.handle.block_on(&mut self.task) {
+            Ok(upload) => upload?,
+            Err(e) => return Err(StoreError::Io(io::Error::other(format!("the upload stopped: {e}")))),
+        };
+        self.handle.block_on(store.client.finish_upload(&store.repo, upload, digest))?;
+        Ok(())
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        // Unfinished: stop the request, so the registry drops the session.
+        self.task.abort();
+    }
+}
+
+impl VolumeSink for StreamingSink {
+    fn finish(mut self: Box<Self>, sha256: &str) -> Result<(), StoreError> {
+        use sha2::Digest as _;
+        let (upload, layer) = match self.inlet.take().expect("an unfinished sink") {
+            Inlet::Plain(upload) => {
+                let layer = plain_layer(&self.name, sha256, upload.bytes)?;
+                (upload, layer)
+            }
+            Inlet::Sealed(writer) => {
+                let mut upload = writer.finish()?;
+                let hex = lkg_core::hex(&upload.hasher.take().expect("a sealed layer's hasher").finalize());
+                let layer = self.store.sealed_layer(&self.name, &hex, upload.bytes, sha256)?;
+                (upload, layer)
+            }
+        };
+        upload.finish(&self.store, &layer.digest)?;
+        self.store.uploaded.fetch_add(layer.size, Ordering::Relaxed);
+        self.staged.lock().expect("staged layers").insert(self.name.clone(), Staged::InRepository(layer));
+        Ok(())
+    }
+}
+
+/// The layer of volume `name`'s plain archive.
+fn plain_layer(name: &str, sha256: &str, size: u64) -> Result<Descriptor, StoreError> {
+    let digest: Digest = format!("sha256:{sha256}").parse().map_err(RegistryError::from)?;
+    let mut layer = Descriptor::new(VOLUME_MEDIA_TYPE, digest, size);
+    layer.annotations = Some(BTreeMap::from([(TITLE.to_owned(), format!("{name}.tar"))]));
+    Ok(layer)
 }
 
 impl OciStaging {
@@ -830,7 +1133,10 @@ impl OciStaging {
         }
         let handle = handle()?;
         let digest = match layers {
-            None => handle.block_on(self.store.push(&self.app, &self.generation, &self.dir, meta))?,
+            None => {
+                let staged = std::mem::take(&mut *self.staged.lock().expect("staged layers"));
+                handle.block_on(self.store.push(&self.app, &self.generation, &self.dir, meta, staged, &self.prints))?
+            }
             Some(layers) => {
                 let titled = |l: &Descriptor| {
                     l.annotations

@@ -171,7 +171,12 @@ pub async fn take_on_node(
             labels: labels.clone(),
         });
         layers.push(layer);
-        taken.push(TakenVolume { name: volume.name, access: Access::Direct, summary: volume.summary });
+        taken.push(TakenVolume {
+            name: volume.name,
+            access: Access::Direct,
+            summary: volume.summary,
+            unchanged: false,
+        });
     }
     let meta = request.meta(records);
     let committed = meta.clone();

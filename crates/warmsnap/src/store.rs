@@ -92,12 +92,34 @@ pub trait Staging: Send + 'static {
     /// Writes `meta`, makes everything durable, checks it, and makes it the
     /// last-known-good in one atomic step. Returns its location.
     fn commit(self, meta: &Meta) -> Result<String, StoreError>;
+    /// Whether a take reads each archive back from this staging and checks
+    /// it there (the default). A store whose durable copy is elsewhere (a
+    /// registry, which checks every digest it receives) answers `false`, and
+    /// the take checks each archive as it is written instead.
+    fn reads_back(&self) -> bool {
+        true
+    }
+    /// Adopts the last-known-good's archive of volume `name` if it was taken
+    /// when the volume had the print `print` (what a walk of the volume's
+    /// metadata hashes to; equal prints mean equal archives). Returns its size
+    /// and SHA-256 if it did: the volume then needs no archive of its own.
+    /// The default adopts nothing.
+    fn adopt_unchanged(&mut self, name: &str, print: &str) -> Result<Option<(u64, String)>, StoreError> {
+        let _ = (name, print);
+        Ok(None)
+    }
+    /// Notes the print of volume `name`'s archive, for the next take's
+    /// [`Staging::adopt_unchanged`]. The default forgets it.
+    fn note_print(&mut self, name: &str, print: &str) {
+        let _ = (name, print);
+    }
 }
 
 /// The archive of one volume being written. I/O errors name the file.
 pub trait VolumeSink: Write + Send {
-    /// Flushes and makes the archive durable.
-    fn finish(self: Box<Self>) -> Result<(), StoreError>;
+    /// Flushes and makes the archive durable; `sha256` is the archive's
+    /// checksum (lowercase hex), which the writer computed.
+    fn finish(self: Box<Self>, sha256: &str) -> Result<(), StoreError>;
 }
 
 /// Why the store failed.
@@ -602,7 +624,7 @@ impl Write for LocalSink {
 }
 
 impl VolumeSink for LocalSink {
-    fn finish(self: Box<Self>) -> Result<(), StoreError> {
+    fn finish(self: Box<Self>, _sha256: &str) -> Result<(), StoreError> {
         let file = self.file.into_inner().map_err(io::IntoInnerError::into_error)?;
         if self.durable {
             file.sync_all()?;

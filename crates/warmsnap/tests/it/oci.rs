@@ -4,7 +4,7 @@
 use lkg_core::{Classify, FailureKind};
 use lkg_registry::{Client, ClientOptions, Reference, RetryPolicy};
 use lkg_testkit::proxy::{Fault, FaultProxy};
-use lkg_warmsnap::{NoProgress, OciStore, RestoreRequest, SnapError, TakeRequest, restore, show, take, verify};
+use lkg_warmsnap::{Access, NoProgress, OciStore, RestoreRequest, SnapError, TakeRequest, restore, show, take, verify};
 
 use crate::support::{MUTATE, RICH, Volumes, docker, env, listings, sh, strict_listing};
 
@@ -23,6 +23,11 @@ fn store(prefix: &str, keep: usize) -> (OciStore, FaultProxy, tempfile::TempDir)
 /// Blob uploads started in the proxy's log (`POST .../blobs/uploads/`).
 fn uploads(proxy: &FaultProxy) -> usize {
     proxy.log().iter().filter(|l| l.contains(" POST ") && l.ends_with("/blobs/uploads/")).count()
+}
+
+/// Streamed uploads in the proxy's log (`PATCH .../blobs/uploads/<id>`).
+fn patches(proxy: &FaultProxy) -> usize {
+    proxy.log().iter().filter(|l| l.contains(" PATCH ") && l.contains("/blobs/uploads/")).count()
 }
 
 /// The repository's tags, straight from the registry.
@@ -50,6 +55,9 @@ async fn a_registry_store_round_trips_and_uploads_only_what_changed() {
     let first = take(&docker, &store, &request, &NoProgress).await.expect("take into the registry");
     assert!(first.location.starts_with(&format!("oci://{}/lkg/", proxy.addr)), "{}", first.location);
     assert_eq!(uploads(&proxy), 3, "two volumes and meta.json: {:#?}", proxy.log());
+    // Volumes new to the repository go up while they are archived: one
+    // streamed PATCH each, finished by digest.
+    assert_eq!(patches(&proxy), 2, "{:#?}", proxy.log());
     assert_eq!(store.uploaded_bytes(), first.meta.total_bytes());
     let app = volumes.app.as_str();
     let tagged = tags(&store);
@@ -81,6 +89,115 @@ async fn a_registry_store_round_trips_and_uploads_only_what_changed() {
     let checked = verify(&store, &volumes.app, &NoProgress).await.unwrap();
     assert!(checked.ok, "{:?}", checked.volumes);
     assert_eq!(lkg_warmsnap::list(&store).await.unwrap(), [volumes.app.clone()]);
+}
+
+/// The annotations of the layers of `store`'s last-good for `app`.
+async fn layer_annotations(store: &OciStore, app: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    let direct = Reference::new(&env().registry_a, store.repository().repository(), None, None);
+    let manifest = Client::new(ClientOptions::default())
+        .unwrap()
+        .get_manifest(&direct.at_tag(&format!("{app}-last-good")))
+        .await
+        .unwrap();
+    let lkg_registry::ManifestKind::Image(image) = manifest.parse().unwrap() else { panic!("an image manifest") };
+    image.layers.into_iter().map(|l| l.annotations.unwrap_or_default()).collect()
+}
+
+#[tokio::test]
+async fn an_unchanged_volume_keeps_its_layer_unread_and_any_change_is_taken() {
+    let docker = docker().await;
+    let mut volumes = Volumes::new("ociprint");
+    let data = volumes.create("data");
+    sh(&data, RICH);
+    // A print is recorded only once every entry's ctime is over 2 s old.
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    let (store, proxy, _state) = store("ociprint", 5);
+    let request = TakeRequest::new(volumes.app.clone(), &volumes.stack).unwrap().access(Access::Direct);
+    let app = volumes.app.as_str().to_owned();
+
+    proxy.set(Fault::None);
+    let first = take(&docker, &store, &request, &NoProgress).await.expect("first take");
+    assert!(!first.volumes[0].unchanged);
+    let print = layer_annotations(&store, &app).await[0].get("dev.lkg.print").cloned().expect("a print");
+    assert!(print.starts_with("v1:"), "{print}");
+
+    // Unchanged: the last-good's layer is kept, nothing of the volume goes up.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    proxy.set(Fault::None);
+    let second = take(&docker, &store, &request, &NoProgress).await.expect("second take");
+    assert!(second.volumes[0].unchanged, "{:?}", second.volumes);
+    assert_eq!(second.meta.volumes[0].sha256, first.meta.volumes[0].sha256);
+    assert_eq!(second.volumes[0].summary, first.volumes[0].summary, "the walk counts what the archive held");
+    assert_eq!(uploads(&proxy), 1, "only meta.json: {:#?}", proxy.log());
+    assert_eq!(second.uploaded_bytes, Some(0));
+    assert_eq!(layer_annotations(&store, &app).await[0].get("dev.lkg.print"), Some(&print));
+
+    // The same size, other bytes: the volume is read and its new archive taken.
+    sh(&data, "printf 'X' | dd of=/data/many/f1 bs=1 count=1 conv=notrunc 2>/dev/null");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    proxy.set(Fault::None);
+    let third = take(&docker, &store, &request, &NoProgress).await.expect("third take");
+    assert!(!third.volumes[0].unchanged);
+    assert_ne!(third.meta.volumes[0].sha256, first.meta.volumes[0].sha256);
+    assert_eq!(third.uploaded_bytes, Some(third.meta.volumes[0].bytes));
+    let taken = listings(&[&data]);
+
+    // Encrypting, the plain layer is not adopted; encrypted, it is, later.
+    let identity = age::x25519::Identity::generate();
+    let sealed = store.clone().encrypt_to(vec![identity.to_public()]).decrypt_with(vec![identity]);
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    let fourth = take(&docker, &sealed, &request, &NoProgress).await.expect("an encrypted take");
+    assert!(!fourth.volumes[0].unchanged);
+    assert!(fourth.uploaded_bytes.unwrap() > 0);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let fifth = take(&docker, &sealed, &request, &NoProgress).await.expect("an unchanged encrypted take");
+    assert!(fifth.volumes[0].unchanged, "{:?}", fifth.volumes);
+    assert_eq!(fifth.uploaded_bytes, Some(0));
+
+    // What was kept without reading restores exactly.
+    sh(&data, MUTATE);
+    restore(&docker, &sealed, &RestoreRequest::new(volumes.app.clone()), &NoProgress).await.expect("restore");
+    assert_eq!(listings(&[&data]), taken);
+}
+
+#[tokio::test]
+async fn a_streamed_upload_that_fails_fails_the_take_and_publishes_nothing() {
+    let docker = docker().await;
+    let mut volumes = Volumes::new("ocistream");
+    let data = volumes.create("data");
+    sh(&data, "dd if=/dev/urandom of=/data/big bs=1M count=3 2>/dev/null");
+    let (store, proxy, state) = store("ocistream", 5);
+    let request = TakeRequest::new(volumes.app.clone(), &volumes.stack).unwrap();
+    // Request 1 asks for the last-good (there is none); 2 opens the upload
+    // session; 3 is the streamed PATCH; 4 finishes it.
+    for (from, what) in [(2, "the session refused"), (3, "the stream refused"), (4, "the digest refused")] {
+        proxy.set(Fault::FailFrom(from));
+        let err = take(&docker, &store, &request, &NoProgress).await.expect_err(what);
+        assert_eq!(err.kind(), FailureKind::Environment, "{what}: {err}");
+        let message = lkg_core::render_chain(&err);
+        assert!(message.contains("injected fault"), "{what}: the registry's answer is named: {message}");
+        proxy.set(Fault::None);
+        assert!(show(&store, &volumes.app).await.unwrap().is_none(), "{what}: nothing published");
+    }
+    let staged: Vec<_> = walkdir(state.path()).into_iter().filter(|p| p.contains("_data.tar")).collect();
+    assert!(staged.is_empty(), "nothing of the volume on disk: {staged:?}");
+    proxy.set(Fault::None);
+    let taken = take(&docker, &store, &request, &NoProgress).await.expect("the registry is back");
+    assert_eq!(taken.uploaded_bytes, Some(taken.meta.volumes[0].bytes));
+}
+
+/// Every file under `dir`.
+fn walkdir(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in fs_err::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(walkdir(&path));
+        } else {
+            found.push(path.display().to_string());
+        }
+    }
+    found
 }
 
 #[tokio::test]

@@ -25,7 +25,7 @@ fn stage(store: &LocalStore, archive: &[u8]) -> (impl Staging, Meta) {
     let mut staging = store.stage(&app()).unwrap();
     let mut sink = staging.create_volume("gitea_data").unwrap();
     sink.write_all(archive).unwrap();
-    sink.finish().unwrap();
+    sink.finish(&record("gitea_data", archive).sha256).unwrap();
     let meta =
         Meta::new(app(), "gitea", None, None, None, jiff::Timestamp::UNIX_EPOCH, vec![record("gitea_data", archive)]);
     (staging, meta)
@@ -146,7 +146,7 @@ fn commit_refuses_a_meta_that_does_not_list_every_archive() {
     let (mut staging, meta) = stage(&store, b"good");
     let mut extra = staging.create_volume("gitea_extra").unwrap();
     extra.write_all(b"x").unwrap();
-    extra.finish().unwrap();
+    extra.finish(&record("gitea_extra", b"x").sha256).unwrap();
     let err = staging.commit(&meta).unwrap_err();
     assert!(matches!(err, StoreError::Layout { .. }), "{err}");
     assert!(store.open(&app(), LockMode::Shared).unwrap().is_none(), "nothing was committed");
