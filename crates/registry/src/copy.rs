@@ -280,6 +280,20 @@ async fn select_platforms(
     }
 }
 
+/// Whether an existence check by digest found the object. A check that
+/// outlasted the retries unanswered, or answered with server errors, is
+/// taken as "not there": distribution answers 500 for a manifest or blob
+/// whose link file a crash left empty, and only pushing it again rewrites
+/// the link. Pushing a digest the registry has is harmless, and a registry
+/// that cannot be reached at all fails the push that follows.
+fn known_there<T>(found: Result<Option<T>, RegistryError>) -> Result<bool, RegistryError> {
+    match found {
+        Ok(found) => Ok(found.is_some()),
+        Err(RegistryError::Unreachable { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 fn copy_manifest<'a>(
     client: &'a Client,
     src: &'a Reference,
@@ -291,7 +305,7 @@ fn copy_manifest<'a>(
         // A manifest the destination has implies its parts: the registry
         // checked them when it was written. Within one repository the
         // source manifest is that manifest.
-        if src.same_repository(dst) || client.head_manifest(&dst.at_digest(&manifest.digest)).await?.is_some() {
+        if src.same_repository(dst) || known_there(client.head_manifest(&dst.at_digest(&manifest.digest)).await)? {
             counters.manifests_existing.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
@@ -341,7 +355,7 @@ async fn copy_blob(
             }
             Mount::Refused(s) => session = s,
         }
-    } else if client.blob_exists(dst, &blob.digest).await?.is_some() {
+    } else if known_there(client.blob_exists(dst, &blob.digest).await)? {
         counters.blobs_existing.fetch_add(1, Ordering::Relaxed);
         return Ok(());
     }

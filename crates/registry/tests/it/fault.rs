@@ -221,3 +221,38 @@ async fn a_registry_restarted_mid_copy_writes_no_tag_and_one_rerun_copies() {
     }
     eprintln!("first copies: {outcomes:?}");
 }
+
+/// A registry killed while it wrote a link file leaves it empty, and
+/// distribution answers 500 for that manifest or blob from then on (seen in
+/// `a_registry_restarted_mid_promotion_is_healed_by_one_rerun`): a copy run
+/// again pushes them anyway, which rewrites the links.
+#[tokio::test]
+async fn a_copy_again_heals_the_links_a_registry_crash_left_empty() {
+    use lkg_registry::copy::{CopyOptions, copy};
+    let registry = OwnRegistry::plain();
+    let client = client();
+    let src = crate::common::reference(&env().registry_a, "heal", "app", "1");
+    let image =
+        crate::random::push_random_image(&client, &src, 7, &[4096, 8192], &[], &crate::common::amd64()).await.unwrap();
+    let dst = crate::common::reference(&registry.addr, "heal", "app", "1");
+    copy(&client, &src, &dst, &CopyOptions::default()).await.expect("the first copy");
+    let lkg_registry::ManifestKind::Image(parsed) = image.parse().unwrap() else { panic!("an image") };
+
+    // Empty the manifest's revision link and one layer's link, as a crash
+    // in the middle of writing them would.
+    let repo = registry.storage().join("repositories").join(dst.repository());
+    let revision = repo.join(format!("_manifests/revisions/sha256/{}/link", image.digest.hex()));
+    let layer = repo.join(format!("_layers/sha256/{}/link", parsed.layers[0].digest.hex()));
+    for link in [&revision, &layer] {
+        std::fs::write(link, b"").unwrap();
+    }
+    let at = dst.at_digest(&image.digest);
+    assert!(client.head_manifest(&at).await.is_err(), "distribution answers 500 for an empty link");
+    assert!(client.blob_exists(&dst, &parsed.layers[0].digest).await.is_err());
+
+    let report = copy(&client, &src, &dst, &CopyOptions::default()).await.expect("the copy again");
+    assert_eq!(report.manifests_pushed, 1, "{report:?}");
+    assert_eq!(client.head_manifest(&at).await.unwrap().map(|h| h.digest), Some(image.digest.clone()));
+    assert_eq!(client.blob_exists(&dst, &parsed.layers[0].digest).await.unwrap(), Some(4096));
+    assert_eq!(std::fs::read_to_string(&revision).unwrap(), image.digest.to_string(), "the link is rewritten");
+}

@@ -110,7 +110,7 @@ pub struct OwnRegistry {
     pub addr: String,
     config: PathBuf,
     child: Option<Child>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl OwnRegistry {
@@ -137,7 +137,7 @@ impl OwnRegistry {
             ),
         )
         .unwrap();
-        let mut registry = OwnRegistry { addr, config, child: None, _dir: dir };
+        let mut registry = OwnRegistry { addr, config, child: None, dir };
         registry.start_again();
         registry
     }
@@ -158,6 +158,11 @@ impl OwnRegistry {
         lkg_testkit::wait_until("our own registry", Duration::from_secs(15), Duration::from_millis(20), || {
             lkg_testkit::http_get(&format!("http://{addr}/v2/")).ok().filter(|r| matches!(r.status, 200 | 401))
         });
+    }
+
+    /// Its storage: distribution's `docker/registry/v2` directory.
+    pub fn storage(&self) -> PathBuf {
+        self.dir.path().join("data/docker/registry/v2")
     }
 
     /// SIGKILLs the process (a crash, or a host restart), leaving its storage.
