@@ -959,7 +959,8 @@ enum Inlet {
 /// A streamed upload in progress.
 struct Upload {
     tx: Option<tokio::sync::mpsc::Sender<Result<Bytes, RegistryError>>>,
-    task: tokio::task::JoinHandle<Result<UnfinishedUpload, RegistryError>>,
+    /// The request; `None` once its outcome was taken.
+    task: Option<tokio::task::JoinHandle<Result<UnfinishedUpload, RegistryError>>>,
     handle: tokio::runtime::Handle,
     pending: Vec<u8>,
     /// The SHA-256 of a sealed layer (a plain one's is the archive's).
@@ -984,7 +985,7 @@ impl StreamingSink {
         let task = staging.handle.spawn(async move { client.upload_unfinished(&repo, content).await });
         let upload = Upload {
             tx: Some(tx),
-            task,
+            task: Some(task),
             handle: staging.handle.clone(),
             pending: Vec::with_capacity(STREAM_CHUNK),
             hasher: sealing.then(sha2::Sha256::default),
@@ -1051,12 +1052,22 @@ impl Upload {
             return Ok(());
         }
         self.tx = None;
-        let error = match self.handle.block_on(&mut self.task) {
-            Ok(Err(e)) => StoreError::Registry(e),
-            Ok(Ok(_)) => StoreError::Io(io::Error::other("the registry ended the upload early")),
-            Err(e) => StoreError::Io(io::Error::other(format!("the upload stopped: {e}"))),
+        let error = match self.outcome() {
+            Err(e) => e,
+            Ok(_) => StoreError::Io(io::Error::other("the registry ended the upload early")),
         };
         Err(io::Error::other(error))
+    }
+
+    /// Waits for the request to end (the stream must be closed or broken).
+    fn outcome(&mut self) -> Result<UnfinishedUpload, StoreError> {
+        let Some(task) = self.task.take() else {
+            return Err(StoreError::Io(io::Error::other("the upload failed earlier")));
+        };
+        match self.handle.block_on(task) {
+            Ok(upload) => Ok(upload?),
+            Err(e) => Err(StoreError::Io(io::Error::other(format!("the upload stopped: {e}")))),
+        }
     }
 
     /// Ends the stream and makes it blob `digest`.
@@ -1069,10 +1080,7 @@ impl Upload {
             }
         })?;
         self.tx = None;
-        let upload = match self.handle.block_on(&mut self.task) {
-            Ok(upload) => upload?,
-            Err(e) => return Err(StoreError::Io(io::Error::other(format!("the upload stopped: {e}")))),
-        };
+        let upload = self.outcome()?;
         self.handle.block_on(store.client.finish_upload(&store.repo, upload, digest))?;
         Ok(())
     }
@@ -1081,7 +1089,9 @@ impl Upload {
 impl Drop for Upload {
     fn drop(&mut self) {
         // Unfinished: stop the request, so the registry drops the session.
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
