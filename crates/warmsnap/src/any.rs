@@ -165,6 +165,13 @@ impl Staging for AnyStaging {
         }
     }
 
+    fn may_adopt(&self, name: &str) -> bool {
+        match self {
+            AnyStaging::Local(s) => s.may_adopt(name),
+            AnyStaging::Oci(s) => s.may_adopt(name),
+        }
+    }
+
     fn adopt_unchanged(&mut self, name: &str, print: &str) -> Result<Option<(u64, String)>, StoreError> {
         match self {
             AnyStaging::Local(s) => s.adopt_unchanged(name, print),

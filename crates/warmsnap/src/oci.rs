@@ -924,6 +924,10 @@ impl Staging for OciStaging {
         false
     }
 
+    fn may_adopt(&self, name: &str) -> bool {
+        matches!(self.previous.get(name), Some(Some(_)))
+    }
+
     fn adopt_unchanged(&mut self, name: &str, print: &str) -> Result<Option<(u64, String)>, StoreError> {
         let Some(Some(adoptable)) = self.previous.get(name) else { return Ok(None) };
         if adoptable.print != print {

@@ -99,6 +99,13 @@ pub trait Staging: Send + 'static {
     fn reads_back(&self) -> bool {
         true
     }
+    /// Whether [`Staging::adopt_unchanged`] could adopt an archive for
+    /// volume `name` (the last-known-good has one with a print): a take
+    /// walks the volume for its print only then. The default: never.
+    fn may_adopt(&self, name: &str) -> bool {
+        let _ = name;
+        false
+    }
     /// Adopts the last-known-good's archive of volume `name` if it was taken
     /// when the volume had the print `print` (what a walk of the volume's
     /// metadata hashes to; equal prints mean equal archives). Returns its size

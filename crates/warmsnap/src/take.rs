@@ -286,8 +286,10 @@ async fn copy_volume<G: Staging>(
             Access::Auto | Access::Archive => Access::Archive,
         };
         if access == Access::Direct {
+            remove_restore_leftovers(&volume.name, PathBuf::from(&volume.mountpoint)).await?;
+        }
+        if access == Access::Direct && staging.may_adopt(&volume.name) {
             let mountpoint = PathBuf::from(&volume.mountpoint);
-            remove_restore_leftovers(&volume.name, mountpoint.clone()).await?;
             let print = blocking(move || print_directory(&mountpoint)).await?.map_err(|source| SnapError::Io {
                 action: "walk",
                 volume: volume.name.clone(),
