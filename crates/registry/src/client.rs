@@ -1189,26 +1189,38 @@ impl Client {
             None => self.start_upload(repo).await?,
         };
         let url = Client::finish_url(&session, digest);
-        let auth = self.authorization(repo.registry(), repo.api_host(), &[Scope::push(repo.repository())]).await?;
-        let mut rb = self
+        let request = self
             .inner
             .http
             .put(&url)
             .header(header::CONTENT_TYPE, "application/octet-stream")
             .header(header::CONTENT_LENGTH, size)
             .body(reqwest::Body::wrap_stream(content));
-        if let Some(a) = auth {
-            rb = rb.header(header::AUTHORIZATION, a);
-        }
-        self.inner.requests.fetch_add(1, Ordering::Relaxed);
-        let response = rb.send().await.map_err(|e| RegistryError::Unreachable {
-            registry: repo.api_host().to_owned(),
-            reason: format!("uploading blob {digest}: {}", without_url(&e)),
-        })?;
+        let response = self.send_stream(repo, request, &format!("uploading blob {digest}")).await?;
         if response.status() != StatusCode::CREATED {
             return Err(Client::unexpected_stream(repo, response, &Method::PUT, &url).await);
         }
         Ok(())
+    }
+
+    /// Sends `request`, whose body is a stream, authorised to push to
+    /// `repo`; once (a stream cannot be replayed). `what` names it in errors.
+    async fn send_stream(
+        &self,
+        repo: &Reference,
+        request: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let auth = self.authorization(repo.registry(), repo.api_host(), &[Scope::push(repo.repository())]).await?;
+        let request = match auth {
+            Some(a) => request.header(header::AUTHORIZATION, a),
+            None => request,
+        };
+        self.inner.requests.fetch_add(1, Ordering::Relaxed);
+        request.send().await.map_err(|e| RegistryError::Unreachable {
+            registry: repo.api_host().to_owned(),
+            reason: format!("{what}: {}", without_url(&e)),
+        })
     }
 
     /// What a streamed request's failure answer means: a transient status
@@ -1256,21 +1268,13 @@ impl Client {
         content: BlobStream,
     ) -> Result<UnfinishedUpload, RegistryError> {
         let session = self.start_upload(repo).await?;
-        let auth = self.authorization(repo.registry(), repo.api_host(), &[Scope::push(repo.repository())]).await?;
-        let mut rb = self
+        let request = self
             .inner
             .http
             .patch(&session)
             .header(header::CONTENT_TYPE, "application/octet-stream")
             .body(reqwest::Body::wrap_stream(content));
-        if let Some(a) = auth {
-            rb = rb.header(header::AUTHORIZATION, a);
-        }
-        self.inner.requests.fetch_add(1, Ordering::Relaxed);
-        let response = rb.send().await.map_err(|e| RegistryError::Unreachable {
-            registry: repo.api_host().to_owned(),
-            reason: format!("streaming an upload: {}", without_url(&e)),
-        })?;
+        let response = self.send_stream(repo, request, "streaming an upload").await?;
         if response.status() != StatusCode::ACCEPTED {
             return Err(Client::unexpected_stream(repo, response, &Method::PATCH, &session).await);
         }
