@@ -393,14 +393,14 @@ impl OciStore {
         generation: &str,
         dir: &Path,
         meta: &Meta,
-        mut staged: BTreeMap<String, Staged>,
+        mut staged: BTreeMap<String, Descriptor>,
         prints: &BTreeMap<String, String>,
     ) -> Result<Digest, StoreError> {
         let mut layers = Vec::new();
         let reusable = self.reusable_layers(app).await;
         for record in &meta.volumes {
             let mut layer = match staged.remove(&record.name) {
-                Some(Staged::InRepository(layer)) => layer,
+                Some(layer) => layer,
                 None => self.volume_layer(dir, record, &reusable).await?,
             };
             let annotations = layer.annotations.get_or_insert_default();
@@ -875,8 +875,9 @@ pub struct OciStaging {
     dir: PathBuf,
     /// The last-known-good's volumes, with the layer each may adopt.
     previous: BTreeMap<String, Option<Adoptable>>,
-    /// Layers settled before the commit, by volume.
-    staged: Arc<std::sync::Mutex<BTreeMap<String, Staged>>>,
+    /// Layers already in the repository before the commit (uploaded while
+    /// archived, or adopted), by volume.
+    staged: Arc<std::sync::Mutex<BTreeMap<String, Descriptor>>>,
     /// Each volume's print, by volume.
     prints: BTreeMap<String, String>,
     handle: tokio::runtime::Handle,
@@ -890,13 +891,6 @@ struct Adoptable {
     bytes: u64,
     sha256: String,
     layer: Descriptor,
-}
-
-/// A volume's layer settled before the commit.
-#[derive(Debug)]
-enum Staged {
-    /// In the repository (uploaded while archived, or adopted).
-    InRepository(Descriptor),
 }
 
 impl Staging for OciStaging {
@@ -933,8 +927,7 @@ impl Staging for OciStaging {
         if adoptable.print != print {
             return Ok(None);
         }
-        let staged = Staged::InRepository(adoptable.layer.clone());
-        self.staged.lock().expect("staged layers").insert(name.to_owned(), staged);
+        self.staged.lock().expect("staged layers").insert(name.to_owned(), adoptable.layer.clone());
         Ok(Some((adoptable.bytes, adoptable.sha256.clone())))
     }
 
@@ -951,7 +944,7 @@ impl Staging for OciStaging {
 struct StreamingSink {
     name: String,
     store: OciStore,
-    staged: Arc<std::sync::Mutex<BTreeMap<String, Staged>>>,
+    staged: Arc<std::sync::Mutex<BTreeMap<String, Descriptor>>>,
     inlet: Option<Inlet>,
 }
 
@@ -1116,7 +1109,7 @@ impl VolumeSink for StreamingSink {
         };
         upload.finish(&self.store, &layer.digest)?;
         self.store.uploaded.fetch_add(layer.size, Ordering::Relaxed);
-        self.staged.lock().expect("staged layers").insert(self.name.clone(), Staged::InRepository(layer));
+        self.staged.lock().expect("staged layers").insert(self.name.clone(), layer);
         Ok(())
     }
 }
